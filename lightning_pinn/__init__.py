@@ -1,0 +1,22 @@
+"""lightning_pinn: physics-informed neural networks on PyTorch Lightning that diagnose
+gradient conflict between losses and switch, in the same run, to per-loss adapters,
+reweighting or gradient surgery (Kim & N'guessan 2026)."""
+
+from lightning_pinn import problems
+from lightning_pinn.data import Box, BoxBoundary, CollocationDataModule, PointSet
+from lightning_pinn.metrics import RelativeL2Error
+from lightning_pinn.module import PINNModule
+from lightning_pinn.networks import MLP
+
+__all__ = [
+    "Box",
+    "BoxBoundary",
+    "CollocationDataModule",
+    "MLP",
+    "PINNModule",
+    "PointSet",
+    "RelativeL2Error",
+    "problems",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""Per-loss gradients: the Jacobian ``J`` of K losses over a flat parameter vector.
+
+DESIGN §2: one forward, K reverse passes (``torch.autograd.grad``, so DDP's reducer is never
+involved), rows flattened and stacked into a ``[K, P]`` fp32 matrix that stays on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["per_loss_gradients", "flatten", "unflatten_into_grad", "numels"]
+
+
+def numels(params: Sequence[Tensor]) -> list[int]:
+    """Number of elements of each parameter, in order."""
+    return [p.numel() for p in params]
+
+
+def flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    """Concatenate gradients into one fp32 vector; ``None`` (unused parameter) becomes zeros.
+
+    Args:
+        tensors: gradients, one per parameter (``None`` where the loss does not reach it).
+        like: the parameters, used for shapes of missing gradients.
+
+    Returns:
+        A ``[P]`` fp32 vector.
+    """
+    parts = [
+        (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+        for g, p in zip(tensors, like, strict=True)
+    ]
+    if not parts:
+        return torch.zeros(0)
+    return torch.cat(parts)
+
+
+def per_loss_gradients(
+    losses: Sequence[Tensor],
+    shared: Sequence[Tensor],
+    extra: Sequence[Sequence[Tensor]] | None = None,
+    scale: float = 1.0,
+) -> tuple[Tensor, list[Tensor]]:
+    """Gradient of each loss over the shared parameters, and over its own extra parameters.
+
+    One reverse pass per loss over a graph built by a single forward (the graph is retained
+    between passes). Gradients are returned unscaled (divided by ``scale``) in fp32.
+
+    Args:
+        losses: K scalar losses.
+        shared: the shared parameters θ_s (P elements in all).
+        extra: optional, for each loss k, the parameters whose gradient of L_k is wanted too
+            (adapter k under ``routing="own"``, or all adapters under ``routing="shared"``).
+        scale: a loss scale already applied to ``losses`` (fp16 gradient scaler); the returned
+            gradients are divided by it.
+
+    Returns:
+        ``J`` of shape ``[K, P]`` (fp32) and, for each k, the flat fp32 gradient of L_k over
+        ``extra[k]`` (an empty list when ``extra`` is None).
+    """
+    k_total = len(losses)
+    rows: list[Tensor] = []
+    extra_rows: list[Tensor] = []
+    n_shared = len(shared)
+    for k, loss in enumerate(losses):
+        own = list(extra[k]) if extra is not None else []
+        inputs = [*shared, *own]
+        grads = torch.autograd.grad(
+            loss, inputs, retain_graph=k < k_total - 1, allow_unused=True, materialize_grads=False
+        )
+        rows.append(flatten(grads[:n_shared], shared))
+        if extra is not None:
+            extra_rows.append(flatten(grads[n_shared:], own))
+    jac = torch.stack(rows)  # (K, P)
+    if scale != 1.0:
+        jac = jac / scale
+        extra_rows = [h / scale for h in extra_rows]
+    return jac, extra_rows
+
+
+def unflatten_into_grad(vector: Tensor, params: Sequence[Tensor]) -> None:
+    """Write a flat ``[P]`` vector into the ``.grad`` of ``params`` (views, no copy)."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = vector[offset : offset + n].view_as(p).to(p.dtype)
+        offset += n
+    if offset != vector.numel():
+        raise ValueError(
+            f"update has {vector.numel()} elements but the parameters hold {offset}; "
+            "the parameter set changed without rebuilding the strategy"
+        )

@@ -1,0 +1,197 @@
+"""The ``Problem`` base class and the generic module that trains one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
+from lightning_pinn.module import PINNModule
+from lightning_pinn.networks import MLP
+
+__all__ = ["Problem", "ProblemModule"]
+
+
+@dataclasses.dataclass
+class Problem:
+    """A ready PDE problem: losses, sampling regions, reference solution, defaults.
+
+    Subclasses are dataclasses whose fields are the problem's parameters (PDE coefficients,
+    point counts); :func:`lightning_pinn.problems.get` passes overrides to them. They set the
+    class attributes below and implement :meth:`point_sets`, :meth:`losses`,
+    :meth:`reference` and :meth:`eval_points`.
+
+    Attributes:
+        name: registry name.
+        loss_names: the K loss names (order = loss index).
+        input_dim: number of input coordinates d (space and time).
+        output_dim: number of output fields m.
+        field_names: names of the output fields.
+        coordinate_names: names of the input coordinates.
+    """
+
+    name: ClassVar[str] = ""
+    loss_names: ClassVar[tuple[str, ...]] = ()
+    input_dim: ClassVar[int] = 1
+    output_dim: ClassVar[int] = 1
+    field_names: ClassVar[tuple[str, ...]] = ("u",)
+    coordinate_names: ClassVar[tuple[str, ...]] = ("x",)
+
+    def validate(self) -> None:
+        """Check parameter ranges; raise ``ValueError`` naming the bad field. Override."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.startswith("n_") and (not isinstance(getattr(self, f.name), int) or getattr(self, f.name) < 1):
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name} must be a positive int, got "
+                    f"{getattr(self, f.name)!r}"
+                )
+        self.validate()
+
+    # -- to implement ------------------------------------------------------------------
+    def point_sets(self) -> dict[str, PointSet]:
+        """Collocation point sets drawn every step, by name."""
+        raise NotImplementedError
+
+    def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The K losses of ``module`` (call ``module(x)`` for the network) on ``batch``."""
+        raise NotImplementedError
+
+    def reference(self, points: Tensor) -> Tensor:
+        """Reference solution ``[N, input_dim] -> [N, output_dim]``."""
+        raise NotImplementedError
+
+    def eval_points(self) -> Tensor:
+        """Fixed evaluation points ``[N, input_dim]`` for ``val/rel_l2``."""
+        raise NotImplementedError
+
+    # -- optional hooks ------------------------------------------------------------------
+    def unknowns(self) -> dict[str, float]:
+        """Unknown scalar PDE coefficients of an inverse problem: name -> initial guess."""
+        return {}
+
+    def true_values(self) -> dict[str, float]:
+        """True values of the unknown coefficients (for logging their error)."""
+        return {}
+
+    def fixed_data(self) -> dict[str, Tensor]:
+        """Fixed tensors the losses need (observations of an inverse problem)."""
+        return {}
+
+    def default_trunk(self) -> nn.Module:
+        """The default network: tanh MLP, 4 hidden layers of 64."""
+        return MLP(self.input_dim, self.output_dim, width=64, depth=4)
+
+    def options(self) -> dict[str, Any]:
+        """The problem's parameters (dataclass fields) as a dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    # -- factories -----------------------------------------------------------------------
+    def module(self, trunk: nn.Module | None = None, **kwargs: Any) -> ProblemModule:
+        """A configured :class:`ProblemModule` (kwargs go to :class:`PINNModule`)."""
+        return ProblemModule(self, trunk=trunk, **kwargs)
+
+    def datamodule(
+        self,
+        *,
+        seed: int = 0,
+        method: SamplingMethod = "uniform",
+        points: Mapping[str, int] | None = None,
+        eval_batch_size: int = 8192,
+    ) -> CollocationDataModule:
+        """Collocation points resampled every step, plus the evaluation set.
+
+        Args:
+            seed: sampling seed.
+            method: ``"uniform"``, ``"lhs"`` or ``"sobol"``.
+            points: per-set point counts overriding the defaults, e.g. ``{"residual": 500}``.
+            eval_batch_size: points per validation batch.
+        """
+        sets = self.point_sets()
+        for name, n in (points or {}).items():
+            if name not in sets:
+                raise ValueError(f"unknown point set {name!r}; {self.name} has {list(sets)}")
+            sets[name] = PointSet(sets[name].region, n)
+        return CollocationDataModule(
+            sets,
+            seed=seed,
+            method=method,
+            eval_points=self.eval_points(),
+            reference=self.reference,
+            eval_batch_size=eval_batch_size,
+        )
+
+
+class _TensorDict(nn.Module):
+    """Fixed tensors registered as (non-persistent) buffers, accessed by name."""
+
+    def __init__(self, tensors: Mapping[str, Tensor]) -> None:
+        super().__init__()
+        self._names = list(tensors)
+        for name, t in tensors.items():
+            self.register_buffer(name, t.detach().clone(), persistent=False)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+class ProblemModule(PINNModule):
+    """A :class:`PINNModule` whose losses come from a :class:`Problem`.
+
+    Unknown coefficients of inverse problems are ``nn.Parameter`` s in
+    :attr:`coefficients` (part of the shared parameters θ_s, a separate block of ``J``) and
+    are logged as ``param/<name>`` next to ``param_error/<name>`` (relative to the true value).
+
+    Args:
+        problem: a :class:`Problem` or a registered problem name.
+        trunk: the network; the problem's default trunk if ``None``.
+        problem_options: overrides for the problem when ``problem`` is a name.
+        **kwargs: :class:`PINNModule` options (``lr``, ``strategy``, ...).
+    """
+
+    def __init__(
+        self,
+        problem: Problem | str = "burgers",
+        trunk: nn.Module | None = None,
+        problem_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(problem, str):
+            from lightning_pinn.problems import get
+
+            problem = get(problem, **dict(problem_options or {}))
+        elif not isinstance(problem, Problem):
+            raise TypeError(f"problem must be a Problem or a name, got {type(problem).__name__}")
+        super().__init__(
+            trunk if trunk is not None else problem.default_trunk(),
+            loss_names=problem.loss_names,
+            field_names=problem.field_names,
+            **kwargs,
+        )
+        self.problem = problem
+        self.hparams["problem"] = problem.name
+        self.hparams["problem_options"] = problem.options()
+        self.coefficients = nn.ParameterDict(
+            {n: nn.Parameter(torch.tensor(float(v))) for n, v in problem.unknowns().items()}
+        )
+        self.fixed = _TensorDict(problem.fixed_data())
+
+    def losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return self.problem.losses(self, batch)
+
+    def extra_log_metrics(self) -> dict[str, Tensor]:
+        truth = self.problem.true_values()
+        out: dict[str, Tensor] = {}
+        for name, p in self.coefficients.items():
+            out[f"param/{name}"] = p.detach()
+            if name in truth and truth[name] != 0:
+                out[f"param_error/{name}"] = (p.detach() - truth[name]).abs() / abs(truth[name])
+        return out

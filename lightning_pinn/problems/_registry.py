@@ -1,0 +1,78 @@
+"""The problem registry: names, variants with preset parameters, validated overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any
+
+from lightning_pinn.problems._base import Problem
+
+__all__ = ["get", "names", "register"]
+
+_REGISTRY: dict[str, tuple[type[Problem], dict[str, Any]]] = {}
+
+
+def register(name: str, cls: type[Problem], **preset: Any) -> None:
+    """Register ``cls`` under ``name`` with preset parameters (a variant such as
+    ``convection-b10``)."""
+    if name in _REGISTRY:
+        raise ValueError(f"problem {name!r} is already registered")
+    _REGISTRY[name] = (cls, preset)
+
+
+def names() -> list[str]:
+    """Registered problem names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _check_type(cls: type[Problem], key: str, value: Any) -> None:
+    hints = typing.get_type_hints(cls)
+    expected = hints.get(key)
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is bool:
+        ok = isinstance(value, bool)
+    else:
+        ok = True
+    if not ok:
+        raise TypeError(
+            f"{cls.name}: override {key}={value!r} has type {type(value).__name__}, "
+            f"expected {getattr(expected, '__name__', expected)}"
+        )
+
+
+def get(name: str, **overrides: Any) -> Problem:
+    """A registered problem, with parameter overrides.
+
+    Args:
+        name: a name from :func:`names`.
+        **overrides: problem parameters (dataclass fields), e.g. ``beta=10`` or
+            ``n_residual=500``.
+
+    Raises:
+        ValueError: unknown name (close matches are listed), unknown override, or a value out
+            of range.
+        TypeError: an override of the wrong type.
+    """
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown problem {name!r}.{hint} Registered problems: {', '.join(names())}"
+        )
+    cls, preset = _REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"problem {name!r} has no parameter(s) {unknown}; valid parameters: {sorted(fields)}"
+        )
+    for key, value in overrides.items():
+        _check_type(cls, key, value)
+    problem = cls(**{**preset, **overrides})
+    problem.name = name  # the registered (variant) name
+    return problem
