@@ -1,0 +1,111 @@
+"""Per-step cost of ``PINNModule`` against the simplest plain-PyTorch loop.
+
+Both train Burgers with the same tanh MLP 2-64-64-64-64-1 and the same point counts (2000
+residual, 200 initial, 200 boundary, resampled every step by the same sampler), Adam 1e-3.
+The plain loop does one forward of each point set, one backward of the summed loss and one
+Adam step. ``PINNModule`` runs inside a real ``lightning.Trainer`` (K = 3 per-loss backward
+passes, the strategy, manual optimization, logging every 50 steps); a callback stamps the time
+at every ``on_train_batch_end``, so a step includes data loading and all Lightning overhead.
+
+The two are measured in the same process, interleaved in rounds, and the ratio of the median
+step times is printed (these machines are noisy; absolute times drift).
+
+    python benchmarks/step_cost.py [--rounds 6] [--steps 150] [--strategies none reweight ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lightning_pinn import problems
+from lightning_pinn.networks import MLP
+
+warnings.filterwarnings("ignore")
+
+
+class _Stamp(Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter())
+
+
+def plain_loop(problem, steps: int, seed: int) -> list[float]:
+    """Step times of a plain loop: sum of losses, one backward, Adam."""
+    torch.manual_seed(seed)
+    net = MLP(2, 1, 64, 4)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    dm = problem.datamodule(seed=seed)
+    module = problem.module(trunk=net)  # only to reuse problem.losses(module, batch)
+    stamps = [time.perf_counter()]
+    for i in range(steps):
+        batch = dm.sample(i)
+        loss = sum(problem.losses(module, batch).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        stamps.append(time.perf_counter())
+    return [b - a for a, b in zip(stamps[:-1], stamps[1:])]
+
+
+def lightning_run(problem, steps: int, seed: int, strategy: str, **options) -> list[float]:
+    """Step times of ``PINNModule`` in a ``Trainer`` (time between batch ends)."""
+    torch.manual_seed(seed)
+    module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
+    stamp = _Stamp()
+    trainer = L.Trainer(
+        max_steps=steps + 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[stamp],
+        log_every_n_steps=50,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=problem.datamodule(seed=seed))
+    t = stamp.times
+    return [b - a for a, b in zip(t[:-1], t[1:])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--strategies", nargs="+", default=["none"])
+    args = parser.parse_args()
+    problem = problems.get("burgers")
+    times: dict[str, list[float]] = {"plain": []}
+    for s in args.strategies:
+        times[s] = []
+    for r in range(args.rounds):
+        times["plain"] += plain_loop(problem, args.steps, r)[args.warmup :]
+        for s in args.strategies:
+            opts = {"aggregator": "upgrad"} if s == "surgery" else {}
+            times[s] += lightning_run(problem, args.steps, r, s, **opts)[args.warmup :]
+    plain = statistics.median(times["plain"])
+    print(f"threads: {torch.get_num_threads()}  rounds: {args.rounds}  steps/round: {args.steps}")
+    print(f"plain loop: median {plain * 1e3:.2f} ms/step = {1 / plain:.1f} steps/s")
+    for s in args.strategies:
+        med = statistics.median(times[s])
+        print(
+            f"PINNModule[{s}]: median {med * 1e3:.2f} ms/step; ratio to plain {med / plain:.3f}"
+        )
+    if len(args.strategies) > 1 and "none" in args.strategies:
+        base = statistics.median(times["none"])
+        for s in args.strategies:
+            if s != "none":
+                print(f"ratio {s}/none: {statistics.median(times[s]) / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""``lightning-pinn``: run a problem, list problems, benchmark, fit from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _points(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, n = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=COUNT[,NAME=COUNT], got {text!r}")
+        out[name.strip()] = _positive_int(n)
+    return out
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="probe, diagnose, switch and train one problem",
+        description="Train a registered problem. By default (--strategy auto) the first "
+        "--probe-steps steps run unmodified, the conflict report picks the intervention and "
+        "the module switches to it in place.",
+    )
+    p.add_argument("problem", help="problem name (see `lightning-pinn list`)")
+    p.add_argument("--max-steps", type=_positive_int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--strategy", choices=["auto", "none", "reweight", "adapters", "surgery"], default="auto"
+    )
+    p.add_argument("--probe-steps", type=_positive_int, default=None,
+                   help="probe window (default: min(1000, max-steps / 2))")
+    p.add_argument("--no-switch", action="store_true", help="diagnose only, never switch")
+    p.add_argument("--lr", type=_positive_float, default=1e-3)
+    p.add_argument("--lr-decay-rate", type=_positive_float, default=1.0)
+    p.add_argument("--lr-decay-steps", type=_positive_int, default=1000)
+    p.add_argument("--points", type=_points, default=None,
+                   help="point counts per set, e.g. residual=500,initial=100")
+    p.add_argument("--problem-options", type=_json_dict, default={},
+                   help='problem parameters as JSON, e.g. \'{"beta": 10}\'')
+    p.add_argument("--module-options", type=_json_dict, default={},
+                   help='PINNModule options as JSON, e.g. \'{"rank": 8, "routing": "shared"}\'')
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1")
+    p.add_argument("--precision", default="32-true")
+    p.add_argument("--logger", choices=["csv", "tensorboard", "wandb", "none"], default="csv")
+    p.add_argument("--out", default="runs", help="root directory of logs and checkpoints")
+    p.add_argument("--name", default=None, help="run name (default: the problem name)")
+    p.add_argument("--log-every", type=_positive_int, default=50)
+    p.add_argument("--val-every", type=_positive_int, default=None)
+    p.add_argument("--resume", default=None, metavar="PATH", help="resume from a checkpoint")
+    p.add_argument("--no-progress-bar", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lightning_pinn import problems
+    from lightning_pinn.experiment import RunConfig, format_summary, run_experiment
+
+    if args.problem not in problems.names():
+        problems.get(args.problem)  # raises with close matches
+    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    cfg = RunConfig(
+        problem=args.problem,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        strategy=args.strategy,
+        probe_steps=args.probe_steps,
+        switch=not args.no_switch,
+        lr=args.lr,
+        lr_decay_rate=args.lr_decay_rate,
+        lr_decay_steps=args.lr_decay_steps,
+        points=args.points,
+        problem_options=args.problem_options,
+        module_options=args.module_options,
+        accelerator=args.accelerator,
+        devices=devices,
+        precision=args.precision,
+        logger=args.logger,
+        out=args.out,
+        name=args.name,
+        log_every_n_steps=args.log_every,
+        val_every=args.val_every,
+        resume=args.resume,
+        progress_bar=not args.no_progress_bar,
+    )
+    summary = run_experiment(cfg)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from lightning_pinn import problems
+
+    for name in problems.names():
+        p = problems.get(name)
+        doc = (type(p).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:24s} K={len(p.loss_names)}  d={p.input_dim}  m={p.output_dim}  {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightning-pinn",
+        description="Physics-informed neural networks that diagnose gradient conflict.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    sub.add_parser("list", help="list the registered problems")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lightning-pinn`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        from lightning_pinn.lightning_cli import fit_main
+
+        fit_main(argv[1:])
+        return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": _run, "list": _list}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
+        print(f"lightning-pinn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

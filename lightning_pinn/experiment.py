@@ -1,0 +1,245 @@
+"""One training run of a registered problem: probe, diagnose, switch, train, report.
+
+Used by ``lightning-pinn run`` and by the benchmark (each benchmark cell is one call).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from lightning_pinn import problems
+
+__all__ = ["RunConfig", "run_experiment", "make_logger"]
+
+LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
+RunStrategy = Literal["auto", "none", "reweight", "adapters", "surgery"]
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything one run needs; every field maps to a ``lightning-pinn run`` flag."""
+
+    problem: str = "burgers"
+    max_steps: int = 2000
+    seed: int = 0
+    strategy: RunStrategy = "auto"
+    probe_steps: int | None = None  # None: min(1000, max_steps // 2)
+    switch: bool = True
+    lr: float = 1e-3
+    lr_decay_rate: float = 1.0
+    lr_decay_steps: int = 1000
+    points: dict[str, int] | None = None
+    problem_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    module_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    accelerator: str = "auto"
+    devices: int | str = 1
+    precision: str = "32-true"
+    logger: LoggerName = "csv"
+    out: str = "runs"
+    name: str | None = None
+    log_every_n_steps: int = 50
+    val_every: int | None = None  # None: max(1, min(500, max_steps))
+    checkpoint_every: int | None = None  # None: the validation interval
+    resume: str | None = None
+    progress_bar: bool = True
+    deterministic: bool = False
+
+    def validate(self) -> None:
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if self.probe_steps is not None and self.probe_steps < 1:
+            raise ValueError(f"probe_steps must be a positive integer, got {self.probe_steps!r}")
+        if self.probe_steps is not None and self.probe_steps > self.max_steps:
+            raise ValueError(
+                f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
+                f"{self.max_steps}); lower --probe-steps or raise --max-steps"
+            )
+        if self.logger not in ("csv", "tensorboard", "wandb", "none"):
+            raise ValueError(
+                f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
+            )
+        if self.resume is not None and not Path(self.resume).is_file():
+            raise ValueError(f"--resume: checkpoint {self.resume!r} does not exist")
+
+    @property
+    def effective_probe_steps(self) -> int:
+        if self.probe_steps is not None:
+            return self.probe_steps
+        return max(1, min(1000, self.max_steps // 2))
+
+
+def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | None:
+    """Build the requested Lightning logger.
+
+    W&B: without an API key (and no ``WANDB_MODE`` set) the run is logged offline, so training
+    never fails for lack of network; without the ``wandb`` package a clear ImportError says
+    how to install it.
+    """
+    if kind == "none":
+        return None
+    if kind == "csv":
+        return CSVLogger(out, name=name)
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(out, name=name)
+    try:
+        import wandb  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "--logger wandb needs the wandb package: pip install 'lightning_pinn[wandb]'"
+        ) from err
+    from lightning.pytorch.loggers import WandbLogger
+
+    offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or (
+        "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY")
+    )
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        project=os.environ.get("WANDB_PROJECT", "lightning_pinn"),
+        name=f"{name}-seed{seed}",
+        save_dir=out,
+        offline=offline,
+    )
+
+
+def _log_dir(trainer: L.Trainer, cfg: RunConfig, name: str) -> Path:
+    if trainer.log_dir is not None and trainer.loggers:
+        return Path(trainer.log_dir)
+    return Path(cfg.out) / name
+
+
+def build_trainer(
+    cfg: RunConfig, callbacks: list[Callback], logger: Logger | None
+) -> L.Trainer:
+    """The Lightning ``Trainer`` of a run (infinite epoch; validation every ``val_every``)."""
+    val_every = cfg.val_every or max(1, min(500, cfg.max_steps))
+    return L.Trainer(
+        max_steps=cfg.max_steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        deterministic=cfg.deterministic,
+    )
+
+
+def run_experiment(cfg: RunConfig) -> dict[str, Any]:
+    """Train ``cfg.problem`` and return a JSON-ready summary.
+
+    The summary holds the final losses, ``rel_l2`` (pooled, and per field for systems), the
+    conflict report (when probed), the wall time, coefficient errors of inverse problems, the
+    log directory and the last checkpoint.
+    """
+    from lightning_pinn.callbacks import ConflictCallback
+
+    cfg.validate()
+    problem = problems.get(cfg.problem, **cfg.problem_options)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    start_strategy = "none" if cfg.strategy == "auto" else cfg.strategy
+    module = problem.module(
+        lr=cfg.lr,
+        strategy=start_strategy,
+        lr_decay_rate=cfg.lr_decay_rate,
+        lr_decay_steps=cfg.lr_decay_steps,
+        **cfg.module_options,
+    )
+    datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points)
+    name = cfg.name or problem.name
+    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed)
+    conflict = ConflictCallback(
+        probe_steps=cfg.effective_probe_steps,
+        auto_switch=cfg.switch and cfg.strategy == "auto",
+        log_every_n_steps=cfg.log_every_n_steps,
+    )
+    ckpt = ModelCheckpoint(
+        dirpath=None,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=cfg.checkpoint_every or cfg.val_every or max(1, min(500, cfg.max_steps)),
+    )
+    trainer = build_trainer(cfg, [conflict, ckpt], logger)
+    if logger is None:
+        ckpt.dirpath = str(Path(cfg.out) / name / "checkpoints")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+    wall = time.perf_counter() - t0
+    val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    log_dir = _log_dir(trainer, cfg, name)
+    summary: dict[str, Any] = {
+        "problem": problem.name,
+        "strategy": cfg.strategy,
+        "final_strategy": module.strategy_name,
+        "seed": cfg.seed,
+        "steps": module.train_steps,
+        "max_steps": cfg.max_steps,
+        "wall_time_s": wall,
+        "rel_l2": float(val["val/rel_l2"]),
+        "rel_l2_fields": {
+            k.removeprefix("val/rel_l2/"): float(v)
+            for k, v in val.items()
+            if k.startswith("val/rel_l2/")
+        },
+        "final_losses": dict(
+            zip(module.loss_names, module.last_losses.tolist(), strict=True)
+        )
+        if module.last_losses is not None
+        else {},
+        "final_weights": dict(module.named_loss_weights()),
+        "coefficients": {
+            n: {"value": float(p), "true": problem.true_values().get(n)}
+            for n, p in module.coefficients.items()
+        },
+        "skipped_steps": module.skipped_steps,
+        "report": conflict.report.to_dict() if conflict.report is not None else None,
+        "log_dir": str(log_dir),
+        "last_checkpoint": ckpt.last_model_path or None,
+    }
+    if trainer.is_global_zero:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A short human-readable summary of :func:`run_experiment`'s result."""
+    lines = [
+        f"problem: {summary['problem']}   strategy: {summary['strategy']} -> "
+        f"{summary['final_strategy']}   steps: {summary['steps']}   "
+        f"time: {summary['wall_time_s']:.1f} s",
+        "final losses: "
+        + ", ".join(f"{k}={v:.3e}" for k, v in summary["final_losses"].items()),
+        f"relative L2 error: {summary['rel_l2']:.4e}",
+    ]
+    for field, value in summary["rel_l2_fields"].items():
+        lines.append(f"  {field}: {value:.4e}")
+    for name, c in summary["coefficients"].items():
+        true = "" if c["true"] is None else f" (true {c['true']:.6g})"
+        lines.append(f"coefficient {name}: {c['value']:.6g}{true}")
+    if summary["report"] is not None:
+        lines.append(f"regime: {summary['report']['regime']} -> {summary['report']['strategy']}")
+    lines.append(f"logs: {summary['log_dir']}")
+    if summary["last_checkpoint"]:
+        lines.append(f"last checkpoint: {summary['last_checkpoint']}")
+    return "\n".join(lines)
