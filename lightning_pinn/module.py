@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -312,11 +313,7 @@ class PINNModule(L.LightningModule):
 
     # ------------------------------------------------------------------- training step
     def _checked_losses(self, batch: Any) -> list[Tensor]:
-        if self.fp32_losses:
-            with torch.autocast(device_type=self.device.type, enabled=False):
-                out = self.losses(batch)
-        else:
-            out = self.losses(batch)
+        out = self.losses(batch)
         if not isinstance(out, Mapping):
             raise TypeError(
                 f"{type(self).__name__}.losses() must return a dict of named scalar tensors "
@@ -350,16 +347,24 @@ class PINNModule(L.LightningModule):
             values.append(v.reshape(()).float())
         return values
 
-    def _loss_scale(self) -> float:
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None else 1.0
+    def _grad_scaler(self) -> Any:
+        """The fp16 gradient scaler of Lightning's precision plugin (``16-mixed``), or None."""
+        return getattr(self.trainer.precision_plugin, "scaler", None)
 
     def _per_loss_gradients(
-        self, values: list[Tensor], shared: list[Tensor]
-    ) -> tuple[Tensor, list[Tensor]]:
-        """J over θ_s and the adapter gradients the routing needs, all-reduced across ranks."""
-        scale = self._loss_scale()
-        scaled = [v * scale for v in values] if scale != 1.0 else values
+        self, values: list[Tensor], shared: list[Tensor], scaler: Any
+    ) -> tuple[Tensor, list[Tensor], float]:
+        """J over θ_s and the adapter gradients the routing needs, all-reduced across ranks.
+
+        Under ``16-mixed`` each loss is multiplied by the scaler's factor S before its reverse
+        pass (so fp16 gradients do not underflow) and J is divided by S again: statistics and
+        strategies always see unscaled gradients. Returns ``(J, adapter grads, S)``.
+        """
+        scale = 1.0
+        scaled = values
+        if scaler is not None:
+            scaled = [scaler.scale(v) for v in values]
+            scale = float(scaler.get_scale())
         extra = None
         if self.has_adapters and self._strategy.uses_adapters:
             if self.strategy_options["routing"] == "own":
@@ -373,7 +378,7 @@ class PINNModule(L.LightningModule):
             flat = self.trainer.strategy.reduce(torch.cat([jac.reshape(-1), *own]), reduce_op="mean")
             parts = torch.split(flat, sizes)
             jac, own = parts[0].view_as(jac), list(parts[1:])
-        return jac, own
+        return jac, own, scale
 
     def _write_adapter_grads(self, own: list[Tensor], weights: Tensor) -> None:
         if not own:
@@ -407,14 +412,20 @@ class PINNModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         opt = self.optimizers()
-        loss_list = self._checked_losses(batch)
-        values = torch.stack([v.detach() for v in loss_list])  # (K,)
         shared = self.shared_parameters()
-        jac, own = self._per_loss_gradients(loss_list, shared)  # (K, P)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        finite = True
-        if scaler is None:  # with a scaler, non-finite steps are skipped by the scaler itself
-            finite = bool(torch.isfinite(values).all() & torch.isfinite(jac).all())
+        scaler = self._grad_scaler()
+        # fp32_losses: the losses and their reverse passes (the double-backward of PDE
+        # derivatives included) run with autocast off, so J is computed in full fp32.
+        no_autocast = torch.autocast(device_type=self.device.type, enabled=False)
+        with no_autocast if self.fp32_losses else contextlib.nullcontext():
+            loss_list = self._checked_losses(batch)
+            jac, own, scale = self._per_loss_gradients(loss_list, shared, scaler)  # (K, P)
+        values = torch.stack([v.detach() for v in loss_list])  # (K,)
+        # One host sync per step: a step with a non-finite loss or gradient must not touch the
+        # weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
+        finite = scaler is not None or bool(
+            torch.isfinite(values).all() & torch.isfinite(jac).all()
+        )
         self.last_step_finite = finite
         self.loss_jacobian = jac
         self.last_losses = values
@@ -427,7 +438,8 @@ class PINNModule(L.LightningModule):
         update, weights = self._strategy.update(jac, values, self.parameter_blocks())  # (P,), (K,)
         self.last_update = update
         self.loss_weights = weights
-        scale = self._loss_scale()
+        # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
+        # step when the update is not finite, so write S-scaled gradients.
         unflatten_into_grad(update * scale if scale != 1.0 else update, shared)
         self._write_adapter_grads([h * scale for h in own] if scale != 1.0 else own, weights)
         opt.step()
