@@ -35,34 +35,45 @@ class _Stamp(Callback):
         self.times: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _sync(pl_module.device.type)
         self.times.append(time.perf_counter())
 
 
-def plain_loop(problem, steps: int, seed: int) -> list[float]:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(problem, steps: int, seed: int, device: str = "cpu") -> list[float]:
     """Step times of a plain loop: sum of losses, one backward, Adam."""
     torch.manual_seed(seed)
     net = MLP(2, 1, 64, 4)
+    module = problem.module(trunk=net).to(device)  # only to reuse problem.losses(module, ...)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     dm = problem.datamodule(seed=seed)
-    module = problem.module(trunk=net)  # only to reuse problem.losses(module, batch)
     stamps = [time.perf_counter()]
     for i in range(steps):
-        batch = dm.sample(i)
+        batch = {k: v.to(device) for k, v in dm.sample(i).items()}
         loss = sum(problem.losses(module, batch).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        _sync(device)
         stamps.append(time.perf_counter())
     return [b - a for a, b in zip(stamps[:-1], stamps[1:])]
 
 
-def lightning_run(problem, steps: int, seed: int, strategy: str, **options) -> list[float]:
+def lightning_run(
+    problem, steps: int, seed: int, strategy: str, device: str = "cpu", **options
+) -> list[float]:
     """Step times of ``PINNModule`` in a ``Trainer`` (time between batch ends)."""
     torch.manual_seed(seed)
     module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
     stamp = _Stamp()
     trainer = L.Trainer(
         max_steps=steps + 1,
+        accelerator=device,
+        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -82,18 +93,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--strategies", nargs="+", default=["none"])
+    parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     problem = problems.get("burgers")
     times: dict[str, list[float]] = {"plain": []}
     for s in args.strategies:
         times[s] = []
     for r in range(args.rounds):
-        times["plain"] += plain_loop(problem, args.steps, r)[args.warmup :]
+        dev = args.accelerator
+        times["plain"] += plain_loop(problem, args.steps, r, dev)[args.warmup :]
         for s in args.strategies:
             opts = {"aggregator": "upgrad"} if s == "surgery" else {}
-            times[s] += lightning_run(problem, args.steps, r, s, **opts)[args.warmup :]
+            times[s] += lightning_run(problem, args.steps, r, s, dev, **opts)[args.warmup :]
     plain = statistics.median(times["plain"])
-    print(f"threads: {torch.get_num_threads()}  rounds: {args.rounds}  steps/round: {args.steps}")
+    print(f"device: {args.accelerator}  threads: {torch.get_num_threads()}  rounds: {args.rounds}  steps/round: {args.steps}")
     print(f"plain loop: median {plain * 1e3:.2f} ms/step = {1 / plain:.1f} steps/s")
     for s in args.strategies:
         med = statistics.median(times[s])

@@ -62,6 +62,7 @@ class PINNModule(L.LightningModule):
         aggregator: torchjd aggregator of the ``surgery`` strategy (``"upgrad"``, ``"pcgrad"``,
             ``"config"``, ``"mgda"``, ...).
         blockwise: apply the aggregator per parameter block (network, PDE coefficients).
+        surgery_seed: seed of randomised aggregators (PCGrad), identical on every rank.
 
     Example:
         >>> class Poisson1D(PINNModule):
@@ -99,6 +100,7 @@ class PINNModule(L.LightningModule):
         adapter_seed: int = 0,
         aggregator: str = "upgrad",
         blockwise: bool = False,
+        surgery_seed: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -143,6 +145,7 @@ class PINNModule(L.LightningModule):
             "adapter_seed": adapter_seed,
             "aggregator": aggregator,
             "blockwise": blockwise,
+            "surgery_seed": surgery_seed,
             "num_losses": len(names),
         }
         self.strategy_name: str = strategy

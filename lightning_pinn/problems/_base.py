@@ -170,6 +170,11 @@ class ProblemModule(PINNModule):
             problem = get(problem, **dict(problem_options or {}))
         elif not isinstance(problem, Problem):
             raise TypeError(f"problem must be a Problem or a name, got {type(problem).__name__}")
+        # Saved hyperparameters (load_from_checkpoint) repeat what the problem defines.
+        for key, value in (("loss_names", problem.loss_names), ("field_names", problem.field_names)):
+            given = kwargs.pop(key, None)
+            if given is not None and tuple(given) != tuple(value):
+                raise ValueError(f"{key}={given!r} contradicts problem {problem.name!r} ({value!r})")
         super().__init__(
             trunk if trunk is not None else problem.default_trunk(),
             loss_names=problem.loss_names,

@@ -1,0 +1,142 @@
+"""``inject_adapters``: replace the targeted ``nn.Linear`` layers of a trunk in place."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from lightning_pinn.adapters._layer import AdapterLinear
+
+__all__ = ["Target", "inject_adapters", "check_num_losses"]
+
+Target = None | str | Sequence[str] | Callable[[str, nn.Module], bool]
+"""Which layers get adapters: None (every ``nn.Linear``), a regex searched in the layer's
+qualified name, a sequence of exact names, or a predicate ``(name, module) -> bool``."""
+
+
+def check_num_losses(num_losses: int) -> int:
+    """Validate K for adapters (one adapter per loss, so at least two losses)."""
+    if isinstance(num_losses, bool) or not isinstance(num_losses, int) or num_losses < 2:
+        raise ValueError(
+            f"num_losses must be an integer >= 2 (one adapter per loss), got {num_losses!r}; "
+            "with a single loss, train the trunk without adapters"
+        )
+    return num_losses
+
+
+def _matcher(target: Target) -> Callable[[str, nn.Module], bool]:
+    if target is None:
+        return lambda name, module: True
+    if isinstance(target, str):
+        pattern = re.compile(target)
+        return lambda name, module: pattern.search(name) is not None
+    if callable(target):
+        return target
+    if isinstance(target, Sequence) and all(isinstance(t, str) for t in target):
+        names = set(target)
+        return lambda name, module: name in names
+    raise TypeError(
+        "target must be None, a regex string, a sequence of layer names or a predicate "
+        f"(name, module) -> bool, got {target!r}"
+    )
+
+
+def _replace_everywhere(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    """Point every reference to ``old`` below ``root`` (shared layers included) at ``new``."""
+    parents = [p for _, p in root.named_modules(remove_duplicate=False)]
+    for parent in parents:
+        if isinstance(parent, AdapterLinear):
+            continue
+        for child_name, child in list(parent._modules.items()):  # tied layers too
+            if child is old:
+                setattr(parent, child_name, new)
+
+
+def inject_adapters(
+    trunk: nn.Module,
+    num_losses: int,
+    rank: int = 4,
+    alpha: float | None = None,
+    target: Target = None,
+    seed: int = 0,
+) -> tuple[nn.Module, list[str]]:
+    """Replace the targeted ``nn.Linear`` layers of ``trunk`` by :class:`AdapterLinear`.
+
+    The trunk is modified in place and its own parameters stay the same tensor objects (so an
+    optimizer's state for them survives). Layers are visited in ``named_modules()`` order and
+    the A factors drawn from one CPU generator seeded with ``seed``: the initialisation is
+    identical on every DDP rank whatever the global RNG state.
+
+    Args:
+        trunk: any ``nn.Module`` holding ``nn.Linear`` layers (or an ``nn.Linear`` itself).
+        num_losses: K >= 2, one adapter per loss.
+        rank: r >= 1, at most ``min(in, out)`` of every targeted layer.
+        alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
+        target: which layers (see :data:`Target`); None adapts every ``nn.Linear`` with
+            ``min(in, out) >= rank`` (so a scalar output head or a 2-input first layer is
+            skipped at the default rank); an explicit target must only name such layers.
+        seed: seed of the A factors.
+
+    Returns:
+        ``(root, names)``: the trunk (a new ``AdapterLinear`` if ``trunk`` itself was an
+        ``nn.Linear``) and the qualified names of the adapted layers.
+
+    Raises:
+        ValueError: bad ``num_losses`` or ``rank``, the trunk already holds adapters, or no
+            layer matches ``target`` (the message lists the module types found).
+        TypeError: ``target`` of an unsupported type.
+    """
+    check_num_losses(num_losses)
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+        raise ValueError(f"rank must be a positive integer, got {rank!r}; try rank=4")
+    if alpha is None:
+        alpha = float(rank)
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive (or None for alpha = rank), got {alpha!r}")
+    existing = [n or "<root>" for n, m in trunk.named_modules() if isinstance(m, AdapterLinear)]
+    if existing:
+        raise ValueError(
+            f"the trunk already holds adapters (layers {existing}); wrap the plain trunk once, "
+            "or call merged() first to fold the existing adapters in"
+        )
+    match = _matcher(target)
+    chosen = [
+        (name, m)
+        for name, m in trunk.named_modules()
+        if isinstance(m, nn.Linear) and match(name, m)
+    ]
+    if target is None:  # default: the layers wide enough for the rank (not a scalar head)
+        chosen = [(n, m) for n, m in chosen if rank <= min(m.in_features, m.out_features)]
+    if not chosen:
+        types = sorted({type(m).__name__ for m in trunk.modules()})
+        widths = [
+            (n or "<root>", m.in_features, m.out_features)
+            for n, m in trunk.named_modules()
+            if isinstance(m, nn.Linear)
+        ]
+        raise ValueError(
+            f"no nn.Linear layer matches target={target!r} with rank={rank}; the trunk contains "
+            f"module types {types} and nn.Linear layers (name, in, out) {widths}. Adapters are "
+            "injected into nn.Linear layers only, with rank <= min(in, out): lower the rank, "
+            "or pass target=None for all of them, or a regex/names/predicate matching the "
+            "names in trunk.named_modules()"
+        )
+    for name, m in chosen:
+        if rank > min(m.in_features, m.out_features):
+            raise ValueError(
+                f"rank={rank} exceeds min(in, out) = {min(m.in_features, m.out_features)} of "
+                f"layer {name or '<root>'!r} ({m.in_features} -> {m.out_features}); lower the "
+                "rank or exclude that layer with target"
+            )
+    generator = torch.Generator().manual_seed(int(seed))
+    root = trunk
+    for _, m in chosen:
+        new = AdapterLinear(m, num_losses, rank, float(alpha), generator=generator)
+        if m is trunk:
+            root = new
+        else:
+            _replace_everywhere(trunk, m, new)
+    return root, [name for name, _ in chosen]

@@ -1,0 +1,104 @@
+"""``AdapterLinear``: an ``nn.Linear`` with K loss-indexed low-rank adapters (DESIGN §5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["AdapterLinear"]
+
+
+class AdapterLinear(nn.Module):
+    """Wraps an ``nn.Linear`` and adds K rank-r adapters, one per loss.
+
+    The effective weight is ``W + (alpha / r) * Σ_k B_k A_k`` with ``A_k`` ``[r, in]``
+    (Kaiming-uniform, ``a = sqrt(5)``, as ``nn.Linear`` and peft's LoRA) and ``B_k``
+    ``[out, r]`` (zeros, so the output is unchanged at insertion). All K adapters run in one
+    pair of matmuls on the concatenated factors ``A_cat`` ``[K r, in]`` and ``B_cat``
+    ``[out, K r]``, through ``F.linear`` so autocast picks the compute dtype.
+
+    Args:
+        base_layer: the layer to wrap; its parameters are kept as they are (same tensors).
+        num_losses: K, the number of adapters.
+        rank: r, the rank of each adapter (``1 <= r <= min(in, out)``).
+        alpha: scaling numerator; ``scaling = alpha / rank``.
+        generator: CPU generator the A factors are drawn from (seeded by the caller, so the
+            initialisation is identical on every DDP rank and independent of the global RNG).
+
+    Example:
+        >>> layer = AdapterLinear(nn.Linear(3, 5), num_losses=2, rank=2, alpha=2.0)
+        >>> layer(torch.randn(4, 3)).shape
+        torch.Size([4, 5])
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        num_losses: int,
+        rank: int,
+        alpha: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"base_layer must be an nn.Linear, got {type(base_layer).__name__}")
+        self.base_layer = base_layer
+        self.num_losses = int(num_losses)
+        self.rank = int(rank)
+        self.alpha = float(alpha)
+        self.scaling = self.alpha / self.rank
+        weight = base_layer.weight
+        n_out, n_in = weight.shape
+        a_factors, b_factors = [], []
+        for _ in range(self.num_losses):
+            a = torch.empty(self.rank, n_in)  # drawn on the CPU: same values on every device
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+            a_factors.append(nn.Parameter(a.to(device=weight.device, dtype=weight.dtype)))
+            b = torch.zeros(n_out, self.rank, device=weight.device, dtype=weight.dtype)
+            b_factors.append(nn.Parameter(b))
+        self.lora_A = nn.ParameterList(a_factors)
+        self.lora_B = nn.ParameterList(b_factors)
+
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
+
+    @property
+    def weight(self) -> Tensor:
+        """The base weight ``W`` ``[out, in]`` (without adapters; see :meth:`merged_weight`)."""
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.base_layer.bias
+
+    def adapter_parameters(self, k: int) -> list[nn.Parameter]:
+        """``[A_k, B_k]``, the factors of adapter ``k``."""
+        return [self.lora_A[k], self.lora_B[k]]
+
+    def _factors(self) -> tuple[Tensor, Tensor]:
+        a_cat = torch.cat(list(self.lora_A), dim=0)  # (K r, in)
+        b_cat = torch.cat(list(self.lora_B), dim=1)  # (out, K r)
+        return a_cat, b_cat
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[..., in]`` -> ``[..., out]``: base output plus all K adapters."""
+        a_cat, b_cat = self._factors()
+        low = F.linear(F.linear(x, a_cat), b_cat)  # (..., out)
+        return self.base_layer(x) + self.scaling * low
+
+    @torch.no_grad()
+    def merged_weight(self) -> Tensor:
+        """``W + scaling * Σ_k B_k A_k`` ``[out, in]`` (a new tensor, no autograd)."""
+        a_cat, b_cat = self._factors()
+        return self.base_layer.weight + self.scaling * (b_cat @ a_cat)
+
+    def extra_repr(self) -> str:
+        return f"num_losses={self.num_losses}, rank={self.rank}, alpha={self.alpha:g}"

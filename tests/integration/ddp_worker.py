@@ -1,0 +1,54 @@
+"""Worker for test_ddp.py: a 2-process gloo DDP run that dumps what each rank saw.
+
+Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER]
+"""
+
+import json
+import sys
+
+import lightning as L
+import torch
+
+from lightning_pinn import ConflictCallback, problems
+
+
+class Dump(L.Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.train_steps == 1:
+            torch.save(pl_module.loss_jacobian, f"{self.out}/J{trainer.global_rank}.pt")
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        torch.save(state, f"{self.out}/final{trainer.global_rank}.pt")
+        report = trainer.callbacks[0].report
+        with open(f"{self.out}/report{trainer.global_rank}.json", "w") as f:
+            json.dump(report.to_dict() if report is not None else None, f)
+
+
+def main():
+    out, strategy = sys.argv[1], sys.argv[2]
+    launcher = sys.argv[3] if len(sys.argv) > 3 else "ddp"
+    L.seed_everything(0)
+    p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
+    module = p.module(strategy=strategy, aggregator="pcgrad")
+    torch.save(module.state_dict(), f"{out}/init.pt")
+    trainer = L.Trainer(
+        max_steps=8,
+        accelerator="cpu",
+        devices=2,
+        strategy=launcher,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[ConflictCallback(probe_steps=4, auto_switch=strategy == "none"), Dump(out)],
+    )
+    trainer.fit(module, datamodule=p.datamodule(seed=0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Real DDP: two CPU processes on the gloo backend."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_pinn import problems
+from lightning_pinn.gradients import per_loss_gradients
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _launch(tmp_path, strategy):
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path), strategy],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _union_jacobian(tmp_path):
+    p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
+    module = p.module()
+    module.load_state_dict(torch.load(tmp_path / "init.pt"))
+    dm = p.datamodule(seed=0)
+    b0, b1 = dm.sample(0, rank=0), dm.sample(0, rank=1)
+    union = {k: torch.cat([b0[k], b1[k]]) for k in b0}
+    losses = module.losses(union)
+    jac, _ = per_loss_gradients([losses[n] for n in module.loss_names], module.shared_parameters())
+    return jac
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["none", "surgery"])
+def test_two_process_ddp_gives_one_jacobian_one_report_one_model(tmp_path, strategy):
+    _launch(tmp_path, strategy)
+    j0, j1 = torch.load(tmp_path / "J0.pt"), torch.load(tmp_path / "J1.pt")
+    assert torch.equal(j0, j1)
+    union = _union_jacobian(tmp_path)
+    rel = (j0 - union).norm(dim=1) / union.norm(dim=1)
+    assert (rel < 1e-6).all(), rel
+    f0, f1 = torch.load(tmp_path / "final0.pt"), torch.load(tmp_path / "final1.pt")
+    assert f0.keys() == f1.keys()
+    for k in f0:
+        assert torch.equal(f0[k], f1[k]), k
+    r0 = json.loads((tmp_path / "report0.json").read_text())
+    r1 = json.loads((tmp_path / "report1.json").read_text())
+    assert r0 is not None and r0 == r1
