@@ -3,7 +3,10 @@ gradient conflict between losses and switch, in the same run, to per-loss adapte
 reweighting or gradient surgery (Kim & N'guessan 2026)."""
 
 from lightning_pinn import problems
+from lightning_pinn.adapters import PerLossAdapter
+from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.data import Box, BoxBoundary, CollocationDataModule, PointSet
+from lightning_pinn.diagnostics import ConflictReport, Regime
 from lightning_pinn.metrics import RelativeL2Error
 from lightning_pinn.module import PINNModule
 from lightning_pinn.networks import MLP
@@ -12,9 +15,13 @@ __all__ = [
     "Box",
     "BoxBoundary",
     "CollocationDataModule",
+    "ConflictCallback",
+    "ConflictReport",
     "MLP",
     "PINNModule",
+    "PerLossAdapter",
     "PointSet",
+    "Regime",
     "RelativeL2Error",
     "problems",
 ]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -135,6 +136,56 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="problems x strategies x seeds: the regime map (resumable)",
+        description="Run every (problem, strategy, seed) cell not yet in OUT/results.jsonl, "
+        "then write OUT/table.md, OUT/selection.json and OUT/regime_map.png.",
+    )
+    p.add_argument("--suite", choices=["quick", "full"], default="quick")
+    p.add_argument("--problems", nargs="+", default=None, help="override the suite's problems")
+    p.add_argument("--strategies", nargs="+", default=None)
+    p.add_argument("--seeds", nargs="+", type=int, default=None)
+    p.add_argument("--steps", type=_positive_int, default=None)
+    p.add_argument("--probe-steps", type=_positive_int, default=None)
+    p.add_argument("--module-options", type=_json_dict, default={},
+                   help="PINNModule options for every cell (an ablation), as JSON")
+    p.add_argument("--points", type=_points, default=None)
+    p.add_argument("--jobs", type=_positive_int, default=None)
+    p.add_argument("--out", default="benchmarks/results/quick")
+    p.add_argument("--analyze-only", action="store_true", help="only re-write the outputs")
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from lightning_pinn import benchmark
+
+    settings = benchmark.suite(args.suite)
+    if not args.analyze_only:
+        cells = benchmark.make_cells(
+            args.problems or settings["problems"],
+            args.strategies or settings["strategies"],
+            args.seeds if args.seeds is not None else settings["seeds"],
+            args.steps or settings["steps"],
+            args.probe_steps or min(settings["probe_steps"], args.steps or settings["steps"]),
+            args.module_options,
+        )
+        benchmark.run_benchmark(cells, args.out, jobs=args.jobs, points=args.points)
+    result = benchmark.analyze(args.out)
+    acc = result["selection"]["accuracy"]
+    print((Path(args.out) / "table.md").read_text())
+    print(f"selection accuracy: {'n/a' if acc is None else f'{acc:.0%}'}")
+    cal = result["calibration"]
+    if cal.get("tau_dir") is not None:
+        print(
+            f"calibrated tau_dir={cal['tau_dir']}, tau_mag={cal['tau_mag']}: calibration half "
+            f"{cal['calibration_accuracy']:.0%}, held-out half {cal['held_out_accuracy']:.0%} "
+            f"(defaults {cal['held_out_accuracy_defaults']:.0%})"
+        )
+    print(f"outputs in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightning-pinn",
@@ -143,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     sub.add_parser("list", help="list the registered problems")
+    _add_benchmark(sub)
+    sub.add_parser("fit", help="train from a LightningCLI YAML config (fit --config FILE)")
     return parser
 
 
@@ -156,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "list": _list}
+    handlers = {"run": _run, "list": _list, "benchmark": _benchmark}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, ImportError, FileNotFoundError) as err:

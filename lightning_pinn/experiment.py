@@ -55,6 +55,7 @@ class RunConfig:
     resume: str | None = None
     progress_bar: bool = True
     deterministic: bool = False
+    checkpoint: bool = True
 
     def validate(self) -> None:
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
@@ -78,6 +79,19 @@ class RunConfig:
         if self.probe_steps is not None:
             return self.probe_steps
         return max(1, min(1000, self.max_steps // 2))
+
+
+class LossCurve(Callback):
+    """Records ``(step, total loss, per-loss values)`` every ``log_every_n_steps`` steps."""
+
+    def __init__(self) -> None:
+        self.points: list[list[float]] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+        n = trainer.log_every_n_steps
+        if n > 0 and pl_module.train_steps % n == 0 and pl_module.last_losses is not None:
+            values = pl_module.last_losses.tolist()
+            self.points.append([pl_module.train_steps, sum(values), *values])
 
 
 def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | None:
@@ -170,19 +184,28 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         probe_steps=cfg.effective_probe_steps,
         auto_switch=cfg.switch and cfg.strategy == "auto",
         log_every_n_steps=cfg.log_every_n_steps,
+        output_dir=None if logger is not None else str(Path(cfg.out) / name),
     )
-    ckpt = ModelCheckpoint(
-        dirpath=None,
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=cfg.checkpoint_every or cfg.val_every or max(1, min(500, cfg.max_steps)),
-    )
-    trainer = build_trainer(cfg, [conflict, ckpt], logger)
-    if logger is None:
-        ckpt.dirpath = str(Path(cfg.out) / name / "checkpoints")
+    curve = LossCurve()
+    callbacks: list[Callback] = [conflict, curve]
+    ckpt = None
+    if cfg.checkpoint:
+        ckpt = ModelCheckpoint(
+            dirpath=None if logger is not None else str(Path(cfg.out) / name / "checkpoints"),
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=cfg.checkpoint_every
+            or cfg.val_every
+            or max(1, min(500, cfg.max_steps)),
+        )
+        callbacks.append(ckpt)
+    trainer = build_trainer(cfg, callbacks, logger)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # Manual optimization: checkpoints hold the state after the step, which is what a
+        # resumed run needs; Lightning's note about pre-optimization state does not apply.
+        warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - t0
     val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
@@ -213,8 +236,9 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         },
         "skipped_steps": module.skipped_steps,
         "report": conflict.report.to_dict() if conflict.report is not None else None,
+        "loss_curve": curve.points,
         "log_dir": str(log_dir),
-        "last_checkpoint": ckpt.last_model_path or None,
+        "last_checkpoint": (ckpt.last_model_path or None) if ckpt is not None else None,
     }
     if trainer.is_global_zero:
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,300 @@
+"""``ConflictCallback``: probe gradient conflict, diagnose the regime, switch in place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_pinn.callbacks._report_logging import log_report, write_report_files
+from lightning_pinn.diagnostics import (
+    ConflictReport,
+    ProbeRecorder,
+    Regime,
+    StepStatistics,
+    aggregate_window,
+    build_report,
+    pair_names,
+    resolve_interventions,
+    validate_thresholds,
+)
+from lightning_pinn.module import PINNModule
+
+__all__ = ["ConflictCallback"]
+
+
+class ConflictCallback(Callback):
+    r"""Measure gradient conflict between the K losses, diagnose the regime and act on it.
+
+    For the first ``probe_steps`` training steps (counted by the module,
+    ``PINNModule.train_steps``) it records, from ``PINNModule.loss_jacobian`` ``[K, P]`` and
+    ``last_update`` ``[P]``, the pairwise cosines, per-loss norms, the imbalance and the cosine
+    of each gradient to the applied update, in preallocated device buffers (one ``[K+1, K+1]``
+    Gram matrix per step, no host synchronisation). Non-finite steps are skipped. At the end
+    of the probe it builds :attr:`report` (a :class:`~lightning_pinn.diagnostics.ConflictReport`,
+    regime rule of DESIGN §3), writes ``conflict_report.json``, ``conflict_report.md`` and
+    ``conflict_probe.png`` to the run's log directory, logs it to every logger (for W&B also a
+    ``wandb.Table`` and a ``wandb.Image``), and, with ``auto_switch``, calls
+    ``pl_module.set_strategy(report.strategy, **strategy_options)``; training continues.
+
+    Logged every ``log_every_n_steps`` steps (DESIGN §7), during and after the probe:
+    ``conflict/cos/<a>-<b>`` (this step's cosine), ``conflict/rate/<a>-<b>`` (share of
+    conflicting steps: during the probe over the probe steps so far; afterwards over a
+    trailing window of the last ``rate_window`` steps), ``conflict/imbalance`` (this step's
+    ``log10(max n / min n)``) and ``conflict/update_cos/<name>`` (this step's ``a_k``).
+
+    Args:
+        probe_steps: length T of the probe window (training steps).
+        auto_switch: apply the chosen intervention at the end of the probe.
+        log_every_n_steps: logging interval; ``None`` uses ``trainer.log_every_n_steps``
+            (values that are not a multiple of it are dropped by Lightning's logger flush).
+        tau_dir: conflict-rate threshold of the regime rule, in ``[0, 1]``.
+        tau_mag: imbalance threshold in decades, ``>= 0``.
+        interventions: regime → strategy overrides, e.g. ``{"directional": "surgery"}``.
+        strategy_options: keyword arguments passed to ``set_strategy`` (e.g. ``{"rank": 8}``).
+        output_dir: where to write the report files (default ``trainer.log_dir``).
+        rate_window: trailing window of ``conflict/rate`` after the probe (default
+            ``probe_steps``).
+
+    Raises:
+        ValueError: invalid arguments (here) or an unsuitable run (in ``setup``).
+        TypeError: the module is not a :class:`~lightning_pinn.PINNModule` (in ``setup``).
+
+    Example:
+        >>> trainer = L.Trainer(max_steps=20_000, callbacks=[ConflictCallback(probe_steps=1000)])
+        >>> trainer.fit(model, datamodule)  # doctest: +SKIP
+        >>> trainer.callbacks[0].report.regime  # doctest: +SKIP
+        'directional'
+    """
+
+    def __init__(
+        self,
+        probe_steps: int = 1000,
+        auto_switch: bool = True,
+        log_every_n_steps: int | None = None,
+        tau_dir: float = 0.5,
+        tau_mag: float = 1.0,
+        interventions: Mapping[Regime | str, str] | None = None,
+        strategy_options: Mapping[str, Any] | None = None,
+        output_dir: str | Path | None = None,
+        rate_window: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
+            raise ValueError(f"probe_steps must be a positive integer, got {probe_steps!r}")
+        if log_every_n_steps is not None and log_every_n_steps < 0:
+            raise ValueError(f"log_every_n_steps must be >= 0 or None, got {log_every_n_steps!r}")
+        if rate_window is not None and rate_window < 1:
+            raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
+        validate_thresholds(tau_dir, tau_mag)
+        self.probe_steps = probe_steps
+        self.auto_switch = auto_switch
+        self.log_every_n_steps = log_every_n_steps
+        self.tau_dir = float(tau_dir)
+        self.tau_mag = float(tau_mag)
+        self.interventions = {r.value: s for r, s in resolve_interventions(interventions).items()}
+        self.strategy_options = dict(strategy_options or {})
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.rate_window = rate_window if rate_window is not None else probe_steps
+        self.report: ConflictReport | None = None
+        self.report_dir: Path | None = None
+        self._probe: ProbeRecorder | None = None
+        self._window: ProbeRecorder | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._pair_names: list[str] = []
+        self._missed = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(probe_steps=self.probe_steps)
+
+    @property
+    def probe_done(self) -> bool:
+        """Whether the probe window has ended (a report exists)."""
+        return self.report is not None
+
+    # -------------------------------------------------------------------------------- hooks
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if not isinstance(pl_module, PINNModule):
+            raise TypeError(
+                f"ConflictCallback needs a lightning_pinn.PINNModule (it reads loss_jacobian "
+                f"and last_update), got {type(pl_module).__name__}; subclass PINNModule and "
+                "override losses(batch)"
+            )
+        if pl_module.num_losses < 2:
+            raise ValueError(
+                f"ConflictCallback compares pairs of losses and needs K >= 2, but the module "
+                f"has {pl_module.num_losses} loss ({list(pl_module.loss_names)}); remove the "
+                "callback for single-loss problems"
+            )
+        if 0 < trainer.max_steps < self.probe_steps:
+            raise ValueError(
+                f"Trainer(max_steps={trainer.max_steps}) ends before the probe of "
+                f"probe_steps={self.probe_steps} steps; lower probe_steps or raise max_steps"
+            )
+        every = self._log_interval(trainer)
+        if every > 0 and trainer.log_every_n_steps > 0 and every % trainer.log_every_n_steps:
+            rank_zero_warn(
+                f"ConflictCallback(log_every_n_steps={every}) is not a multiple of "
+                f"Trainer(log_every_n_steps={trainer.log_every_n_steps}); Lightning only "
+                "flushes logged values on its own interval, so some values will be dropped"
+            )
+        self._pair_names = pair_names(pl_module.loss_names)
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        pl_module = cast(PINNModule, pl_module)  # checked in setup
+        jac = pl_module.loss_jacobian
+        step = pl_module.train_steps
+        if jac is None or step < 1:
+            return
+        finite = pl_module.last_step_finite
+        update = pl_module.last_update if finite else None
+        if self.report is None and step <= self.probe_steps:
+            recorder = self._recorder(pl_module, jac, probe=True)
+            stats = recorder.record(jac, update, finite=finite, index=step - 1)
+            if step == self.probe_steps:
+                self._finish_probe(trainer, pl_module)
+        elif self.report is None:  # past the probe with nothing recorded (attached late)
+            if not self._missed:
+                rank_zero_warn(f"ConflictCallback: step {step} is past the probe; no report")
+            self._missed = True
+            return
+        else:
+            recorder = self._recorder(pl_module, jac, probe=False)
+            stats = recorder.record(jac, update, finite=finite)
+        every = self._log_interval(trainer)
+        if finite and every > 0 and step % every == 0:
+            metrics = self._metrics(pl_module, stats, recorder.conflict_rate())
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "probe_steps": self.probe_steps,
+            "probe": self._probe.state_dict() if self._probe is not None else None,
+            "window": self._window.state_dict() if self._window is not None else None,
+            "report": self.report.to_dict() if self.report is not None else None,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("probe_steps") != self.probe_steps:
+            raise ValueError(
+                f"checkpoint was saved with probe_steps={state_dict.get('probe_steps')}, this "
+                f"callback has probe_steps={self.probe_steps}"
+            )
+        report = state_dict.get("report")
+        self.report = ConflictReport.from_dict(report) if report is not None else None
+        # Buffers are rebuilt on the module's device at the next recorded step.
+        self._probe = self._window = None
+        self._pending_state = state_dict
+
+    # ------------------------------------------------------------------------------ helpers
+    def _log_interval(self, trainer: L.Trainer) -> int:
+        if self.log_every_n_steps is not None:
+            return self.log_every_n_steps
+        return int(trainer.log_every_n_steps)
+
+    def _recorder(self, pl_module: PINNModule, jac: Tensor, *, probe: bool) -> ProbeRecorder:
+        """The probe (or trailing-window) recorder on ``jac``'s device, created on first use."""
+        name = "_probe" if probe else "_window"
+        rec: ProbeRecorder | None = getattr(self, name)
+        if rec is None:
+            saved = (self._pending_state or {}).get("probe" if probe else "window")
+            if saved is not None:
+                rec = ProbeRecorder.from_state_dict(saved, device=jac.device)
+            elif probe:
+                rec = ProbeRecorder(self.probe_steps, pl_module.num_losses, device=jac.device)
+            else:
+                rec = ProbeRecorder(
+                    self.rate_window, pl_module.num_losses, device=jac.device, ring=True
+                )
+            setattr(self, name, rec)
+        elif rec.device != jac.device:
+            rec.to(jac.device)
+        return rec
+
+    def _metrics(self, pl_module: PINNModule, stats: StepStatistics, rate: Tensor) -> dict:
+        metrics: dict[str, Tensor] = {}
+        for p, name in enumerate(self._pair_names):
+            metrics[f"conflict/cos/{name}"] = stats.cosines[p]
+            metrics[f"conflict/rate/{name}"] = rate[p]
+        metrics["conflict/imbalance"] = stats.imbalance
+        for k, name in enumerate(pl_module.loss_names):
+            metrics[f"conflict/update_cos/{name}"] = stats.update_cosines[k]
+        return metrics
+
+    def _finish_probe(self, trainer: L.Trainer, pl_module: PINNModule) -> None:
+        probe = self._probe
+        assert probe is not None
+        buffers = probe.buffers()
+        stats = aggregate_window(**buffers, floor=probe.floor)
+        self.report = build_report(
+            stats,
+            pl_module.loss_names,
+            probe_steps=self.probe_steps,
+            tau_dir=self.tau_dir,
+            tau_mag=self.tau_mag,
+            interventions=self.interventions,
+        )
+        figure_path = None
+        if trainer.is_global_zero:
+            figure_path = self._write_files(trainer, pl_module, buffers)
+            self._log_report(trainer, pl_module, figure_path)
+            rank_zero_info(self.report.to_markdown())
+        if self.auto_switch:
+            self._switch(pl_module)
+
+    def _write_files(
+        self, trainer: L.Trainer, pl_module: PINNModule, buffers: dict[str, Tensor]
+    ) -> Path | None:
+        assert self.report is not None
+        directory = self.output_dir or (Path(trainer.log_dir) if trainer.log_dir else None)
+        if directory is None:
+            rank_zero_warn("ConflictCallback: no log directory; the report files are not written")
+            return None
+        self.report_dir = directory
+        return write_report_files(
+            directory,
+            self.report,
+            buffers,
+            pair_names=self._pair_names,
+            loss_names=pl_module.loss_names,
+        )
+
+    def _log_report(
+        self, trainer: L.Trainer, pl_module: PINNModule, figure_path: Path | None
+    ) -> None:
+        assert self.report is not None
+        # The step index Lightning's logger connector gives this batch's logged values.
+        step = max(pl_module.train_steps - 1, 0)
+        log_report(trainer.loggers, self.report, figure_path, step=step)
+
+    def _switch(self, pl_module: PINNModule) -> None:
+        assert self.report is not None
+        name = self.report.strategy
+        if name == pl_module.strategy_name and not self.strategy_options:
+            rank_zero_info(f"ConflictCallback: keeping strategy {name!r} ({self.report.regime})")
+            return
+        rank_zero_info(
+            f"ConflictCallback: switching strategy {pl_module.strategy_name!r} -> {name!r} "
+            f"({self.report.regime}) at step {pl_module.train_steps}"
+        )
+        pl_module.set_strategy(name, **self.strategy_options)

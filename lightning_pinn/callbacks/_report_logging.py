@@ -1,0 +1,154 @@
+"""Write a :class:`ConflictReport` to disk and send it to Lightning loggers (W&B: table, image)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
+
+from lightning_pinn.diagnostics import ConflictReport, plot_probe
+
+__all__ = [
+    "LOSS_COLUMNS",
+    "PAIR_COLUMNS",
+    "REPORT_FIGURE",
+    "REPORT_JSON",
+    "REPORT_MARKDOWN",
+    "log_report",
+    "report_scalars",
+    "write_report_files",
+]
+
+REPORT_JSON = "conflict_report.json"
+REPORT_MARKDOWN = "conflict_report.md"
+REPORT_FIGURE = "conflict_probe.png"
+
+PAIR_COLUMNS = ["pair", "conflict_rate", "late_conflict_rate", "mean_cosine", "late_mean_cosine"]
+LOSS_COLUMNS = ["loss", "median_norm", "update_conflict_share", "mean_update_cosine"]
+
+
+def write_report_files(
+    directory: Path,
+    report: ConflictReport,
+    buffers: dict[str, Tensor],
+    *,
+    pair_names: Sequence[str],
+    loss_names: Sequence[str],
+) -> Path:
+    """Write ``conflict_report.json``, ``conflict_report.md`` and ``conflict_probe.png``.
+
+    Args:
+        directory: target directory (created if missing).
+        report: the report.
+        buffers: the probe's ``cosines [T, npairs]``, ``norms [T, K]``, ``finite [T]``.
+        pair_names: pair labels.
+        loss_names: loss labels.
+
+    Returns:
+        The path of the PNG figure.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    (directory / REPORT_MARKDOWN).write_text(report.to_markdown())
+    path = directory / REPORT_FIGURE
+    plot_probe(
+        buffers["cosines"],
+        buffers["norms"],
+        buffers["finite"],
+        pair_names=pair_names,
+        loss_names=loss_names,
+        tau_dir=report.tau_dir,
+        tau_mag=report.tau_mag,
+        title=f"Gradient conflict probe: {report.regime} → {report.strategy}",
+        path=path,
+    )
+    return path
+
+
+def report_scalars(report: ConflictReport) -> dict[str, float]:
+    """The report's numbers as flat ``conflict/report/...`` scalars for any logger."""
+    out = {
+        "conflict/report/median_imbalance": report.median_imbalance,
+        "conflict/report/update_conflict_share": report.update_conflict_share,
+    }
+    for p in report.pairs:
+        out[f"conflict/report/rate/{p.name}"] = p.conflict_rate
+        out[f"conflict/report/late_rate/{p.name}"] = p.late_conflict_rate
+        out[f"conflict/report/mean_cos/{p.name}"] = p.mean_cosine
+    for s in report.losses:
+        out[f"conflict/report/median_norm/{s.name}"] = s.median_norm
+    return out
+
+
+def _is_wandb(logger: Logger) -> bool:
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(logger, WandbLogger)
+
+
+def _log_wandb(logger: Logger, report: ConflictReport, figure: Path | None, step: int) -> None:
+    import wandb
+
+    pairs = wandb.Table(
+        columns=PAIR_COLUMNS,
+        data=[
+            [p.name, p.conflict_rate, p.late_conflict_rate, p.mean_cosine, p.late_mean_cosine]
+            for p in report.pairs
+        ],
+    )
+    losses = wandb.Table(
+        columns=LOSS_COLUMNS,
+        data=[
+            [s.name, s.median_norm, s.update_conflict_share, s.mean_update_cosine]
+            for s in report.losses
+        ],
+    )
+    payload: dict = {
+        "conflict/report_table": pairs,
+        "conflict/report_losses": losses,
+        "trainer/global_step": step,
+    }
+    if figure is not None and figure.exists():
+        payload["conflict/probe_figure"] = wandb.Image(str(figure), caption=report.reason)
+    experiment = logger.experiment  # type: ignore[attr-defined]
+    experiment.log(payload)
+    experiment.summary["conflict/regime"] = report.regime
+    experiment.summary["conflict/strategy"] = report.strategy
+    experiment.summary["conflict/reason"] = report.reason
+
+
+def log_report(
+    loggers: Iterable[Logger], report: ConflictReport, figure: Path | None, *, step: int
+) -> None:
+    """Log the report to every logger; a failing logger only warns (training goes on).
+
+    Every logger receives :func:`report_scalars` and the regime and strategy as
+    hyperparameters; a ``WandbLogger`` also receives ``conflict/report_table`` (a
+    ``wandb.Table`` of the pair statistics), ``conflict/report_losses`` (per-loss table),
+    ``conflict/probe_figure`` (the figure as a ``wandb.Image``) and the regime, strategy and
+    reason in the run summary.
+    """
+    scalars = report_scalars(report)
+    for logger in loggers:
+        name = type(logger).__name__
+        try:
+            logger.log_metrics(scalars, step=step)
+            logger.log_hyperparams(
+                {"conflict_regime": report.regime, "conflict_strategy": report.strategy}
+            )
+        except Exception as err:  # a logger must never stop training
+            rank_zero_warn(f"ConflictCallback: logging the report to {name} failed: {err!r}")
+        if _is_wandb(logger):
+            try:
+                _log_wandb(logger, report, figure, step)
+            except Exception as err:  # W&B absent, offline trouble, API change: warn only
+                rank_zero_warn(
+                    f"ConflictCallback: logging the report table/figure to W&B failed ({err!r}); "
+                    "the report files in the log directory are unaffected"
+                )

@@ -1,0 +1,218 @@
+"""``ConflictReport``: the probe's statistics, the regime and the chosen intervention."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lightning_pinn.diagnostics._recorder import WindowStatistics
+from lightning_pinn.diagnostics._regime import (
+    Regime,
+    classify_regime,
+    resolve_interventions,
+)
+from lightning_pinn.diagnostics._statistics import pair_indices, pair_names
+
+__all__ = ["ConflictReport", "LossStatistics", "PairStatistics", "build_report"]
+
+
+@dataclass(frozen=True)
+class PairStatistics:
+    """Window statistics of one loss pair ``(first, second)``."""
+
+    first: str
+    second: str
+    conflict_rate: float
+    late_conflict_rate: float
+    mean_cosine: float
+    late_mean_cosine: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.first}-{self.second}"
+
+
+@dataclass(frozen=True)
+class LossStatistics:
+    """Window statistics of one loss: gradient norm and cosine to the applied update."""
+
+    name: str
+    median_norm: float
+    update_conflict_share: float
+    mean_update_cosine: float
+
+
+@dataclass(frozen=True)
+class ConflictReport:
+    """What the probe found and what it chose (DESIGN §1, §3).
+
+    Attributes:
+        regime: ``"directional"``, ``"magnitude"`` or ``"low"``.
+        strategy: the intervention chosen for the regime.
+        probe_steps: T, the probe window length.
+        loss_names: the K loss names.
+        pairs: per-pair statistics, upper triangle in row-major order.
+        losses: per-loss statistics.
+        median_imbalance: median of ``log10(max n / min n)`` over the window (decades).
+        update_conflict_share: share of steps where some ``a_k = cos(g_k, d) < 0``.
+        tau_dir: conflict-rate threshold used.
+        tau_mag: imbalance threshold used (decades).
+        reason: one sentence explaining the decision.
+        finite_steps: steps that entered the statistics (non-finite steps are excluded).
+        interventions: the regime → strategy mapping used.
+
+    Example:
+        >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
+        >>> print(report.to_markdown())  # doctest: +SKIP
+    """
+
+    regime: str
+    strategy: str
+    probe_steps: int
+    loss_names: tuple[str, ...]
+    pairs: tuple[PairStatistics, ...]
+    losses: tuple[LossStatistics, ...]
+    median_imbalance: float
+    update_conflict_share: float
+    tau_dir: float
+    tau_mag: float
+    reason: str
+    finite_steps: int
+    interventions: dict[str, str] = field(default_factory=dict)
+
+    def pair(self, first: str, second: str) -> PairStatistics:
+        """Statistics of the pair ``{first, second}`` (in either order)."""
+        for p in self.pairs:
+            if {p.first, p.second} == {first, second}:
+                return p
+        raise KeyError(f"no pair {first!r}-{second!r}; pairs are {[p.name for p in self.pairs]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (plain str, int, float, list, dict)."""
+        out = asdict(self)
+        out["loss_names"] = list(self.loss_names)
+        out["pairs"] = [asdict(p) for p in self.pairs]
+        out["losses"] = [asdict(s) for s in self.losses]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConflictReport:
+        """Rebuild a report from :meth:`to_dict` output (e.g. a loaded JSON file)."""
+        values = dict(data)
+        values["loss_names"] = tuple(values["loss_names"])
+        values["pairs"] = tuple(PairStatistics(**p) for p in values["pairs"])
+        values["losses"] = tuple(LossStatistics(**s) for s in values["losses"])
+        values["interventions"] = dict(values.get("interventions", {}))
+        return cls(**values)
+
+    def to_markdown(self) -> str:
+        """A readable summary: pair table, per-loss table, regime, reason and intervention."""
+        lines = [
+            "## Gradient conflict report",
+            "",
+            f"Probe: {self.probe_steps} steps ({self.finite_steps} finite); "
+            f"thresholds tau_dir = {self.tau_dir:g}, tau_mag = {self.tau_mag:g} decades.",
+            "",
+            "| loss pair | conflict rate | late rate | mean cosine | late mean cosine |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for p in self.pairs:
+            lines.append(
+                f"| {p.name} | {p.conflict_rate:.2f} | {p.late_conflict_rate:.2f} | "
+                f"{p.mean_cosine:+.3f} | {p.late_mean_cosine:+.3f} |"
+            )
+        lines += [
+            "",
+            "| loss | median grad norm | share of steps with a_k < 0 | mean a_k |",
+            "|---|---:|---:|---:|",
+        ]
+        for s in self.losses:
+            lines.append(
+                f"| {s.name} | {s.median_norm:.3e} | {s.update_conflict_share:.2f} | "
+                f"{s.mean_update_cosine:+.3f} |"
+            )
+        lines += [
+            "",
+            f"Median imbalance: {self.median_imbalance:.2f} decades; "
+            f"steps where some a_k < 0: {self.update_conflict_share:.2f}.",
+            "",
+            f"**Regime: {self.regime}** — {self.reason}",
+            "",
+            f"**Intervention: {self.strategy}**",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def build_report(
+    stats: WindowStatistics,
+    loss_names: Sequence[str],
+    *,
+    probe_steps: int | None = None,
+    tau_dir: float = 0.5,
+    tau_mag: float = 1.0,
+    interventions: Mapping[Regime | str, str] | None = None,
+) -> ConflictReport:
+    """Classify the window and assemble the report (one host transfer of the statistics).
+
+    Args:
+        stats: window aggregates from :func:`aggregate_window`.
+        loss_names: the K loss names, in ``J``'s row order.
+        probe_steps: T (default ``stats.steps``).
+        tau_dir: conflict-rate threshold in ``[0, 1]``.
+        tau_mag: imbalance threshold in decades.
+        interventions: overrides of the default regime → strategy mapping.
+
+    Returns:
+        The :class:`ConflictReport`.
+    """
+    names = tuple(loss_names)
+    labels = pair_names(names)
+    if len(labels) != stats.conflict_rate.numel():
+        raise ValueError(
+            f"{len(names)} loss names give {len(labels)} pairs, the statistics have "
+            f"{stats.conflict_rate.numel()}"
+        )
+
+    def host(t: Any) -> list[float]:
+        return [float(v) for v in t.detach().cpu().reshape(-1).tolist()]
+
+    rate, late_rate = host(stats.conflict_rate), host(stats.late_conflict_rate)
+    mean_cos, late_cos = host(stats.mean_cosine), host(stats.late_mean_cosine)
+    diagnosis = classify_regime(
+        late_rate,
+        late_cos,
+        float(stats.median_imbalance),
+        tau_dir=tau_dir,
+        tau_mag=tau_mag,
+        pair_names=labels,
+        interventions=interventions,
+    )
+    rows, cols = pair_indices(len(names)).tolist()
+    pairs = tuple(
+        PairStatistics(names[i], names[j], rate[p], late_rate[p], mean_cos[p], late_cos[p])
+        for p, (i, j) in enumerate(zip(rows, cols, strict=True))
+    )
+    norm, share, mean_a = (
+        host(stats.median_norm),
+        host(stats.loss_update_conflict_share),
+        host(stats.mean_update_cosine),
+    )
+    losses = tuple(LossStatistics(n, norm[k], share[k], mean_a[k]) for k, n in enumerate(names))
+    mapping = resolve_interventions(interventions)
+    return ConflictReport(
+        regime=diagnosis.regime.value,
+        strategy=diagnosis.strategy,
+        probe_steps=int(probe_steps if probe_steps is not None else stats.steps),
+        loss_names=names,
+        pairs=pairs,
+        losses=losses,
+        median_imbalance=float(stats.median_imbalance),
+        update_conflict_share=float(stats.update_conflict_share),
+        tau_dir=float(tau_dir),
+        tau_mag=float(tau_mag),
+        reason=diagnosis.reason,
+        finite_steps=int(stats.finite_steps),
+        interventions={r.value: s for r, s in mapping.items()},
+    )

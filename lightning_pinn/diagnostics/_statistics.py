@@ -1,0 +1,187 @@
+"""Per-step conflict statistics of the per-loss gradients ``J`` (DESIGN §3).
+
+Every function here is pure, works on the tensors' device and never synchronises with the
+host (no ``.item()``), so it can run inside the training step.
+
+Zero-gradient rows (a loss that does not move the shared parameters at this step) are defined,
+never NaN: a zero row has cosine 0 with every row, itself included (it neither conflicts nor
+agrees), norm 0, and update cosine 0; the imbalance floors norms at ``floor`` so it stays
+finite (a zero row next to a unit-norm row gives ``log10(1 / floor)``, 12 decades by default).
+A zero update ``d`` likewise gives update cosines 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DEFAULT_FLOOR",
+    "conflict_indicator",
+    "gram_statistics",
+    "imbalance",
+    "loss_norms",
+    "pair_indices",
+    "pair_names",
+    "pairwise_cosines",
+    "upper_pairs",
+    "update_cosines",
+]
+
+DEFAULT_FLOOR = 1e-12
+"""Norm floor of :func:`imbalance` (a zero norm counts as this)."""
+
+
+def _check_jacobian(jac: Tensor) -> None:
+    if not isinstance(jac, Tensor) or jac.ndim != 2:
+        shape = tuple(jac.shape) if isinstance(jac, Tensor) else type(jac).__name__
+        raise ValueError(f"jac must be a [K, P] tensor, got {shape}")
+
+
+def _scaled_gram(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Gram matrix of the rows after scaling each row by its max-abs entry (no overflow).
+
+    Returns:
+        ``(gram, scale)``: ``[R, R]`` Gram matrix of the scaled rows and the ``[R]`` row scales;
+        a non-zero scaled row has squared norm >= 1, a zero row has 0.
+    """
+    rows = rows.float()
+    scale = rows.abs().amax(dim=1)  # (R,)
+    scaled = rows / scale.clamp_min(torch.finfo(rows.dtype).tiny)[:, None]  # (R, P)
+    return scaled @ scaled.T, scale  # (R, R), (R,)
+
+
+def _cosines_from_gram(gram: Tensor) -> Tensor:
+    diag = gram.diagonal()  # (R,)
+    den = (diag[:, None] * diag[None, :]).sqrt()  # (R, R); 0 iff a row is zero
+    return (gram / den.clamp_min(torch.finfo(gram.dtype).tiny)).clamp(-1.0, 1.0)
+
+
+def gram_statistics(jac: Tensor, update: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Cosines, norms and update cosines from one Gram matrix of ``[J; d]``.
+
+    One ``[K+1, P] x [P, K+1]`` product gives everything; this is what the callback calls
+    every step.
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+        update: the applied shared update ``d`` ``[P]``; ``None`` gives update cosines 0.
+
+    Returns:
+        ``(cos [K, K], norms [K], update_cos [K])``.
+    """
+    _check_jacobian(jac)
+    k = jac.shape[0]
+    rows = jac if update is None else torch.cat([jac, update.reshape(1, -1).to(jac)])
+    gram, scale = _scaled_gram(rows)  # (R, R), (R,)
+    cos = _cosines_from_gram(gram)  # (R, R)
+    norms = gram.diagonal()[:k].sqrt() * scale[:k]  # (K,)
+    if update is None:
+        return cos, norms, torch.zeros_like(norms)
+    return cos[:k, :k], norms, cos[:k, k]
+
+
+def pairwise_cosines(jac: Tensor) -> Tensor:
+    """Pairwise cosines ``c_ij = <g_i, g_j> / (‖g_i‖ ‖g_j‖)``.
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+
+    Returns:
+        ``[K, K]`` symmetric matrix in ``[-1, 1]``; diagonal 1 for non-zero rows, and row and
+        column 0 for a zero row.
+
+    Example:
+        >>> pairwise_cosines(torch.tensor([[1.0, 0.0], [-2.0, 0.0]]))[0, 1]
+        tensor(-1.)
+    """
+    return gram_statistics(jac)[0]
+
+
+_PAIR_CACHE: dict[tuple[int, str], Tensor] = {}
+
+
+def pair_indices(num_losses: int, device: torch.device | str | None = None) -> Tensor:
+    """Upper-triangle index pairs ``(i, j)``, ``i < j``, in row-major order.
+
+    Cached per ``(K, device)``, so the per-step path allocates and copies nothing.
+
+    Returns:
+        ``[2, K(K-1)/2]`` long tensor.
+    """
+    key = (num_losses, str(torch.device(device) if device is not None else "cpu"))
+    if key not in _PAIR_CACHE:
+        _PAIR_CACHE[key] = torch.triu_indices(num_losses, num_losses, offset=1, device=device)
+    return _PAIR_CACHE[key]
+
+
+def upper_pairs(matrix: Tensor) -> Tensor:
+    """The strict upper triangle of a ``[..., K, K]`` matrix as ``[..., K(K-1)/2]``."""
+    i, j = pair_indices(matrix.shape[-1], matrix.device)
+    return matrix[..., i, j]
+
+
+def pair_names(loss_names: Sequence[str]) -> list[str]:
+    """``"<a>-<b>"`` for each pair, in the order of :func:`upper_pairs`."""
+    names = list(loss_names)
+    i, j = pair_indices(len(names)).tolist()
+    return [f"{names[a]}-{names[b]}" for a, b in zip(i, j, strict=True)]
+
+
+def conflict_indicator(cos: Tensor) -> Tensor:
+    """``1[c_ij < 0]``: where a pair conflicts (a zero row, cosine 0, never conflicts).
+
+    Args:
+        cos: cosines of any shape (``[K, K]`` or pair vectors ``[..., npairs]``).
+
+    Returns:
+        A bool tensor of the same shape.
+    """
+    return cos < 0
+
+
+def loss_norms(jac: Tensor) -> Tensor:
+    """Per-loss gradient norms ``n_k = ‖g_k‖``, overflow-safe.
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+
+    Returns:
+        ``[K]`` norms.
+    """
+    return gram_statistics(jac)[1]
+
+
+def imbalance(norms: Tensor, floor: float = DEFAULT_FLOOR) -> Tensor:
+    """Magnitude imbalance ``I = log10(max_k n_k / min_k n_k)`` in decades.
+
+    Args:
+        norms: per-loss norms ``[..., K]``.
+        floor: norms below it count as ``floor``, so zero norms give a finite value.
+
+    Returns:
+        ``[...]`` imbalance (>= 0). Example: norms ``[1, 100]`` give ``2.0``.
+    """
+    if floor <= 0:
+        raise ValueError(f"floor must be > 0, got {floor!r}")
+    clamped = norms.clamp_min(floor)
+    return torch.log10(clamped.amax(dim=-1) / clamped.amin(dim=-1))
+
+
+def update_cosines(jac: Tensor, update: Tensor) -> Tensor:
+    """Cosine of each loss gradient to the applied update, ``a_k = cos(g_k, d)``.
+
+    ``a_k < 0`` means the step increases ``L_k`` to first order.
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+        update: the applied shared update ``d`` ``[P]``.
+
+    Returns:
+        ``[K]`` cosines (0 for a zero row or a zero update).
+    """
+    if update.numel() != jac.shape[-1]:
+        raise ValueError(f"update has {update.numel()} entries but jac has {jac.shape[-1]} columns")
+    return gram_statistics(jac, update)[2]
