@@ -31,6 +31,15 @@ def _state(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+class _StopAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.train_steps >= self.step:
+            trainer.should_stop = True
+
+
 def _run_with_resume(tmp_path, make_module, total=30, cut=15, callbacks=lambda: []):
     L.seed_everything(0)
     full = make_module()
@@ -39,7 +48,10 @@ def _run_with_resume(tmp_path, make_module, total=30, cut=15, callbacks=lambda: 
     L.seed_everything(0)
     first = make_module()
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=cut, save_top_k=-1)
-    _trainer(cut, [ckpt, *callbacks()]).fit(first, datamodule=_problem().datamodule(seed=3))
+    # An interrupted run: stop right after the checkpoint at step `cut`.
+    _trainer(total, [ckpt, _StopAt(cut), *callbacks()]).fit(
+        first, datamodule=_problem().datamodule(seed=3)
+    )
     path = tmp_path / f"epoch=0-step={cut}.ckpt"
     assert path.exists(), list(tmp_path.iterdir())
 
@@ -126,3 +138,28 @@ def test_bf16_mixed_trains_with_fp32_jacobian():
     assert after < before
     assert module.loss_jacobian.dtype == torch.float32
     assert torch.isfinite(module.loss_jacobian).all()
+
+
+def _conflict():
+    from lightning_pinn import ConflictCallback
+
+    every = {"directional": "adapters", "magnitude": "adapters", "low": "adapters"}
+    return [ConflictCallback(probe_steps=10, interventions=every)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut", [6, 14], ids=["mid-probe", "after-adapters-switch"])
+def test_resume_with_probe_and_switch_matches_uninterrupted_run(tmp_path, cut):
+    full, resumed, trainer = _run_with_resume(
+        tmp_path, lambda: _problem().module(lr=3e-3), total=20, cut=cut, callbacks=_conflict
+    )
+    assert full.has_adapters and resumed.has_adapters
+    assert resumed.train_steps == full.train_steps == 20 and trainer.global_step == 20
+    a, b = _state(full), _state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(full.loss_weights, resumed.loss_weights)
+    assert full.strategy.state_dict().keys() == resumed.strategy.state_dict().keys()
+    report_full = full.trainer.callbacks[0].report.to_dict()
+    assert trainer.callbacks[0].report.to_dict() == report_full
