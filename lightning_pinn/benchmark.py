@@ -77,10 +77,14 @@ class Cell:
 
 
 def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None) -> dict:
+    import logging
+
     import torch
 
     from lightning_pinn.experiment import RunConfig, run_experiment
 
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_pinn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(threads)
     cfg = RunConfig(
         problem=cell.problem,

@@ -1,0 +1,34 @@
+"""The quick suite end to end with a tiny budget, and resume skipping finished cells."""
+
+import json
+
+import pytest
+
+from lightning_pinn import benchmark
+from lightning_pinn.cli import main
+
+
+@pytest.mark.slow
+def test_quick_suite_runs_parses_and_resumes(tmp_path, capsys):
+    argv = [
+        "benchmark", "--suite", "quick", "--problems", "burgers", "heat_inverse",
+        "--steps", "30", "--probe-steps", "15", "--points", "residual=64",
+        "--jobs", "1", "--out", str(tmp_path),
+    ]
+    assert main(argv) == 0
+    records = benchmark.load_results(tmp_path / "results.jsonl")
+    assert len(records) == 2 * len(benchmark.ALL_STRATEGIES)
+    for r in records:
+        assert r["rel_l2"] > 0 and r["loss_curve"] and r["wall_time_s"] > 0
+        if r["strategy"] in ("none", "auto"):
+            assert r["report"]["probe_steps"] == 15
+    inverse = [r for r in records if r["problem"] == "heat_inverse"]
+    assert all(r["coefficients"] for r in inverse)
+    assert "| burgers |" in (tmp_path / "table.md").read_text()
+    json.loads((tmp_path / "selection.json").read_text())
+    assert (tmp_path / "regime_map.png").exists()
+    out = capsys.readouterr().out
+    assert "selection accuracy" in out
+    # Re-running skips every finished cell: the file does not grow.
+    assert main(argv) == 0
+    assert len(benchmark.load_results(tmp_path / "results.jsonl")) == len(records)

@@ -1,0 +1,94 @@
+"""Selection-accuracy and calibration arithmetic on a hand-made results file."""
+
+import json
+
+import pytest
+
+from lightning_pinn import benchmark
+
+
+def _report(rate, cos, imb):
+    return {
+        "regime": "x",
+        "loss_names": ["a", "b"],
+        "pairs": [{"late_conflict_rate": rate, "late_mean_cosine": cos}],
+        "median_imbalance": imb,
+    }
+
+
+def _records():
+    # config "dir": persistent conflict, adapters best; "mag": imbalance, reweight best;
+    # "low": nothing, none best; "miss": looks directional but none is best by far.
+    specs = {
+        "dir": (_report(0.9, -0.4, 0.2), {"none": 1.0, "reweight": 0.9, "adapters": 0.1}),
+        "mag": (_report(0.1, 0.3, 1.6), {"none": 1.0, "reweight": 0.2, "adapters": 0.5}),
+        "low": (_report(0.2, 0.4, 0.3), {"none": 0.1, "reweight": 0.11, "adapters": 0.3}),
+        "miss": (_report(0.7, -0.1, 0.1), {"none": 0.1, "reweight": 0.5, "adapters": 0.9}),
+    }
+    out = []
+    for config, (report, medians) in specs.items():
+        for seed in (0, 1, 2):
+            for strategy, value in medians.items():
+                out.append(
+                    {
+                        "key": f"{config}|{strategy}|{seed}",
+                        "problem": config,
+                        "strategy": strategy,
+                        "seed": seed,
+                        # seed 1 is the median of (0.5x, 1x, 3x)
+                        "rel_l2": value * (0.5, 1.0, 3.0)[seed],
+                        "report": report if strategy == "none" else None,
+                    }
+                )
+    return out
+
+
+def test_best_pick_and_accuracy():
+    result = benchmark.selection_accuracy(_records())
+    rows = {r["config"]: r for r in result["rows"]}
+    assert {c: r["best"] for c, r in rows.items()} == {
+        "dir": "adapters", "mag": "reweight", "low": "none", "miss": "none"
+    }
+    assert {c: r["pick"] for c, r in rows.items()} == {
+        "dir": "adapters", "mag": "reweight", "low": "none", "miss": "adapters"
+    }
+    assert rows["dir"]["medians"]["adapters"] == pytest.approx(0.1)
+    assert [rows[c]["hit"] for c in ("dir", "mag", "low", "miss")] == [True, True, True, False]
+    assert result["accuracy"] == pytest.approx(0.75)
+
+
+def test_within_tolerance_counts_as_hit():
+    records = _records()
+    for r in records:  # adapters 0.12 vs best (none) 0.1: within 1.25x
+        if r["problem"] == "miss" and r["strategy"] == "adapters":
+            r["rel_l2"] *= 0.12 / 0.9
+    rows = {r["config"]: r for r in benchmark.selection_accuracy(records)["rows"]}
+    assert rows["miss"]["best"] == "none" and rows["miss"]["pick"] == "adapters"
+    assert rows["miss"]["hit"] is True
+    high = {r["config"]: r for r in benchmark.selection_accuracy(records, tau_dir=0.95)["rows"]}
+    assert high["dir"]["pick"] == "none" and high["dir"]["hit"] is False
+
+
+def test_calibration_uses_only_the_calibration_half():
+    records = _records()
+    cal = benchmark.calibrate(records)
+    assert sorted(cal["calibration"] + cal["held_out"]) == ["dir", "low", "mag", "miss"]
+    assert not set(cal["calibration"]) & set(cal["held_out"])
+    assert cal["calibration_accuracy"] == 1.0 or cal["tau_dir"] is not None
+    assert 0.0 <= cal["held_out_accuracy"] <= 1.0
+
+
+def test_analyze_writes_outputs(tmp_path):
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in _records()))
+    benchmark.analyze(tmp_path)
+    assert "| dir |" in (tmp_path / "table.md").read_text()
+    data = json.loads((tmp_path / "selection.json").read_text())
+    assert data["selection"]["accuracy"] == pytest.approx(0.75)
+    assert (tmp_path / "regime_map.png").stat().st_size > 1000
+
+
+def test_make_cells_validates():
+    with pytest.raises(ValueError, match="unknown strategies"):
+        benchmark.make_cells(["burgers"], ["magic"], [0], 10, 5)
+    with pytest.raises(ValueError, match="probe_steps"):
+        benchmark.make_cells(["burgers"], ["none"], [0], 10, 50)
