@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 import lightning as L, torch
@@ -45,13 +45,14 @@ class Stamp(L.Callback):
 
 L.seed_everything(0)
 per = n // devices
-p = problems.get("burgers", n_residual=per, n_initial=max(1, per // 10), n_boundary=max(1, per // 10))
+small = max(1, per // 10)
+p = problems.get("burgers", n_residual=per, n_initial=small, n_boundary=small)
 trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=devices,
     strategy="ddp" if devices > 1 else "auto", logger=False, enable_checkpointing=False,
     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     callbacks=[Stamp()])
 trainer.fit(p.module(), datamodule=p.datamodule(seed=0))
-'''
+"""
 
 
 def _run(devices: int, steps: int, points: int) -> dict:

@@ -106,13 +106,14 @@ def main() -> None:
             opts = {"aggregator": "upgrad"} if s == "surgery" else {}
             times[s] += lightning_run(problem, args.steps, r, s, dev, **opts)[args.warmup :]
     plain = statistics.median(times["plain"])
-    print(f"device: {args.accelerator}  threads: {torch.get_num_threads()}  rounds: {args.rounds}  steps/round: {args.steps}")
+    print(
+        f"device: {args.accelerator}  threads: {torch.get_num_threads()}  "
+        f"rounds: {args.rounds}  steps/round: {args.steps}"
+    )
     print(f"plain loop: median {plain * 1e3:.2f} ms/step = {1 / plain:.1f} steps/s")
     for s in args.strategies:
         med = statistics.median(times[s])
-        print(
-            f"PINNModule[{s}]: median {med * 1e3:.2f} ms/step; ratio to plain {med / plain:.3f}"
-        )
+        print(f"PINNModule[{s}]: median {med * 1e3:.2f} ms/step; ratio to plain {med / plain:.3f}")
     if len(args.strategies) > 1 and "none" in args.strategies:
         base = statistics.median(times["none"])
         for s in args.strategies:

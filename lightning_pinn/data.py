@@ -109,7 +109,9 @@ class BoxBoundary:
 
     def __post_init__(self) -> None:
         if not self.dims or any(not 0 <= d < self.box.dim for d in self.dims):
-            raise ValueError(f"dims must index coordinates of a {self.box.dim}-D box, got {self.dims}")
+            raise ValueError(
+                f"dims must index coordinates of a {self.box.dim}-D box, got {self.dims}"
+            )
 
     @property
     def dim(self) -> int:
@@ -184,8 +186,9 @@ class CollocationDataModule(L.LightningDataModule):
         eval_batch_size: points per validation batch.
 
     Example:
+        >>> line = Box((0.0,), (1.0,))
         >>> dm = CollocationDataModule(
-        ...     {"residual": (Box((0.0,), (1.0,)), 128), "boundary": (BoxBoundary(Box((0.0,), (1.0,)), (0,)), 2)},
+        ...     {"residual": (line, 128), "boundary": (BoxBoundary(line, (0,)), 2)},
         ...     seed=0,
         ... )
     """

@@ -119,9 +119,7 @@ class PINNModule(L.LightningModule):
         if lr_decay_steps < 1:
             raise ValueError(f"lr_decay_steps must be >= 1, got {lr_decay_steps!r}")
         if on_nonfinite not in _NONFINITE:
-            raise ValueError(
-                f"on_nonfinite must be one of {_NONFINITE}, got {on_nonfinite!r}"
-            )
+            raise ValueError(f"on_nonfinite must be one of {_NONFINITE}, got {on_nonfinite!r}")
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
         self.automatic_optimization = False
         self.model = model
@@ -378,7 +376,9 @@ class PINNModule(L.LightningModule):
         jac, own = per_loss_gradients(scaled, shared, extra, scale=scale)
         if self.trainer.world_size > 1:  # one all-reduce (mean) of J and adapter gradients
             sizes = [jac.numel()] + [h.numel() for h in own]
-            flat = self.trainer.strategy.reduce(torch.cat([jac.reshape(-1), *own]), reduce_op="mean")
+            flat = self.trainer.strategy.reduce(
+                torch.cat([jac.reshape(-1), *own]), reduce_op="mean"
+            )
             parts = torch.split(flat, sizes)
             jac, own = parts[0].view_as(jac), list(parts[1:])
         return jac, own, scale

@@ -46,7 +46,9 @@ class Problem:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name.startswith("n_") and (not isinstance(getattr(self, f.name), int) or getattr(self, f.name) < 1):
+            if f.name.startswith("n_") and (
+                not isinstance(getattr(self, f.name), int) or getattr(self, f.name) < 1
+            ):
                 raise ValueError(
                     f"{type(self).__name__}.{f.name} must be a positive int, got "
                     f"{getattr(self, f.name)!r}"
@@ -171,10 +173,15 @@ class ProblemModule(PINNModule):
         elif not isinstance(problem, Problem):
             raise TypeError(f"problem must be a Problem or a name, got {type(problem).__name__}")
         # Saved hyperparameters (load_from_checkpoint) repeat what the problem defines.
-        for key, value in (("loss_names", problem.loss_names), ("field_names", problem.field_names)):
+        for key, value in (
+            ("loss_names", problem.loss_names),
+            ("field_names", problem.field_names),
+        ):
             given = kwargs.pop(key, None)
             if given is not None and tuple(given) != tuple(value):
-                raise ValueError(f"{key}={given!r} contradicts problem {problem.name!r} ({value!r})")
+                raise ValueError(
+                    f"{key}={given!r} contradicts problem {problem.name!r} ({value!r})"
+                )
         super().__init__(
             trunk if trunk is not None else problem.default_trunk(),
             loss_names=problem.loss_names,

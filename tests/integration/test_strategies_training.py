@@ -105,9 +105,13 @@ def test_switch_keeps_trunk_adam_state_and_adds_adapter_group():
         def on_train_batch_end(self, trainer, pl_module, *args):
             if pl_module.train_steps == 5:
                 opt = trainer.optimizers[0]
-                seen["before"] = {id(p): opt.state[p]["exp_avg"].clone() for p in pl_module.shared_parameters()}
+                seen["before"] = {
+                    id(p): opt.state[p]["exp_avg"].clone() for p in pl_module.shared_parameters()
+                }
                 pl_module.set_strategy("adapters", rank=2)
-                seen["after"] = {id(p): opt.state[p]["exp_avg"].clone() for p in pl_module.shared_parameters()}
+                seen["after"] = {
+                    id(p): opt.state[p]["exp_avg"].clone() for p in pl_module.shared_parameters()
+                }
                 seen["groups"] = len(opt.param_groups)
 
     _trainer(8, [Switch()]).fit(module, datamodule=_problem().datamodule())

@@ -44,7 +44,9 @@ def test_lhs_has_one_point_per_stratum():
 
 def test_any_dimension():
     box = Box(tuple([0.0] * 7), tuple([1.0] * 7))
-    dm = CollocationDataModule({"residual": (box, 10), "boundary": (BoxBoundary(box, tuple(range(7))), 10)})
+    dm = CollocationDataModule(
+        {"residual": (box, 10), "boundary": (BoxBoundary(box, tuple(range(7))), 10)}
+    )
     b = dm.sample(3)
     assert b["residual"].shape == (10, 7)
     on_face = ((b["boundary"] == 0) | (b["boundary"] == 1)).any(dim=1)

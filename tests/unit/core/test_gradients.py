@@ -40,7 +40,10 @@ def test_rows_equal_single_loss_gradients():
         single = m.losses(x.clone())[name]
         grads = torch.autograd.grad(single, params, allow_unused=True)
         row = torch.cat(
-            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+            [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, params)
+            ]
         )
         assert _rel(jac[k], row) < 1e-6
 

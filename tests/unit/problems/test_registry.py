@@ -1,0 +1,73 @@
+"""``problems.get`` and ``problems.names``: variants, close matches, validated overrides."""
+
+import pytest
+import torch
+
+from lightning_pinn import problems
+
+REQUIRED = [
+    "burgers", "allen_cahn", "wave", "klein_gordon", "convection", "diffusion_reaction",
+    "helmholtz", "convection-b1", "convection-b10", "convection-b20", "convection-b40",
+    "helmholtz-a1", "helmholtz-a2", "helmholtz-a6", "burgers_inverse", "heat_inverse",
+    "poisson_inverse", "thermoelastic", "kovasznay", "thermal_flow", "poisson_nd-d2",
+    "poisson_nd-d5", "poisson_nd-d10", "poisson_nd-d20", "poisson_nd-d50", "heat_nd",
+]  # fmt: skip
+
+
+def test_every_required_configuration_is_registered() -> None:
+    assert set(REQUIRED) <= set(problems.names())
+    assert len(problems.names()) >= 24
+
+
+@pytest.mark.parametrize(
+    ("name", "k"),
+    [("burgers", 3), ("helmholtz", 2), ("heat_inverse", 3), ("thermoelastic", 4),
+     ("kovasznay", 5), ("thermal_flow", 6), ("poisson_nd-d50", 2), ("heat_nd", 3)],
+)  # fmt: skip
+def test_number_of_losses(name: str, k: int) -> None:
+    assert len(problems.get(name).loss_names) == k
+
+
+def test_variants_and_overrides() -> None:
+    assert problems.get("convection").beta == 30.0
+    assert problems.get("convection-b10").beta == 10.0
+    assert problems.get("convection", beta=15).beta == 15
+    assert problems.get("helmholtz").a2 == 4 and problems.get("helmholtz-a6").a2 == 6
+    assert problems.get("poisson_nd").dim == 5
+    d20 = problems.get("poisson_nd-d20")
+    assert d20.input_dim == 20
+    assert d20.default_trunk()(torch.zeros(3, 20)).shape == (3, 1)
+    assert problems.get("heat_nd", dim=3).input_dim == 4
+    assert problems.get("convection-b40").name == "convection-b40"
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(ValueError, match="Did you mean 'convection'"):
+        problems.get("convektion")
+    with pytest.raises(ValueError, match="poisson_inverse"):
+        problems.get("poisson_invers")
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "error", "match"),
+    [
+        ("convection", {"beta": "fast"}, TypeError, "beta"),
+        ("convection", {"beta": -1.0}, ValueError, "beta"),
+        ("helmholtz", {"a2": 1.5}, TypeError, "a2"),
+        ("helmholtz", {"a2": 0}, ValueError, "a2"),
+        ("poisson_nd", {"dim": 0}, ValueError, "dim"),
+        ("poisson_nd", {"dim": 5.0}, TypeError, "dim"),
+        ("burgers_inverse", {"noise": 2.0}, ValueError, "noise"),
+        ("heat_inverse", {"kappa_init": 0.0}, ValueError, "kappa_init"),
+        ("wave", {"n_residual": 0}, ValueError, "n_residual"),
+        ("kovasznay", {"viscosity": 1.0}, ValueError, "no parameter"),
+    ],
+)
+def test_bad_overrides_are_rejected(name, overrides, error, match) -> None:
+    with pytest.raises(error, match=match):
+        problems.get(name, **overrides)
+
+
+def test_datamodule_rejects_unknown_point_sets() -> None:
+    with pytest.raises(ValueError, match="unknown point set"):
+        problems.get("wave").datamodule(points={"interior": 10})
