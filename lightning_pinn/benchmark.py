@@ -100,6 +100,7 @@ def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None)
         val_every=cell.steps,
         progress_bar=False,
         checkpoint=False,
+        plots=False,
         points=points,
         accelerator="cpu",
     )

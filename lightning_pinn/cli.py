@@ -1,4 +1,4 @@
-"""``lightning-pinn``: run a problem, list problems, benchmark, fit from a YAML config."""
+"""``lightning-pinn``: run a problem, list problems, report a run, benchmark, fit from YAML."""
 
 from __future__ import annotations
 
@@ -77,6 +77,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help='problem parameters as JSON, e.g. \'{"beta": 10}\'')
     p.add_argument("--module-options", type=_json_dict, default={},
                    help='PINNModule options as JSON, e.g. \'{"rank": 8, "routing": "shared"}\'')
+    # Common strategy options as plain flags (what a W&B sweep passes as --key=value); they
+    # override the same keys of --module-options.
+    p.add_argument("--reweighting", default=None,
+                   help="reweighting rule: gradnorm, lra, relobralo or fixed")
+    p.add_argument("--rank", type=_positive_int, default=None, help="adapter rank r")
+    p.add_argument("--alpha", type=_positive_float, default=None,
+                   help="adapter scaling numerator (scaling = alpha / rank)")
+    p.add_argument("--routing", choices=["own", "shared"], default=None,
+                   help="adapter routing (own: adapter k moves on loss k only)")
+    p.add_argument("--aggregator", default=None,
+                   help="surgery aggregator, e.g. upgrad, pcgrad, config, mgda")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="1")
     p.add_argument("--precision", default="32-true")
@@ -97,6 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.problem not in problems.names():
         problems.get(args.problem)  # raises with close matches
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    module_options = dict(args.module_options)
+    for key in _STRATEGY_FLAGS:
+        if getattr(args, key) is not None:
+            module_options[key] = getattr(args, key)
     cfg = RunConfig(
         problem=args.problem,
         max_steps=args.max_steps,
@@ -109,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         lr_decay_steps=args.lr_decay_steps,
         points=args.points,
         problem_options=args.problem_options,
-        module_options=args.module_options,
+        module_options=module_options,
         accelerator=args.accelerator,
         devices=devices,
         precision=args.precision,
@@ -123,6 +138,46 @@ def _run(args: argparse.Namespace) -> int:
     )
     summary = run_experiment(cfg)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+_STRATEGY_FLAGS = ("reweighting", "rank", "alpha", "routing", "aggregator")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="re-print a finished run's summary and conflict report",
+        description="Read RUN_DIR/summary.json (written by `lightning-pinn run`) and the "
+        "conflict report next to it, and print them.",
+    )
+    p.add_argument("run_dir", help="a run's log directory (the `logs:` line of `run`)")
+    p.add_argument("--json", action="store_true", help="print summary.json as is")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lightning_pinn.experiment import format_summary
+
+    run_dir = Path(args.run_dir)
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist; pass the log directory printed by `lightning-pinn run` "
+            "(the `logs:` line)"
+        )
+    summary = json.loads(path.read_text())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(format_summary(summary))
+    report = summary.get("conflict_report")
+    report_path = Path(report) if report else run_dir / "conflict_report.md"
+    if report_path.is_file():
+        print()
+        print(report_path.read_text().rstrip())
+    for key in ("prediction_figure", "error_field"):
+        if summary.get(key):
+            print(f"{key.replace('_', ' ')}: {summary[key]}")
     return 0
 
 
@@ -194,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     sub.add_parser("list", help="list the registered problems")
+    _add_report(sub)
     _add_benchmark(sub)
     sub.add_parser("fit", help="train from a LightningCLI YAML config (fit --config FILE)")
     return parser
@@ -205,11 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "fit":
         from lightning_pinn.lightning_cli import fit_main
 
-        fit_main(argv[1:])
+        try:
+            fit_main(argv[1:])
+        except (ValueError, TypeError) as err:  # bad problem name/options: one line, exit 2
+            print(f"lightning-pinn fit: error: {err}", file=sys.stderr)
+            return 2
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "list": _list, "benchmark": _benchmark}
+    handlers = {"run": _run, "list": _list, "benchmark": _benchmark, "report": _report}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, ImportError, FileNotFoundError) as err:

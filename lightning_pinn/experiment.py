@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -56,6 +55,7 @@ class RunConfig:
     progress_bar: bool = True
     deterministic: bool = False
     checkpoint: bool = True
+    plots: bool = True  # prediction.png + error_field.npz in the log directory (rank 0)
 
     def validate(self) -> None:
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
@@ -135,6 +135,24 @@ def _log_dir(trainer: L.Trainer, cfg: RunConfig, name: str) -> Path:
     return Path(cfg.out) / name
 
 
+def _own_run_dir(logger: Logger | None, cfg: RunConfig, name: str) -> Path | None:
+    """Where the report, summary and figures go when the logger has no per-run directory.
+
+    No logger: ``OUT/NAME``. W&B: ``OUT/PROJECT/RUN_ID`` (next to the checkpoints), so the runs
+    of a sweep sharing one ``--out`` never overwrite each other. CSV/TensorBoard: ``None``
+    (their versioned ``log_dir`` is used).
+    """
+    if logger is None:
+        return Path(cfg.out) / name
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(logger, WandbLogger):
+        return Path(cfg.out) / str(logger.name) / str(logger.experiment.id)  # starts the run
+    return None
+
+
 def build_trainer(
     cfg: RunConfig, callbacks: list[Callback], logger: Logger | None
 ) -> L.Trainer:
@@ -180,11 +198,12 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points)
     name = cfg.name or problem.name
     logger = make_logger(cfg.logger, cfg.out, name, cfg.seed)
+    run_dir = _own_run_dir(logger, cfg, name)
     conflict = ConflictCallback(
         probe_steps=cfg.effective_probe_steps,
         auto_switch=cfg.switch and cfg.strategy == "auto",
         log_every_n_steps=cfg.log_every_n_steps,
-        output_dir=None if logger is not None else str(Path(cfg.out) / name),
+        output_dir=str(run_dir) if run_dir is not None else None,
     )
     curve = LossCurve()
     callbacks: list[Callback] = [conflict, curve]
@@ -209,7 +228,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - t0
     val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    log_dir = _log_dir(trainer, cfg, name)
+    log_dir = run_dir if run_dir is not None else _log_dir(trainer, cfg, name)
+    outputs = _save_outputs(trainer, module, problem, log_dir, conflict, logger, cfg.plots)
     summary: dict[str, Any] = {
         "problem": problem.name,
         "strategy": cfg.strategy,
@@ -239,11 +259,67 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "loss_curve": curve.points,
         "log_dir": str(log_dir),
         "last_checkpoint": (ckpt.last_model_path or None) if ckpt is not None else None,
+        **outputs,
     }
     if trainer.is_global_zero:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _save_outputs(
+    trainer: L.Trainer,
+    module: Any,
+    problem: problems.Problem,
+    log_dir: Path,
+    conflict: Any,
+    logger: Logger | None,
+    plots: bool = True,
+) -> dict[str, str | None]:
+    """Rank 0: write ``prediction.png`` and ``error_field.npz`` next to the report, log the
+    figure and the final rel L2 to W&B (guarded). Returns the paths for the summary."""
+    out: dict[str, str | None] = {
+        "prediction_figure": None,
+        "error_field": None,
+        "conflict_report": None,
+    }
+    if conflict.report_dir is not None and (conflict.report_dir / "conflict_report.md").exists():
+        out["conflict_report"] = str(conflict.report_dir / "conflict_report.md")
+    if not (plots and trainer.is_global_zero):
+        return out
+    from lightning_pinn.plots import save_prediction
+
+    try:
+        paths = save_prediction(module, problem, log_dir)
+    except Exception as err:  # a plot must never lose a finished run
+        warnings.warn(f"could not save the prediction figure: {err!r}", stacklevel=2)
+        return out
+    out["prediction_figure"] = str(paths["figure"])
+    out["error_field"] = str(paths["error_field"])
+    _log_wandb_outputs(logger, paths["figure"], trainer)
+    return out
+
+
+def _log_wandb_outputs(logger: Logger | None, figure: Path, trainer: L.Trainer) -> None:
+    """Log the prediction figure and the final rel L2 to W&B (no-op for other loggers)."""
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:  # pragma: no cover
+        return
+    if not isinstance(logger, WandbLogger):
+        return
+    try:
+        import wandb
+
+        experiment = logger.experiment
+        rel_l2 = trainer.callback_metrics.get("val/rel_l2")
+        payload: dict[str, Any] = {"prediction/figure": wandb.Image(str(figure))}
+        if rel_l2 is not None:
+            payload["final/rel_l2"] = float(rel_l2)
+            experiment.summary["final/rel_l2"] = float(rel_l2)
+        experiment.log(payload)
+    except Exception as err:  # W&B trouble must not fail a finished run
+        warnings.warn(f"logging the prediction figure to W&B failed: {err!r}", stacklevel=2)
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
@@ -263,6 +339,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append(f"coefficient {name}: {c['value']:.6g}{true}")
     if summary["report"] is not None:
         lines.append(f"regime: {summary['report']['regime']} -> {summary['report']['strategy']}")
+    if summary.get("prediction_figure"):
+        lines.append(f"prediction figure: {summary['prediction_figure']}")
     lines.append(f"logs: {summary['log_dir']}")
     if summary["last_checkpoint"]:
         lines.append(f"last checkpoint: {summary['last_checkpoint']}")

@@ -255,18 +255,19 @@ class ConflictCallback(Callback):
             interventions=self.interventions,
         )
         figure_path = None
+        # trainer.log_dir is a collective under DDP (a broadcast): every rank must ask.
+        directory = self.output_dir or (Path(trainer.log_dir) if trainer.log_dir else None)
         if trainer.is_global_zero:
-            figure_path = self._write_files(trainer, pl_module, buffers)
+            figure_path = self._write_files(directory, pl_module, buffers)
             self._log_report(trainer, pl_module, figure_path)
             rank_zero_info(self.report.to_markdown())
         if self.auto_switch:
             self._switch(pl_module)
 
     def _write_files(
-        self, trainer: L.Trainer, pl_module: PINNModule, buffers: dict[str, Tensor]
+        self, directory: Path | None, pl_module: PINNModule, buffers: dict[str, Tensor]
     ) -> Path | None:
         assert self.report is not None
-        directory = self.output_dir or (Path(trainer.log_dir) if trainer.log_dir else None)
         if directory is None:
             rank_zero_warn("ConflictCallback: no log directory; the report files are not written")
             return None

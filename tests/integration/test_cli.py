@@ -1,0 +1,98 @@
+"""``lightning-pinn`` end to end in a subprocess: run, list, report, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_pinn.cli import main
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_pinn.cli", *args],
+        capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+def test_run_burgers_end_to_end_then_report(tmp_path):
+    proc = _cli(
+        "run", "burgers", "--max-steps", "20", "--probe-steps", "10",
+        "--points", "residual=64,initial=16,boundary=16", "--out", str(tmp_path / "tmp"),
+        "--no-progress-bar", "--rank", "2", "--routing", "shared",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "relative L2 error" in proc.stdout
+    log_line = next(line for line in proc.stdout.splitlines() if line.startswith("logs: "))
+    run_dir = log_line.removeprefix("logs: ").strip()
+    assert run_dir.startswith(str(tmp_path / "tmp"))
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    for key in ("prediction_figure", "error_field", "conflict_report"):
+        assert summary[key] and os.path.isfile(summary[key]), key
+    assert summary["report"]["probe_steps"] == 10
+
+    report = _cli("report", run_dir)
+    assert report.returncode == 0, report.stderr
+    assert "relative L2 error" in report.stdout and "Regime" in report.stdout
+    assert "prediction figure" in report.stdout
+
+
+def test_list_names_the_problems(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "burgers" in out and "helmholtz" in out
+
+
+def test_unknown_problem_is_one_line_with_close_matches(capsys):
+    assert main(["run", "burgrs", "--max-steps", "5"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "burgers" in err and "Did you mean" in err
+
+
+@pytest.mark.parametrize("flag", ["--max-steps", "--probe-steps", "--rank"])
+def test_negative_counts_are_rejected(flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "burgers", flag, "-5"])
+    assert exc.value.code != 0
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_bad_routing_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "burgers", "--routing", "everyone"])
+    assert exc.value.code != 0
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_report_of_missing_run_fails_clearly(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "summary.json does not exist" in capsys.readouterr().err
+
+
+def test_strategy_flags_reach_module_options(monkeypatch):
+    import lightning_pinn.experiment as experiment
+
+    seen = {}
+
+    def fake_run(cfg):
+        seen["cfg"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    code = main([
+        "run", "burgers", "--rank", "8", "--reweighting", "lra", "--aggregator", "pcgrad",
+        "--routing", "shared", "--alpha", "2", "--module-options", '{"rank": 2, "blockwise": true}',
+    ])
+    assert code == 2
+    assert seen["cfg"].module_options == {
+        "rank": 8, "blockwise": True, "reweighting": "lra", "aggregator": "pcgrad",
+        "routing": "shared", "alpha": 2.0,
+    }

@@ -1,0 +1,102 @@
+"""``lightning-pinn fit --config``: every example config runs, bad configs fail clearly."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_pinn import PINNModule, problems
+from lightning_pinn.lightning_cli import ConfigProblemModule, fit_main
+
+CONFIGS = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.yaml"))
+FAMILIES = {"burgers", "allen_cahn", "helmholtz", "heat_inverse", "thermoelastic", "poisson_nd-d50"}
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    # LightningCLI warns when pytest's own arguments sit in sys.argv next to args=.
+    monkeypatch.setattr("sys.argv", ["lightning-pinn"])
+
+
+def _tiny(config: Path, tmp_path: Path) -> list[str]:
+    problem = yaml.safe_load(config.read_text())["data"]["problem"]
+    sets = problems.get(problem).point_sets()
+    points = "{" + ", ".join(f"{name}: 8" for name in sets) + "}"
+    return [
+        "--config", str(config),
+        "--trainer.max_steps", "4",
+        "--trainer.val_check_interval", "4",
+        "--trainer.callbacks.probe_steps", "2",
+        "--trainer.logger.save_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_checkpointing", "false",
+        "--data.points", points,
+        "--data.eval_batch_size", "4096",
+    ]
+
+
+def test_one_config_per_family():
+    assert {p.stem for p in CONFIGS} >= FAMILIES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_example_config_runs(config, tmp_path, capsys):
+    problem = yaml.safe_load(config.read_text())["data"]["problem"]
+    if problem not in problems.names():  # pragma: no cover - only while problems are added
+        pytest.skip(f"problem {problem!r} is not registered yet")
+    fit_main(_tiny(config, tmp_path))
+    out = capsys.readouterr().out
+    assert "relative L2 error:" in out and "regime:" in out
+    run_dirs = list(tmp_path.glob("*/version_0"))
+    assert len(run_dirs) == 1
+    files = {p.name for p in run_dirs[0].iterdir()}
+    assert {"conflict_report.md", "conflict_probe.png", "prediction.png", "config.yaml"} <= files
+
+
+def test_print_config_resolves_linked_problem(capsys):
+    with pytest.raises(SystemExit) as exc:
+        fit_main(["--config", str(CONFIGS[0]), "--data.problem", "helmholtz", "--print_config"])
+    assert exc.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"]["problem"] == "helmholtz"
+    assert cfg["trainer"]["check_val_every_n_epoch"] is None
+    assert isinstance(cfg["trainer"]["val_check_interval"], int)
+    assert cfg["trainer"]["callbacks"][0]["class_path"].endswith("ConflictCallback")
+    assert "problem" not in cfg["model"]  # linked from data, never given twice
+
+
+def test_misspelled_key_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {problem: burgers}\ntrainer: {max_stpes: 3}\n")
+    with pytest.raises(SystemExit) as exc:
+        fit_main(["--config", str(bad)])
+    assert exc.value.code != 0
+    assert "max_stpes" in capsys.readouterr().err
+
+
+def test_model_problem_cannot_disagree_with_data(capsys):
+    with pytest.raises(SystemExit) as exc:
+        fit_main(["--config", str(CONFIGS[0]), "--model.problem", "helmholtz", "--print_config"])
+    assert exc.value.code != 0
+    assert "model.problem" in capsys.readouterr().err
+
+
+def test_unknown_problem_is_one_line_with_close_matches(tmp_path, capsys):
+    from lightning_pinn.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {problem: burgrs}\n")
+    assert main(["fit", "--config", str(bad), "--trainer.logger", "false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lightning-pinn fit: error: unknown problem 'burgrs'")
+    assert "Did you mean 'burgers'" in err[-1]
+
+
+def test_config_module_signature_covers_pinnmodule():
+    ours = set(inspect.signature(ConfigProblemModule).parameters)
+    theirs = set(inspect.signature(PINNModule).parameters) - {"model", "loss_names", "field_names"}
+    assert theirs <= ours, f"ConfigProblemModule lacks {sorted(theirs - ours)}"
