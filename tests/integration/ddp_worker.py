@@ -45,7 +45,10 @@ def main():
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[ConflictCallback(probe_steps=4, auto_switch=strategy == "none"), Dump(out)],
+        callbacks=[
+            ConflictCallback(probe_steps=4, auto_switch=strategy == "none", output_dir=out),
+            Dump(out),
+        ],
     )
     trainer.fit(module, datamodule=p.datamodule(seed=0))
 

@@ -107,9 +107,7 @@ def test_nonfinite_skip_leaves_weights_and_optimizer_untouched():
             if pl_module.train_steps == 3:
                 seen["before"] = _state(pl_module)
                 opt = trainer.optimizers[0]
-                seen["opt_before"] = {
-                    id(p): s["exp_avg"].clone() for p, s in opt.state.items()
-                }
+                seen["opt_before"] = {id(p): s["exp_avg"].clone() for p, s in opt.state.items()}
 
         def on_train_batch_end(self, trainer, pl_module, *args):
             if pl_module.train_steps == 4:
@@ -140,18 +138,22 @@ def test_bf16_mixed_trains_with_fp32_jacobian():
     assert torch.isfinite(module.loss_jacobian).all()
 
 
-def _conflict():
+def _conflict(out):
     from lightning_pinn import ConflictCallback
 
     every = {"directional": "adapters", "magnitude": "adapters", "low": "adapters"}
-    return [ConflictCallback(probe_steps=10, interventions=every)]
+    return [ConflictCallback(probe_steps=10, interventions=every, output_dir=out)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cut", [6, 14], ids=["mid-probe", "after-adapters-switch"])
 def test_resume_with_probe_and_switch_matches_uninterrupted_run(tmp_path, cut):
     full, resumed, trainer = _run_with_resume(
-        tmp_path, lambda: _problem().module(lr=3e-3), total=20, cut=cut, callbacks=_conflict
+        tmp_path,
+        lambda: _problem().module(lr=3e-3),
+        total=20,
+        cut=cut,
+        callbacks=lambda: _conflict(tmp_path / "reports"),
     )
     assert full.has_adapters and resumed.has_adapters
     assert resumed.train_steps == full.train_steps == 20 and trainer.global_step == 20
