@@ -11,12 +11,17 @@ The two are measured in the same process, interleaved in rounds, and the ratio o
 step times is printed (these machines are noisy; absolute times drift).
 
     python benchmarks/step_cost.py [--rounds 6] [--steps 150] [--strategies none reweight ...]
+
+A strategy name with the suffix ``+probe`` (e.g. ``none+probe``) adds a ``ConflictCallback``
+that records the conflict statistics on every step: ``none+probe / none`` is the callback's
+overhead.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -24,7 +29,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_pinn import problems
+from lightning_pinn import ConflictCallback, problems
 from lightning_pinn.networks import MLP
 
 warnings.filterwarnings("ignore")
@@ -68,8 +73,16 @@ def lightning_run(
 ) -> list[float]:
     """Step times of ``PINNModule`` in a ``Trainer`` (time between batch ends)."""
     torch.manual_seed(seed)
+    probe = strategy.endswith("+probe")  # the ConflictCallback recording every step
+    strategy = strategy.removesuffix("+probe")
     module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
     stamp = _Stamp()
+    callbacks = [stamp]
+    if probe:
+        out = tempfile.mkdtemp()
+        callbacks.insert(
+            0, ConflictCallback(probe_steps=steps + 1, auto_switch=False, output_dir=out)
+        )
     trainer = L.Trainer(
         max_steps=steps + 1,
         accelerator=device,
@@ -78,7 +91,7 @@ def lightning_run(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[stamp],
+        callbacks=callbacks,
         log_every_n_steps=50,
         limit_val_batches=0,
     )
@@ -103,7 +116,7 @@ def main() -> None:
         dev = args.accelerator
         times["plain"] += plain_loop(problem, args.steps, r, dev)[args.warmup :]
         for s in args.strategies:
-            opts = {"aggregator": "upgrad"} if s == "surgery" else {}
+            opts = {"aggregator": "upgrad"} if s.startswith("surgery") else {}
             times[s] += lightning_run(problem, args.steps, r, s, dev, **opts)[args.warmup :]
     plain = statistics.median(times["plain"])
     print(

@@ -171,6 +171,7 @@ def build_trainer(
         log_every_n_steps=cfg.log_every_n_steps,
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
+        enable_checkpointing=cfg.checkpoint,
         deterministic=cfg.deterministic,
     )
 

@@ -16,9 +16,13 @@ class AdapterLinear(nn.Module):
 
     The effective weight is ``W + (alpha / r) * Σ_k B_k A_k`` with ``A_k`` ``[r, in]``
     (Kaiming-uniform, ``a = sqrt(5)``, as ``nn.Linear`` and peft's LoRA) and ``B_k``
-    ``[out, r]`` (zeros, so the output is unchanged at insertion). All K adapters run in one
-    pair of matmuls on the concatenated factors ``A_cat`` ``[K r, in]`` and ``B_cat``
-    ``[out, K r]``, through ``F.linear`` so autocast picks the compute dtype.
+    ``[out, r]`` (zeros, so the output is unchanged at insertion). All K adapters are applied
+    with one small matmul of the concatenated factors, ``B_cat`` ``[out, K r]`` @ ``A_cat``
+    ``[K r, in]``, folded into the weight: ``y = x (W + s B_cat A_cat)ᵀ + b``. That costs
+    ``out·K r·in`` multiply-adds per forward, independent of the number of points N, instead
+    of ``2 N·K r·(in + out)`` for ``x A_catᵀ B_catᵀ``; PINN losses differentiate the forward
+    twice more (PDE derivatives), which makes an N-dependent adapter path expensive. The
+    output is mathematically identical; ``F.linear`` lets autocast pick the compute dtype.
 
     Args:
         base_layer: the layer to wrap; its parameters are kept as they are (same tensors).
@@ -91,8 +95,8 @@ class AdapterLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[..., in]`` -> ``[..., out]``: base output plus all K adapters."""
         a_cat, b_cat = self._factors()
-        low = F.linear(F.linear(x, a_cat), b_cat)  # (..., out)
-        return self.base_layer(x) + self.scaling * low
+        weight = self.base_layer.weight + self.scaling * (b_cat @ a_cat)  # (out, in)
+        return F.linear(x, weight, self.base_layer.bias)
 
     @torch.no_grad()
     def merged_weight(self) -> Tensor:
