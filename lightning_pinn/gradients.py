@@ -62,19 +62,23 @@ def per_loss_gradients(
         ``extra[k]`` (an empty list when ``extra`` is None).
     """
     k_total = len(losses)
-    rows: list[Tensor] = []
-    extra_rows: list[Tensor] = []
     n_shared = len(shared)
+    total = sum(p.numel() for p in shared)
+    device = shared[0].device if shared else torch.device("cpu")
+    jac = torch.empty(k_total, total, dtype=torch.float32, device=device)  # (K, P)
+    extra_rows: list[Tensor] = []
     for k, loss in enumerate(losses):
         own = list(extra[k]) if extra is not None else []
         inputs = [*shared, *own]
-        grads = torch.autograd.grad(
-            loss, inputs, retain_graph=k < k_total - 1, allow_unused=True, materialize_grads=False
-        )
-        rows.append(flatten(grads[:n_shared], shared))
+        grads = torch.autograd.grad(loss, inputs, retain_graph=k < k_total - 1, allow_unused=True)
+        parts = [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+            for g, p in zip(grads[:n_shared], shared, strict=True)
+        ]
+        if parts:
+            torch.cat(parts, out=jac[k])  # written in place: no second copy of J
         if extra is not None:
             extra_rows.append(flatten(grads[n_shared:], own))
-    jac = torch.stack(rows)  # (K, P)
     if scale != 1.0:
         jac = jac / scale
         extra_rows = [h / scale for h in extra_rows]
