@@ -14,9 +14,9 @@ from lightning_pinn.gradients import per_loss_gradients
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _launch(tmp_path, strategy):
+def _launch(tmp_path, strategy, launcher):
     proc = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path), strategy],
+        [sys.executable, str(WORKER), str(tmp_path), strategy, launcher],
         capture_output=True,
         text=True,
         timeout=300,
@@ -37,9 +37,12 @@ def _union_jacobian(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["none", "surgery"])
-def test_two_process_ddp_gives_one_jacobian_one_report_one_model(tmp_path, strategy):
-    _launch(tmp_path, strategy)
+@pytest.mark.parametrize(
+    "strategy,launcher", [("none", "ddp"), ("surgery", "ddp"), ("none", "ddp_spawn")]
+)
+def test_two_process_ddp_gives_one_jacobian_one_report_one_model(tmp_path, strategy, launcher):
+    # "none" auto-switches to adapters after the 4-step probe, so adapters run under DDP too.
+    _launch(tmp_path, strategy, launcher)
     j0, j1 = torch.load(tmp_path / "J0.pt"), torch.load(tmp_path / "J1.pt")
     assert torch.equal(j0, j1)
     union = _union_jacobian(tmp_path)
