@@ -41,6 +41,17 @@ def _points(text: str) -> dict[str, int]:
     return out
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not sep or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
 def _json_dict(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -65,29 +76,55 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strategy", choices=["auto", "none", "reweight", "adapters", "surgery"], default="auto"
     )
-    p.add_argument("--probe-steps", type=_positive_int, default=None,
-                   help="probe window (default: min(1000, max-steps / 2))")
+    p.add_argument(
+        "--probe-steps",
+        type=_positive_int,
+        default=None,
+        help="probe window (default: min(1000, max-steps / 2))",
+    )
     p.add_argument("--no-switch", action="store_true", help="diagnose only, never switch")
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--lr-decay-rate", type=_positive_float, default=1.0)
     p.add_argument("--lr-decay-steps", type=_positive_int, default=1000)
-    p.add_argument("--points", type=_points, default=None,
-                   help="point counts per set, e.g. residual=500,initial=100")
-    p.add_argument("--problem-options", type=_json_dict, default={},
-                   help='problem parameters as JSON, e.g. \'{"beta": 10}\'')
-    p.add_argument("--module-options", type=_json_dict, default={},
-                   help='PINNModule options as JSON, e.g. \'{"rank": 8, "routing": "shared"}\'')
+    p.add_argument(
+        "--points",
+        type=_points,
+        default=None,
+        help="point counts per set, e.g. residual=500,initial=100",
+    )
+    p.add_argument(
+        "--problem-options",
+        type=_json_dict,
+        default={},
+        help="problem parameters as JSON, e.g. '{\"beta\": 10}'",
+    )
+    p.add_argument(
+        "--module-options",
+        type=_json_dict,
+        default={},
+        help='PINNModule options as JSON, e.g. \'{"rank": 8, "routing": "shared"}\'',
+    )
     # Common strategy options as plain flags (what a W&B sweep passes as --key=value); they
     # override the same keys of --module-options.
-    p.add_argument("--reweighting", default=None,
-                   help="reweighting rule: gradnorm, lra, relobralo or fixed")
+    p.add_argument(
+        "--reweighting", default=None, help="reweighting rule: gradnorm, lra, relobralo or fixed"
+    )
     p.add_argument("--rank", type=_positive_int, default=None, help="adapter rank r")
-    p.add_argument("--alpha", type=_positive_float, default=None,
-                   help="adapter scaling numerator (scaling = alpha / rank)")
-    p.add_argument("--routing", choices=["own", "shared"], default=None,
-                   help="adapter routing (own: adapter k moves on loss k only)")
-    p.add_argument("--aggregator", default=None,
-                   help="surgery aggregator, e.g. upgrad, pcgrad, config, mgda")
+    p.add_argument(
+        "--alpha",
+        type=_positive_float,
+        default=None,
+        help="adapter scaling numerator (scaling = alpha / rank)",
+    )
+    p.add_argument(
+        "--routing",
+        choices=["own", "shared"],
+        default=None,
+        help="adapter routing (own: adapter k moves on loss k only)",
+    )
+    p.add_argument(
+        "--aggregator", default=None, help="surgery aggregator, e.g. upgrad, pcgrad, config, mgda"
+    )
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="1")
     p.add_argument("--precision", default="32-true")
@@ -204,10 +241,21 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None)
     p.add_argument("--steps", type=_positive_int, default=None)
     p.add_argument("--probe-steps", type=_positive_int, default=None)
-    p.add_argument("--module-options", type=_json_dict, default={},
-                   help="PINNModule options for every cell (an ablation), as JSON")
+    p.add_argument(
+        "--module-options",
+        type=_json_dict,
+        default={},
+        help="PINNModule options for every cell (an ablation), as JSON",
+    )
     p.add_argument("--points", type=_points, default=None)
     p.add_argument("--jobs", type=_positive_int, default=None)
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="run only cells i, i+N, i+2N, ... (0-based): one shard per machine",
+    )
     p.add_argument("--out", default="benchmarks/results/quick")
     p.add_argument("--analyze-only", action="store_true", help="only re-write the outputs")
 
@@ -225,6 +273,9 @@ def _benchmark(args: argparse.Namespace) -> int:
             args.probe_steps or min(settings["probe_steps"], args.steps or settings["steps"]),
             args.module_options,
         )
+        if args.shard is not None:
+            index, count = args.shard
+            cells = cells[index::count]
         benchmark.run_benchmark(cells, args.out, jobs=args.jobs, points=args.points)
     result = benchmark.analyze(args.out)
     acc = result["selection"]["accuracy"]

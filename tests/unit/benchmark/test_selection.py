@@ -92,3 +92,15 @@ def test_make_cells_validates():
         benchmark.make_cells(["burgers"], ["magic"], [0], 10, 5)
     with pytest.raises(ValueError, match="probe_steps"):
         benchmark.make_cells(["burgers"], ["none"], [0], 10, 50)
+
+
+def test_shards_partition_the_cells():
+    from lightning_pinn.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--shard", "1/3"])
+    assert args.shard == (1, 3)
+    cells = benchmark.make_cells(["burgers", "wave"], ["none", "auto"], [0, 1], 10, 5)
+    shards = [cells[i::3] for i in range(3)]
+    assert sorted(c.key for s in shards for c in s) == sorted(c.key for c in cells)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["benchmark", "--shard", "3/3"])
