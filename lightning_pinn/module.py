@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_pinn.gradients import per_loss_gradients, unflatten_into_grad
 from lightning_pinn.metrics import RelativeL2Error
-from lightning_pinn.strategies import Strategy, build_strategy, strategy_names
+from lightning_pinn.strategies import Strategy, build_strategy
 
 __all__ = ["PINNModule"]
 
@@ -524,7 +524,3 @@ class PINNModule(L.LightningModule):
             return iter(())
         return zip(self.loss_names, self.loss_weights.tolist(), strict=True)
 
-
-def available_strategies() -> tuple[str, ...]:
-    """Names accepted by ``PINNModule(strategy=...)`` and :meth:`PINNModule.set_strategy`."""
-    return strategy_names()
