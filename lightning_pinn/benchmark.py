@@ -255,7 +255,9 @@ def selection_accuracy(
     1.25 × the best's.
 
     Returns:
-        ``{"accuracy": fraction or None, "rows": [per-configuration dicts]}``.
+        ``{"accuracy": fraction or None, "rows": [per-configuration dicts],
+        "constant_pick_accuracy": {strategy: fraction}}`` — the last is the accuracy of always
+        picking the same strategy, the baseline the diagnosis must beat.
     """
     table = _by_config(records)
     rows = []
@@ -285,7 +287,16 @@ def selection_accuracy(
             }
         )
     accuracy = sum(r["hit"] for r in rows) / len(rows) if rows else None
-    return {"accuracy": accuracy, "rows": rows}
+    # Reference points: a picker that always answers the same strategy.
+    constant = (
+        {
+            s: sum(r["medians"][s] <= TOLERANCE * r["medians"][r["best"]] for r in rows) / len(rows)
+            for s in COMPARED
+        }
+        if rows
+        else {}
+    )
+    return {"accuracy": accuracy, "rows": rows, "constant_pick_accuracy": constant}
 
 
 def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -55,6 +55,8 @@ def test_best_pick_and_accuracy():
     assert rows["dir"]["medians"]["adapters"] == pytest.approx(0.1)
     assert [rows[c]["hit"] for c in ("dir", "mag", "low", "miss")] == [True, True, True, False]
     assert result["accuracy"] == pytest.approx(0.75)
+    # within 1.25x of the best: none on low and miss; reweight on mag and low (0.11 <= 0.125)
+    assert result["constant_pick_accuracy"] == {"none": 0.5, "reweight": 0.5, "adapters": 0.25}
 
 
 def test_within_tolerance_counts_as_hit():
