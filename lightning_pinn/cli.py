@@ -281,6 +281,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     acc = result["selection"]["accuracy"]
     print((Path(args.out) / "table.md").read_text())
     print(f"selection accuracy: {'n/a' if acc is None else f'{acc:.0%}'}")
+    for name, value in result["selection"]["constant_pick_accuracy"].items():
+        print(f"  always {name}: {value:.0%}")
     cal = result["calibration"]
     if cal.get("tau_dir") is not None:
         print(
