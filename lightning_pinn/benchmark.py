@@ -257,7 +257,9 @@ def selection_accuracy(
     Returns:
         ``{"accuracy": fraction or None, "rows": [per-configuration dicts],
         "constant_pick_accuracy": {strategy: fraction}}`` — the last is the accuracy of always
-        picking the same strategy, the baseline the diagnosis must beat.
+        picking the same strategy, the baseline the diagnosis must beat; and
+        ``"auto_run_accuracy"``: the share of configurations whose ``auto`` runs (probe, then
+        switch in the same run) reach a median within 1.25× of the best fixed strategy.
     """
     table = _by_config(records)
     rows = []
@@ -287,6 +289,11 @@ def selection_accuracy(
             }
         )
     accuracy = sum(r["hit"] for r in rows) / len(rows) if rows else None
+    # The `auto` runs themselves (probe, then switch mid-run) against the same best.
+    autos = [r for r in rows if r["auto_median"] is not None]
+    for r in autos:
+        r["auto_hit"] = r["auto_median"] <= TOLERANCE * r["medians"][r["best"]]
+    auto_accuracy = sum(r["auto_hit"] for r in autos) / len(autos) if autos else None
     # Reference points: a picker that always answers the same strategy.
     constant = (
         {
@@ -296,7 +303,12 @@ def selection_accuracy(
         if rows
         else {}
     )
-    return {"accuracy": accuracy, "rows": rows, "constant_pick_accuracy": constant}
+    return {
+        "accuracy": accuracy,
+        "rows": rows,
+        "constant_pick_accuracy": constant,
+        "auto_run_accuracy": auto_accuracy,
+    }
 
 
 def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -283,6 +283,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(f"selection accuracy: {'n/a' if acc is None else f'{acc:.0%}'}")
     for name, value in result["selection"]["constant_pick_accuracy"].items():
         print(f"  always {name}: {value:.0%}")
+    auto = result["selection"]["auto_run_accuracy"]
+    if auto is not None:
+        print(f"auto runs within 1.25x of the best fixed strategy: {auto:.0%}")
     cal = result["calibration"]
     if cal.get("tau_dir") is not None:
         print(

@@ -47,16 +47,34 @@ def test_best_pick_and_accuracy():
     result = benchmark.selection_accuracy(_records())
     rows = {r["config"]: r for r in result["rows"]}
     assert {c: r["best"] for c, r in rows.items()} == {
-        "dir": "adapters", "mag": "reweight", "low": "none", "miss": "none"
+        "dir": "adapters",
+        "mag": "reweight",
+        "low": "none",
+        "miss": "none",
     }
     assert {c: r["pick"] for c, r in rows.items()} == {
-        "dir": "adapters", "mag": "reweight", "low": "none", "miss": "adapters"
+        "dir": "adapters",
+        "mag": "reweight",
+        "low": "none",
+        "miss": "adapters",
     }
     assert rows["dir"]["medians"]["adapters"] == pytest.approx(0.1)
     assert [rows[c]["hit"] for c in ("dir", "mag", "low", "miss")] == [True, True, True, False]
     assert result["accuracy"] == pytest.approx(0.75)
     # within 1.25x of the best: none on low and miss; reweight on mag and low (0.11 <= 0.125)
     assert result["constant_pick_accuracy"] == {"none": 0.5, "reweight": 0.5, "adapters": 0.25}
+    assert result["auto_run_accuracy"] is None  # no auto cells in this file
+
+
+def test_auto_runs_are_scored_against_the_best_fixed_strategy():
+    records = _records()
+    records.append({"problem": "dir", "strategy": "auto", "seed": 0, "rel_l2": 0.12, "key": "a"})
+    records.append({"problem": "mag", "strategy": "auto", "seed": 0, "rel_l2": 0.5, "key": "b"})
+    result = benchmark.selection_accuracy(records)
+    rows = {r["config"]: r for r in result["rows"]}
+    assert rows["dir"]["auto_hit"] is True  # 0.12 <= 1.25 * 0.1
+    assert rows["mag"]["auto_hit"] is False  # 0.5 > 1.25 * 0.2
+    assert result["auto_run_accuracy"] == 0.5
 
 
 def test_within_tolerance_counts_as_hit():
