@@ -107,7 +107,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--strategies", nargs="+", default=["none"])
     parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     problem = problems.get("burgers")
     times: dict[str, list[float]] = {"plain": []}
     for s in args.strategies:
