@@ -19,23 +19,26 @@ def numels(params: Sequence[Tensor]) -> list[int]:
     return [p.numel() for p in params]
 
 
-def flatten(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+def flatten(
+    tensors: Sequence[Tensor | None], like: Sequence[Tensor], out: Tensor | None = None
+) -> Tensor:
     """Concatenate gradients into one fp32 vector; ``None`` (unused parameter) becomes zeros.
 
     Args:
         tensors: gradients, one per parameter (``None`` where the loss does not reach it).
         like: the parameters, used for shapes of missing gradients.
+        out: optional ``[P]`` fp32 destination (e.g. a row of a preallocated ``J``).
 
     Returns:
-        A ``[P]`` fp32 vector.
+        A ``[P]`` fp32 vector (``out`` when given).
     """
     parts = [
         (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
         for g, p in zip(tensors, like, strict=True)
     ]
     if not parts:
-        return torch.zeros(0)
-    return torch.cat(parts)
+        return out if out is not None else torch.zeros(0)
+    return torch.cat(parts, out=out) if out is not None else torch.cat(parts)
 
 
 def per_loss_gradients(
@@ -71,12 +74,7 @@ def per_loss_gradients(
         own = list(extra[k]) if extra is not None else []
         inputs = [*shared, *own]
         grads = torch.autograd.grad(loss, inputs, retain_graph=k < k_total - 1, allow_unused=True)
-        parts = [
-            (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-            for g, p in zip(grads[:n_shared], shared, strict=True)
-        ]
-        if parts:
-            torch.cat(parts, out=jac[k])  # written in place: no second copy of J
+        flatten(grads[:n_shared], shared, out=jac[k])  # written in place: no copy of J
         if extra is not None:
             extra_rows.append(flatten(grads[n_shared:], own))
     if scale != 1.0:

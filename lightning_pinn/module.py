@@ -263,6 +263,10 @@ class PINNModule(L.LightningModule):
         """Parameters of adapter k (empty without adapters)."""
         return list(self.model.adapter_parameters(k)) if self.has_adapters else []
 
+    def _all_adapter_parameters(self) -> list[nn.Parameter]:
+        """Every adapter's parameters, adapter 0 first."""
+        return [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+
     def parameter_blocks(self) -> list[slice]:
         """Column ranges of ``J`` per parameter block: the network, then everything else."""
         return self._parameter_layout()[1]
@@ -290,7 +294,7 @@ class PINNModule(L.LightningModule):
         if self._trainer is None or not self.trainer.optimizers:  # the module's own reference
             return  # configure_optimizers will include the adapters
         opt = self.trainer.optimizers[0]
-        params = [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+        params = self._all_adapter_parameters()
         factor = opt.param_groups[0]["lr"] / opt.param_groups[0].get("initial_lr", self.lr)
         opt.add_param_group(
             {"params": params, "lr": self._adapter_lr() * factor, "initial_lr": self._adapter_lr()}
@@ -301,7 +305,7 @@ class PINNModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         groups: list[dict[str, Any]] = [{"params": self.shared_parameters(), "lr": self.lr}]
         if self.has_adapters:
-            adapters = [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+            adapters = self._all_adapter_parameters()
             groups.append({"params": adapters, "lr": self._adapter_lr()})
         kwargs: dict[str, Any] = {"weight_decay": self.weight_decay}
         optimizer = _OPTIMIZERS[self.optimizer_name](groups, lr=self.lr, **kwargs)
@@ -371,7 +375,7 @@ class PINNModule(L.LightningModule):
             if self.strategy_options["routing"] == "own":
                 extra = [self.adapter_parameters(k) for k in range(self.num_losses)]
             else:
-                every = [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+                every = self._all_adapter_parameters()
                 extra = [every] * self.num_losses
         jac, own = per_loss_gradients(scaled, shared, extra, scale=scale)
         if self.trainer.world_size > 1:  # one all-reduce (mean) of J and adapter gradients
@@ -391,7 +395,7 @@ class PINNModule(L.LightningModule):
                 unflatten_into_grad(weights[k] * h, self.adapter_parameters(k))
         else:
             combined = torch.stack(own).mul(weights[:, None]).sum(0)
-            every = [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+            every = self._all_adapter_parameters()
             unflatten_into_grad(combined, every)
 
     def _handle_nonfinite(self, values: Tensor, jac: Tensor) -> None:
@@ -523,4 +527,3 @@ class PINNModule(L.LightningModule):
         if self.loss_weights is None:
             return iter(())
         return zip(self.loss_names, self.loss_weights.tolist(), strict=True)
-
