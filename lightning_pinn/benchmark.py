@@ -69,11 +69,18 @@ class Cell:
     steps: int
     probe_steps: int
     options: tuple[tuple[str, Any], ...] = ()  # module options (ablations), sorted pairs
+    run_options: tuple[tuple[str, Any], ...] = ()  # RUN_OPTIONS fields (lr schedule), sorted
 
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
-        return f"{self.problem}|{self.strategy}|{self.seed}|{self.steps}|{self.probe_steps}|{opts}"
+        key = f"{self.problem}|{self.strategy}|{self.seed}|{self.steps}|{self.probe_steps}|{opts}"
+        if self.run_options:  # appended only when set: older result files keep their keys
+            key += "|" + ",".join(f"{k}={v}" for k, v in self.run_options)
+        return key
+
+
+RUN_OPTIONS = ("lr", "lr_decay_rate", "lr_decay_steps")  # RunConfig fields a cell may set
 
 
 def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None) -> dict:
@@ -103,10 +110,12 @@ def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None)
         plots=False,
         points=points,
         accelerator="cpu",
+        **dict(cell.run_options),
     )
     summary = run_experiment(cfg)
     summary["key"] = cell.key
     summary["options"] = dict(cell.options)
+    summary["run_options"] = dict(cell.run_options)
     return summary
 
 
@@ -125,8 +134,13 @@ def make_cells(
     steps: int,
     probe_steps: int,
     options: Mapping[str, Any] | None = None,
+    run_options: Mapping[str, Any] | None = None,
 ) -> list[Cell]:
-    """The cells of a benchmark, validated (unknown problems or strategies raise)."""
+    """The cells of a benchmark, validated (unknown problems, strategies or options raise).
+
+    ``options`` are PINNModule options (an ablation of the method); ``run_options`` set the
+    optimiser schedule of every cell (``lr``, ``lr_decay_rate``, ``lr_decay_steps``).
+    """
     known = set(problems.names())
     for name in problem_names:
         if name not in known:
@@ -136,9 +150,13 @@ def make_cells(
         raise ValueError(f"unknown strategies {bad}; valid: {', '.join(ALL_STRATEGIES)}")
     if not 0 < probe_steps <= steps:
         raise ValueError(f"need 0 < probe_steps <= steps, got {probe_steps} and {steps}")
+    unknown = sorted(set(run_options or {}) - set(RUN_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown run options {unknown}; valid: {', '.join(RUN_OPTIONS)}")
     opts = tuple(sorted((options or {}).items()))
+    run_opts = tuple(sorted((run_options or {}).items()))
     return [
-        Cell(p, s, seed, steps, probe_steps, opts)
+        Cell(p, s, seed, steps, probe_steps, opts, run_opts)
         for p in problem_names
         for seed in seeds
         for s in strategies
@@ -152,6 +170,7 @@ def run_benchmark(
     jobs: int | None = None,
     points: dict[str, int] | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[dict]:
     """Run the cells not yet in ``out/results.jsonl`` and append their records.
 
@@ -161,6 +180,7 @@ def run_benchmark(
         jobs: parallel processes (default: one per two cores, at least one).
         points: point counts per set overriding the problems' defaults (tests use tiny ones).
         progress: show a tqdm progress bar.
+        threads: torch threads per process (default: the cores divided among the jobs).
 
     Returns:
         All records of the results file after the run.
@@ -172,7 +192,7 @@ def run_benchmark(
     todo = [c for c in cells if c.key not in done]
     cores = os.cpu_count() or 1
     jobs = max(1, jobs or cores // 2)
-    threads = max(1, cores // jobs)
+    threads = threads or max(1, cores // jobs)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -247,8 +247,22 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         default={},
         help="PINNModule options for every cell (an ablation), as JSON",
     )
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    p.add_argument(
+        "--lr-decay-rate",
+        type=float,
+        default=None,
+        help="step decay: multiply the lr by this every --lr-decay-steps steps",
+    )
+    p.add_argument("--lr-decay-steps", type=_positive_int, default=None)
     p.add_argument("--points", type=_points, default=None)
     p.add_argument("--jobs", type=_positive_int, default=None)
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads per process (default: cores / jobs)",
+    )
     p.add_argument(
         "--shard",
         type=_shard,
@@ -272,11 +286,18 @@ def _benchmark(args: argparse.Namespace) -> int:
             args.steps or settings["steps"],
             args.probe_steps or min(settings["probe_steps"], args.steps or settings["steps"]),
             args.module_options,
+            {
+                name: value
+                for name in benchmark.RUN_OPTIONS
+                if (value := getattr(args, name)) is not None
+            },
         )
         if args.shard is not None:
             index, count = args.shard
             cells = cells[index::count]
-        benchmark.run_benchmark(cells, args.out, jobs=args.jobs, points=args.points)
+        benchmark.run_benchmark(
+            cells, args.out, jobs=args.jobs, points=args.points, threads=args.threads
+        )
     result = benchmark.analyze(args.out)
     acc = result["selection"]["accuracy"]
     print((Path(args.out) / "table.md").read_text())

@@ -32,3 +32,17 @@ def test_quick_suite_runs_parses_and_resumes(tmp_path, capsys):
     # Re-running skips every finished cell: the file does not grow.
     assert main(argv) == 0
     assert len(benchmark.load_results(tmp_path / "results.jsonl")) == len(records)
+
+
+def test_a_cell_runs_with_a_learning_rate_schedule(tmp_path):
+    argv = [
+        "benchmark", "--problems", "burgers", "--strategies", "none", "--seeds", "0",
+        "--steps", "20", "--probe-steps", "10", "--points", "residual=64",
+        "--lr", "0.01", "--lr-decay-rate", "0.5", "--lr-decay-steps", "5",
+        "--jobs", "1", "--threads", "1", "--out", str(tmp_path),
+    ]
+    assert main(argv) == 0
+    (record,) = benchmark.load_results(tmp_path / "results.jsonl")
+    assert record["run_options"] == {"lr": 0.01, "lr_decay_rate": 0.5, "lr_decay_steps": 5}
+    assert record["key"].endswith("|lr=0.01,lr_decay_rate=0.5,lr_decay_steps=5")
+    assert record["steps"] == 20

@@ -124,3 +124,20 @@ def test_shards_partition_the_cells():
     assert sorted(c.key for s in shards for c in s) == sorted(c.key for c in cells)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["benchmark", "--shard", "3/3"])
+
+
+def test_run_options_extend_the_key_and_are_validated():
+    from lightning_pinn.cli import build_parser
+
+    plain = benchmark.make_cells(["burgers"], ["none"], [0], 10, 5)[0]
+    assert plain.key == "burgers|none|0|10|5|"  # older result files keep matching
+    decayed = benchmark.make_cells(
+        ["burgers"], ["none"], [0], 10, 5, run_options={"lr_decay_rate": 0.9}
+    )[0]
+    assert decayed.key == "burgers|none|0|10|5||lr_decay_rate=0.9"
+    with pytest.raises(ValueError, match="unknown run options"):
+        benchmark.make_cells(["burgers"], ["none"], [0], 10, 5, run_options={"momentum": 0.9})
+    args = build_parser().parse_args(
+        ["benchmark", "--lr-decay-rate", "0.9", "--lr-decay-steps", "100", "--threads", "1"]
+    )
+    assert (args.lr_decay_rate, args.lr_decay_steps, args.threads, args.lr) == (0.9, 100, 1, None)
