@@ -80,7 +80,9 @@ class Cell:
         return key
 
 
-RUN_OPTIONS = ("lr", "lr_decay_rate", "lr_decay_steps")  # RunConfig fields a cell may set
+# RunConfig fields a cell may set: the optimiser schedule, and a validation interval (the
+# record's `val_curve` then holds the rel L2 at every shorter budget).
+RUN_OPTIONS = ("lr", "lr_decay_rate", "lr_decay_steps", "val_every")
 
 
 def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None) -> dict:
@@ -104,13 +106,12 @@ def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None)
         out=str(Path(out) / "runs"),
         name=cell.key.replace("|", "_").replace("=", "-").replace(",", "_"),
         log_every_n_steps=max(1, cell.steps // 50),
-        val_every=cell.steps,
         progress_bar=False,
         checkpoint=False,
         plots=False,
         points=points,
         accelerator="cpu",
-        **dict(cell.run_options),
+        **{"val_every": cell.steps, **dict(cell.run_options)},
     )
     summary = run_experiment(cfg)
     summary["key"] = cell.key

@@ -255,6 +255,13 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="step decay: multiply the lr by this every --lr-decay-steps steps",
     )
     p.add_argument("--lr-decay-steps", type=_positive_int, default=None)
+    p.add_argument(
+        "--val-every",
+        type=_positive_int,
+        default=None,
+        help="validate every N steps (default: once, at the end); the records' val_curve "
+        "then gives the rel L2 at every shorter budget",
+    )
     p.add_argument("--points", type=_points, default=None)
     p.add_argument("--jobs", type=_positive_int, default=None)
     p.add_argument(

@@ -94,6 +94,21 @@ class LossCurve(Callback):
             self.points.append([pl_module.train_steps, sum(values), *values])
 
 
+class ValidationCurve(Callback):
+    """Records ``(step, rel L2)`` after every validation during training: one run at a long
+    budget also gives the errors at every shorter budget (the data, the schedule and the
+    probe depend on the step index only)."""
+
+    def __init__(self) -> None:
+        self.points: list[list[float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # after the module's own epoch-end hook has logged the metric
+        value = trainer.callback_metrics.get("val/rel_l2")
+        if value is not None and not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.points.append([pl_module.train_steps, float(value)])
+
+
 def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | None:
     """Build the requested Lightning logger.
 
@@ -207,7 +222,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         output_dir=str(run_dir) if run_dir is not None else None,
     )
     curve = LossCurve()
-    callbacks: list[Callback] = [conflict, curve]
+    val_curve = ValidationCurve()
+    callbacks: list[Callback] = [conflict, curve, val_curve]
     ckpt = None
     if cfg.checkpoint:
         ckpt = ModelCheckpoint(
@@ -258,6 +274,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "skipped_steps": module.skipped_steps,
         "report": conflict.report.to_dict() if conflict.report is not None else None,
         "loss_curve": curve.points,
+        "val_curve": val_curve.points,
         "log_dir": str(log_dir),
         "last_checkpoint": (ckpt.last_model_path or None) if ckpt is not None else None,
         **outputs,

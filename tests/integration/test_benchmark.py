@@ -38,11 +38,16 @@ def test_a_cell_runs_with_a_learning_rate_schedule(tmp_path):
     argv = [
         "benchmark", "--problems", "burgers", "--strategies", "none", "--seeds", "0",
         "--steps", "20", "--probe-steps", "10", "--points", "residual=64",
-        "--lr", "0.01", "--lr-decay-rate", "0.5", "--lr-decay-steps", "5",
+        "--lr", "0.01", "--lr-decay-rate", "0.5", "--lr-decay-steps", "5", "--val-every", "10",
         "--jobs", "1", "--threads", "1", "--out", str(tmp_path),
     ]
     assert main(argv) == 0
     (record,) = benchmark.load_results(tmp_path / "results.jsonl")
-    assert record["run_options"] == {"lr": 0.01, "lr_decay_rate": 0.5, "lr_decay_steps": 5}
-    assert record["key"].endswith("|lr=0.01,lr_decay_rate=0.5,lr_decay_steps=5")
+    assert record["run_options"] == {
+        "lr": 0.01, "lr_decay_rate": 0.5, "lr_decay_steps": 5, "val_every": 10
+    }
+    assert record["key"].endswith("|lr=0.01,lr_decay_rate=0.5,lr_decay_steps=5,val_every=10")
     assert record["steps"] == 20
+    # validation at steps 10 and 20; the last equals the final error
+    assert [step for step, _ in record["val_curve"]] == [10, 20]
+    assert record["val_curve"][-1][1] == pytest.approx(record["rel_l2"], rel=1e-6)
