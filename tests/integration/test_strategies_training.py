@@ -164,3 +164,26 @@ def test_checkpoint_after_switch_restores_into_fresh_module(tmp_path):
     assert restored.has_adapters and restored.strategy_name == "adapters"
     x = torch.rand(50, 2)
     torch.testing.assert_close(restored(x), module(x))
+
+
+class _SwitchAt(L.Callback):
+    def __init__(self, at, name):
+        self.at, self.name = at, name
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.train_steps == self.at:
+            pl_module.set_strategy(self.name)
+
+
+def test_step_decay_applies_to_the_trunk_and_to_adapters_added_mid_run():
+    L.seed_everything(0)
+    module = ProblemModule(
+        _problem(), lr=1e-2, lr_decay_rate=0.5, lr_decay_steps=5, adapter_lr_mult=0.1
+    )
+    trainer = _trainer(12, [_SwitchAt(6, "adapters")])
+    trainer.fit(module, datamodule=_problem().datamodule(seed=0))
+    groups = trainer.optimizers[0].param_groups
+    assert len(groups) == 2  # trunk, then the adapters' group added at the switch
+    # 12 scheduler steps at step size 5: two decays for both groups
+    assert groups[0]["lr"] == pytest.approx(1e-2 * 0.25)
+    assert groups[1]["lr"] == pytest.approx(1e-3 * 0.25)
