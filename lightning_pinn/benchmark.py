@@ -15,7 +15,7 @@ import multiprocessing as mp
 import os
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,10 +237,19 @@ def _median_rel_l2(records: Sequence[Mapping[str, Any]]) -> float:
     return statistics.median(r["rel_l2"] for r in records)
 
 
-def _choice(reports: Sequence[Mapping[str, Any]], tau_dir: float, tau_mag: float) -> str:
-    """Majority intervention over seeds of the probe reports under given thresholds."""
+def _choice(
+    reports: Sequence[Mapping[str, Any]],
+    tau_dir: float,
+    tau_mag: float,
+    rule: Callable[[Mapping[str, Any]], str] | None = None,
+) -> str:
+    """Majority intervention over seeds of the probe reports, under given thresholds or a
+    custom ``rule`` (probe report -> intervention)."""
     votes = Counter()
     for rep in reports:
+        if rule is not None:
+            votes[rule(rep)] += 1
+            continue
         d = classify_regime(
             [p["late_conflict_rate"] for p in rep["pairs"]],
             [p["late_mean_cosine"] for p in rep["pairs"]],
@@ -266,9 +275,14 @@ def selection_accuracy(
     tau_dir: float = 0.5,
     tau_mag: float = 1.0,
     configs: Sequence[str] | None = None,
+    rule: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
     """Best strategy in hindsight per configuration and whether the diagnosis picked one
     within 1.25× of it.
+
+    ``rule``, when given, replaces the DESIGN §3 rule: a function of one probe report (the
+    ``ConflictReport.to_dict()`` of a record) returning ``"none"``, ``"reweight"`` or
+    ``"adapters"`` — how alternative rules are scored on the same records.
 
     Best = lowest median rel L2 over seeds among ``none``, ``reweight``, ``adapters``; the
     diagnosis's pick = the majority intervention of the configuration's unmodified probe
@@ -291,7 +305,7 @@ def selection_accuracy(
         if len(medians) < len(COMPARED) or not reports:
             continue
         best = min(medians, key=lambda s: (medians[s], COMPARED.index(s)))
-        pick = _choice(reports, tau_dir, tau_mag)
+        pick = _choice(reports, tau_dir, tau_mag, rule)
         rows.append(
             {
                 "config": config,

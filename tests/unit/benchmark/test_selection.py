@@ -141,3 +141,39 @@ def test_run_options_extend_the_key_and_are_validated():
         ["benchmark", "--lr-decay-rate", "0.9", "--lr-decay-steps", "100", "--threads", "1"]
     )
     assert (args.lr_decay_rate, args.lr_decay_steps, args.threads, args.lr) == (0.9, 100, 1, None)
+
+
+def test_a_custom_rule_replaces_the_thresholds():
+    # defaults miss "miss" (directional -> adapters, 9x worse than none): 3 of 4
+    assert benchmark.selection_accuracy(_records())["accuracy"] == pytest.approx(0.75)
+
+    def strong_conflict_only(report):  # directional only with a strongly negative cosine
+        (pair,) = report["pairs"]
+        if pair["late_conflict_rate"] >= 0.5 and pair["late_mean_cosine"] <= -0.3:
+            return "adapters"
+        return "reweight" if report["median_imbalance"] >= 1.0 else "none"
+
+    result = benchmark.selection_accuracy(_records(), rule=strong_conflict_only)
+    assert result["accuracy"] == 1.0
+    assert {r["config"]: r["pick"] for r in result["rows"]}["miss"] == "none"
+
+
+def test_rule_families_choose_on_the_calibration_half_only():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
+    spec = importlib.util.spec_from_file_location("rule_families", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = _records()
+    for r in records:
+        if r["report"]:
+            r["report"] = {**r["report"], "update_conflict_share": 0.5}
+    rows = {row["family"]: row for row in module.evaluate(records)}
+    # halves of the sorted configs: calibration (dir, mag), held-out (low, miss)
+    design = rows["design"]
+    assert design["calibration"] == 1.0
+    assert design["chosen"] == "tau_dir=0.5, tau_mag=1.0"  # ties keep the defaults
+    assert design["held_out"] == 0.5 and design["held_out_misses"] == ["miss"]
+    assert rows["always none"]["held_out"] == 1.0

@@ -1,0 +1,162 @@
+"""Alternative diagnosis rules, chosen on the calibration half, scored on the held-out half.
+
+    python benchmarks/rule_families.py RESULTS.jsonl [RESULTS.jsonl ...]
+
+Each family is a small grid of rules (probe report -> intervention). For every family the
+parameters with the best selection accuracy on the calibration half
+(:func:`lightning_pinn.benchmark.split_configs`) are kept and then scored once on the held-out
+half; ties go to the first grid point, which is listed so that it is the DESIGN default or
+closest to it. Prints a markdown table. Nothing is tuned on the held-out half.
+
+Families:
+- ``design``: DESIGN §3 with thresholds ``tau_dir`` x ``tau_mag`` (what ``calibrate`` does);
+- ``cosine``: directional only when the conflicting pair's late mean cosine is <= -c;
+- ``update``: directional when the share of probe steps where some loss is increased by the
+  applied update (a_k < 0) is >= u (DESIGN §3's open question: weigh conflict by its effect
+  on the update);
+- ``remap``: DESIGN's regimes at the default thresholds, each regime mapped to any of
+  ``none`` / ``reweight`` / ``adapters``;
+- ``k2``: directional -> adapters only for K = 2 losses, otherwise a fixed alternative.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from lightning_pinn.benchmark import COMPARED, load_results, selection_accuracy, split_configs
+from lightning_pinn.diagnostics import classify_regime
+
+Rule = Callable[[Mapping[str, Any]], str]
+TAU_DIRS = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
+TAU_MAGS = (1.0, 0.25, 0.5, 0.75, 1.25, 1.5, 2.0)
+
+
+def _regime(report: Mapping[str, Any], tau_dir: float = 0.5, tau_mag: float = 1.0) -> str:
+    return classify_regime(
+        [p["late_conflict_rate"] for p in report["pairs"]],
+        [p["late_mean_cosine"] for p in report["pairs"]],
+        report["median_imbalance"],
+        tau_dir=tau_dir,
+        tau_mag=tau_mag,
+    ).regime.value
+
+
+def _design(tau_dir: float, tau_mag: float) -> Rule:
+    table = {"directional": "adapters", "magnitude": "reweight", "low": "none"}
+    return lambda rep: table[_regime(rep, tau_dir, tau_mag)]
+
+
+def _cosine(c: float, tau_mag: float) -> Rule:
+    def rule(rep: Mapping[str, Any]) -> str:
+        if any(
+            p["late_conflict_rate"] >= 0.5 and p["late_mean_cosine"] <= -c for p in rep["pairs"]
+        ):
+            return "adapters"
+        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+
+    return rule
+
+
+def _update(u: float, tau_mag: float) -> Rule:
+    def rule(rep: Mapping[str, Any]) -> str:
+        if rep.get("update_conflict_share", 0.0) >= u:
+            return "adapters"
+        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+
+    return rule
+
+
+def _remap(directional: str, magnitude: str, low: str) -> Rule:
+    table = {"directional": directional, "magnitude": magnitude, "low": low}
+    return lambda rep: table[_regime(rep)]
+
+
+def _k2(otherwise: str) -> Rule:
+    def rule(rep: Mapping[str, Any]) -> str:
+        regime = _regime(rep)
+        if regime == "directional":
+            return "adapters" if len(rep["loss_names"]) == 2 else otherwise
+        return {"magnitude": "reweight", "low": "none"}[regime]
+
+    return rule
+
+
+def families() -> dict[str, list[tuple[str, Rule]]]:
+    """Grid points of every family, the default-like point first."""
+    steps = [round(0.1 * i, 1) for i in range(10)]
+    return {
+        "design": [
+            (f"tau_dir={d}, tau_mag={m}", _design(d, m)) for d in TAU_DIRS for m in TAU_MAGS
+        ],
+        "cosine": [(f"c={c}, tau_mag={m}", _cosine(c, m)) for c in steps for m in TAU_MAGS],
+        "update": [
+            (f"u={u}, tau_mag={m}", _update(u, m)) for u in (0.5, *steps[1:]) for m in TAU_MAGS
+        ],
+        "remap": [
+            (f"directional->{d}, magnitude->{m}, low->{lo}", _remap(d, m, lo))
+            for d, m, lo in itertools.product(
+                ("adapters", *COMPARED[:2]), ("reweight", "none", "adapters"), COMPARED
+            )
+        ],
+        "k2": [(f"K>2 directional->{o}", _k2(o)) for o in ("reweight", "none")],
+    }
+
+
+def evaluate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per family: the chosen grid point and its calibration / held-out accuracies."""
+    records = list(records)
+    configs = [r["config"] for r in selection_accuracy(records)["rows"]]
+    calib, held = split_configs(configs)
+    rows = []
+    for family, grid in families().items():
+        best = None
+        for label, rule in grid:
+            acc = selection_accuracy(records, configs=calib, rule=rule)["accuracy"]
+            if best is None or acc > best[0]:
+                best = (acc, label, rule)
+        acc, label, rule = best
+        held_rows = selection_accuracy(records, configs=held, rule=rule)
+        rows.append(
+            {
+                "family": family,
+                "chosen": label,
+                "calibration": acc,
+                "held_out": held_rows["accuracy"],
+                "held_out_misses": [r["config"] for r in held_rows["rows"] if not r["hit"]],
+            }
+        )
+    constant = selection_accuracy(records, configs=held)["constant_pick_accuracy"]
+    for name, value in constant.items():
+        rows.append(
+            {
+                "family": f"always {name}",
+                "chosen": "—",
+                "calibration": selection_accuracy(records, configs=calib)[
+                    "constant_pick_accuracy"
+                ][name],
+                "held_out": value,
+                "held_out_misses": [],
+            }
+        )
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        print(__doc__)
+        return
+    records = [r for path in argv for r in load_results(path)]
+    rows = evaluate(records)
+    print("| rule family | chosen on the calibration half | calibration | held-out |")
+    print("|---|---|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['family']} | {r['chosen']} | {r['calibration']:.0%} | {r['held_out']:.0%} |"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
