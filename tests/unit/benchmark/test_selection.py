@@ -177,3 +177,20 @@ def test_rule_families_choose_on_the_calibration_half_only():
     assert design["chosen"] == "tau_dir=0.5, tau_mag=1.0"  # ties keep the defaults
     assert design["held_out"] == 0.5 and design["held_out_misses"] == ["miss"]
     assert rows["always none"]["held_out"] == 1.0
+
+
+def test_budget_table_reads_the_validation_curve():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "budget_table.py"
+    spec = importlib.util.spec_from_file_location("budget_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = {
+        "problem": "burgers", "strategy": "auto", "final_strategy": "adapters", "seed": 0,
+        "options": {}, "run_options": {"lr_decay_rate": 0.9, "val_every": 1000},
+        "val_curve": [[1000, 0.5], [2000, 0.2], [3000, 0.3]],
+    }
+    (row,) = module.rows([record, {**record, "val_curve": []}], [2000, 5000])
+    assert row == ["burgers", "auto → adapters", "0", "lr_decay_rate=0.9", "0.2", "—", "0.2 @ 2000"]
