@@ -62,6 +62,24 @@ def _json_dict(text: str) -> dict:
     return value
 
 
+def _interventions(text: str) -> dict[str, str]:
+    from lightning_pinn.diagnostics import resolve_interventions
+
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        regime, sep, strategy = item.partition("=")
+        if not sep or not regime.strip() or not strategy.strip():
+            raise argparse.ArgumentTypeError(
+                f"expected REGIME=STRATEGY[,REGIME=STRATEGY...], got {text!r}"
+            )
+        mapping[regime.strip()] = strategy.strip()
+    try:
+        resolve_interventions(mapping)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return mapping
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
@@ -83,6 +101,26 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="probe window (default: min(1000, max-steps / 2))",
     )
     p.add_argument("--no-switch", action="store_true", help="diagnose only, never switch")
+    p.add_argument(
+        "--tau-dir",
+        type=float,
+        default=0.5,
+        help="late conflict rate from which a conflicting pair is persistent (DESIGN §3)",
+    )
+    p.add_argument(
+        "--tau-mag",
+        type=float,
+        default=1.0,
+        help="median imbalance (decades) from which the regime is magnitude (DESIGN §3)",
+    )
+    p.add_argument(
+        "--interventions",
+        type=_interventions,
+        default=None,
+        metavar="REGIME=STRATEGY,...",
+        help="override the regime -> intervention map, e.g. directional=reweight "
+        "(default: directional=adapters, magnitude=reweight, low=none)",
+    )
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--lr-decay-rate", type=_positive_float, default=1.0)
     p.add_argument("--lr-decay-steps", type=_positive_int, default=1000)
@@ -156,6 +194,9 @@ def _run(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         probe_steps=args.probe_steps,
         switch=not args.no_switch,
+        tau_dir=args.tau_dir,
+        tau_mag=args.tau_mag,
+        interventions=args.interventions,
         lr=args.lr,
         lr_decay_rate=args.lr_decay_rate,
         lr_decay_steps=args.lr_decay_steps,

@@ -36,6 +36,9 @@ class RunConfig:
     strategy: RunStrategy = "auto"
     probe_steps: int | None = None  # None: min(1000, max_steps // 2)
     switch: bool = True
+    tau_dir: float = 0.5  # DESIGN §3 thresholds and regime -> intervention map of the probe
+    tau_mag: float = 1.0
+    interventions: dict[str, str] | None = None
     lr: float = 1e-3
     lr_decay_rate: float = 1.0
     lr_decay_steps: int = 1000
@@ -219,6 +222,9 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         probe_steps=cfg.effective_probe_steps,
         auto_switch=cfg.switch and cfg.strategy == "auto",
         log_every_n_steps=cfg.log_every_n_steps,
+        tau_dir=cfg.tau_dir,
+        tau_mag=cfg.tau_mag,
+        interventions=cfg.interventions,
         output_dir=str(run_dir) if run_dir is not None else None,
     )
     curve = LossCurve()

@@ -96,3 +96,29 @@ def test_strategy_flags_reach_module_options(monkeypatch):
         "rank": 8, "blockwise": True, "reweighting": "lra", "aggregator": "pcgrad",
         "routing": "shared", "alpha": 2.0,
     }
+
+
+def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
+    # every regime mapped to reweight: the run switches to reweight whatever it diagnoses
+    code = main([
+        "run", "burgers", "--max-steps", "12", "--probe-steps", "6",
+        "--points", "residual=32,initial=8,boundary=8", "--out", str(tmp_path),
+        "--no-progress-bar", "--logger", "none", "--tau-dir", "0.3", "--tau-mag", "0.5",
+        "--interventions", "directional=reweight,magnitude=reweight,low=reweight", "--json",
+    ])
+    assert code == 0
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert summary["final_strategy"] == "reweight"
+    assert (summary["report"]["tau_dir"], summary["report"]["tau_mag"]) == (0.3, 0.5)
+    assert summary["report"]["interventions"]["directional"] == "reweight"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("directional", "REGIME=STRATEGY"), ("sideways=none", "unknown regime"),
+     ("low=magic", "unknown intervention")],
+)
+def test_bad_interventions_are_rejected(text, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "burgers", "--interventions", text])
+    assert message in capsys.readouterr().err
