@@ -347,9 +347,20 @@ def selection_accuracy(
 
 
 def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Deterministic calibration / held-out halves: alternate over sorted names."""
-    ordered = sorted(configs)
-    return ordered[0::2], ordered[1::2]
+    """Deterministic calibration / held-out halves: alternate over sorted names.
+
+    When every configuration is a registered problem, the alternation runs over all
+    registered names, so a configuration's half never moves when results for other
+    configurations are added (a held-out configuration stays held out); otherwise it runs over
+    the given names.
+    """
+    registered = sorted(problems.names())
+    present = set(configs)
+    ordered = registered if present <= set(registered) else sorted(present)
+    return (
+        [c for c in ordered[0::2] if c in present],
+        [c for c in ordered[1::2] if c in present],
+    )
 
 
 def calibrate(

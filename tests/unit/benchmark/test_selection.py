@@ -194,3 +194,30 @@ def test_budget_table_reads_the_validation_curve():
     }
     (row,) = module.rows([record, {**record, "val_curve": []}], [2000, 5000])
     assert row == ["burgers", "auto → adapters", "0", "lr_decay_rate=0.9", "0.2", "—", "0.2 @ 2000"]
+
+
+def test_halves_of_registered_configs_do_not_move_when_results_are_added():
+    from lightning_pinn import problems
+
+    names = sorted(problems.names())
+    calib, held = benchmark.split_configs(names[:5])
+    calib2, held2 = benchmark.split_configs(names)
+    assert set(calib) <= set(calib2) and set(held) <= set(held2)
+    assert set(calib2).isdisjoint(held2) and len(calib2) + len(held2) == len(names)
+
+
+def test_adapter_choice_scores_a_variant_against_the_default():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "adapter_choice.py"
+    spec = importlib.util.spec_from_file_location("adapter_choice", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = {("a", "none"): 1.0, ("a", "reweight"): 0.5, ("a", "adapters"): 0.8,
+            ("b", "none"): 0.1, ("b", "reweight"): 0.2, ("b", "adapters"): 0.4}
+    s = module.score(base, {"a": 0.2, "b": 0.8, "c": 1.0}, ["a", "b", "c"])
+    assert s["configs"] == 2  # "c" has no map cells
+    assert s["geo_mean_ratio"] == pytest.approx(1.0)  # 0.25x and 2x
+    assert (s["beats_default"], s["within_tolerance_of_best_fixed"]) == (1, 1)
+    assert s["default_within_tolerance"] == 0
