@@ -216,8 +216,8 @@ def test_adapter_choice_scores_a_variant_against_the_default():
     spec.loader.exec_module(module)
     base = {("a", "none"): 1.0, ("a", "reweight"): 0.5, ("a", "adapters"): 0.8,
             ("b", "none"): 0.1, ("b", "reweight"): 0.2, ("b", "adapters"): 0.4}
-    s = module.score(base, {"a": 0.2, "b": 0.8, "c": 1.0}, ["a", "b", "c"])
+    s = module.score(base, {"a": 0.2, "b": 1.6, "c": 1.0}, ["a", "b", "c"])
     assert s["configs"] == 2  # "c" has no map cells
-    assert s["geo_mean_ratio"] == pytest.approx(1.0)  # 0.25x and 2x
+    assert s["geo_mean_ratio"] == pytest.approx(1.0)  # 0.25x and 4x
     assert (s["beats_default"], s["within_tolerance_of_best_fixed"]) == (1, 1)
     assert s["default_within_tolerance"] == 0
