@@ -155,7 +155,7 @@ class ConfigProblemModule(ProblemModule):
         rank: int = 4,
         alpha: float | None = None,
         routing: Literal["own", "shared"] = "own",
-        adapter_lr_mult: float = 1.0,
+        adapter_lr_mult: float = 0.1,
         target: str | None = None,
         adapter_seed: int = 0,
         aggregator: str = "upgrad",

@@ -34,7 +34,8 @@ class AdapterStrategy(ReweightStrategy):
         rank: adapter rank r >= 1.
         alpha: adapter scaling numerator (``scaling = alpha / r``); None means ``alpha = r``.
         routing: ``"own"`` or ``"shared"``.
-        adapter_lr_mult: learning-rate multiplier of the adapter parameter group (>= 0).
+        adapter_lr_mult: learning-rate multiplier of the adapter parameter group (>= 0;
+            default 0.1, chosen on the regime map, see docs/results.md).
         target: which ``nn.Linear`` layers get adapters (None: all wide enough for the rank).
         adapter_seed: seed of the adapter initialisation (identical on every DDP rank).
 
@@ -53,7 +54,7 @@ class AdapterStrategy(ReweightStrategy):
         rank: int = 4,
         alpha: float | None = None,
         routing: Routing = "own",
-        adapter_lr_mult: float = 1.0,
+        adapter_lr_mult: float = 0.1,
         target: Target = None,
         adapter_seed: int = 0,
     ) -> None:
