@@ -10,7 +10,8 @@ configurations) it prints the geometric mean of its rel L2 over the default adap
 better), on how many configurations it beats the default, and on how many it is within 1.25x of
 the best fixed strategy (none, reweight, default adapters). The variant with the lowest
 geometric mean is the choice; the same figures are then printed for it on the held-out half,
-where nothing was chosen.
+where nothing was chosen, with the diagnosis's selection accuracy (seed 0, DESIGN defaults)
+before and after `adapters` takes the chosen setting.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def main(argv: list[str]) -> None:
     base = _seed0(records)
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     calib, held = split_configs(configs)
-    variants = {}
+    variants, paths = {}, {}
     for spec in argv[1:]:
         name, _, path = spec.partition("=")
+        paths[name] = path
         variants[name] = {p: v for (p, s), v in _seed0(load_results(path)).items()}
     print(
         "| variant | half | configs | geo-mean rel L2 / default | beats default "
@@ -81,6 +83,27 @@ def main(argv: list[str]) -> None:
     held_score = score(base, variants[choice], held)
     if held_score is not None:
         line(f"**{choice}** (chosen)", "held-out", held_score)
+    # The diagnosis's selection accuracy (DESIGN §3 defaults, seed 0) when `adapters` means
+    # the chosen setting, on the configurations the chosen variant ran.
+    seed0 = [r for r in records if r["seed"] == 0]
+    swapped = [r for r in seed0 if r["strategy"] != "adapters"] + [
+        {**r, "strategy": "adapters"}
+        for r in load_results(paths[choice])
+        if r["seed"] == 0 and r["strategy"] == "adapters"
+    ]
+    ran = set(variants[choice])
+    print()
+    print("| half | configs | selection accuracy, default adapters | with the chosen setting |")
+    print("|---|---:|---:|---:|")
+    for half, names in (("calibration", calib), ("held-out", held)):
+        names = [c for c in names if c in ran]
+        before = selection_accuracy(seed0, configs=names)
+        after = selection_accuracy(swapped, configs=names)
+        if before["rows"] and after["rows"]:
+            print(
+                f"| {half} | {len(after['rows'])} | {before['accuracy']:.0%} | "
+                f"{after['accuracy']:.0%} |"
+            )
 
 
 if __name__ == "__main__":
