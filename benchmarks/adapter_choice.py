@@ -55,11 +55,11 @@ def main(argv: list[str]) -> None:
     base = _seed0(records)
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     calib, held = split_configs(configs)
-    variants, paths = {}, {}
+    variant_records, variants = {}, {}
     for spec in argv[1:]:
         name, _, path = spec.partition("=")
-        paths[name] = path
-        variants[name] = {p: v for (p, s), v in _seed0(load_results(path)).items()}
+        variant_records[name] = load_results(path)
+        variants[name] = {p: v for (p, s), v in _seed0(variant_records[name]).items()}
     print(
         "| variant | half | configs | geo-mean rel L2 / default | beats default "
         "| within 1.25x of best fixed (default) |"
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
     seed0 = [r for r in records if r["seed"] == 0]
     swapped = [r for r in seed0 if r["strategy"] != "adapters"] + [
         {**r, "strategy": "adapters"}
-        for r in load_results(paths[choice])
+        for r in variant_records[choice]
         if r["seed"] == 0 and r["strategy"] == "adapters"
     ]
     ran = set(variants[choice])

@@ -26,27 +26,25 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from lightning_pinn.benchmark import COMPARED, load_results, selection_accuracy, split_configs
-from lightning_pinn.diagnostics import classify_regime
+from lightning_pinn.benchmark import (
+    COMPARED,
+    diagnose_report,
+    load_results,
+    selection_accuracy,
+    split_configs,
+)
 
 Rule = Callable[[Mapping[str, Any]], str]
 TAU_DIRS = (0.5, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 TAU_MAGS = (1.0, 0.25, 0.5, 0.75, 1.25, 1.5, 2.0)
 
 
-def _regime(report: Mapping[str, Any], tau_dir: float = 0.5, tau_mag: float = 1.0) -> str:
-    return classify_regime(
-        [p["late_conflict_rate"] for p in report["pairs"]],
-        [p["late_mean_cosine"] for p in report["pairs"]],
-        report["median_imbalance"],
-        tau_dir=tau_dir,
-        tau_mag=tau_mag,
-    ).regime.value
+def _regime(report: Mapping[str, Any]) -> str:
+    return diagnose_report(report).regime.value
 
 
 def _design(tau_dir: float, tau_mag: float) -> Rule:
-    table = {"directional": "adapters", "magnitude": "reweight", "low": "none"}
-    return lambda rep: table[_regime(rep, tau_dir, tau_mag)]
+    return lambda rep: diagnose_report(rep, tau_dir, tau_mag).strategy
 
 
 def _cosine(c: float, tau_mag: float) -> Rule:
@@ -128,15 +126,14 @@ def evaluate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "held_out_misses": [r["config"] for r in held_rows["rows"] if not r["hit"]],
             }
         )
-    constant = selection_accuracy(records, configs=held)["constant_pick_accuracy"]
-    for name, value in constant.items():
+    constant_calib = selection_accuracy(records, configs=calib)["constant_pick_accuracy"]
+    constant_held = selection_accuracy(records, configs=held)["constant_pick_accuracy"]
+    for name, value in constant_held.items():
         rows.append(
             {
                 "family": f"always {name}",
                 "chosen": "—",
-                "calibration": selection_accuracy(records, configs=calib)[
-                    "constant_pick_accuracy"
-                ][name],
+                "calibration": constant_calib[name],
                 "held_out": value,
                 "held_out_misses": [],
             }

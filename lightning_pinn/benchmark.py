@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from lightning_pinn import problems
-from lightning_pinn.diagnostics import classify_regime
+from lightning_pinn.diagnostics import Diagnosis, classify_regime
 
 __all__ = [
     "SUITES",
     "Cell",
     "analyze",
     "calibrate",
+    "diagnose_report",
     "load_results",
     "run_benchmark",
     "selection_accuracy",
@@ -73,10 +74,13 @@ class Cell:
 
     @property
     def key(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in self.options)
-        key = f"{self.problem}|{self.strategy}|{self.seed}|{self.steps}|{self.probe_steps}|{opts}"
+        def pairs(items: tuple[tuple[str, Any], ...]) -> str:
+            return ",".join(f"{k}={v}" for k, v in items)
+
+        key = f"{self.problem}|{self.strategy}|{self.seed}|{self.steps}|{self.probe_steps}|"
+        key += pairs(self.options)
         if self.run_options:  # appended only when set: older result files keep their keys
-            key += "|" + ",".join(f"{k}={v}" for k, v in self.run_options)
+            key += "|" + pairs(self.run_options)
         return key
 
 
@@ -237,6 +241,20 @@ def _median_rel_l2(records: Sequence[Mapping[str, Any]]) -> float:
     return statistics.median(r["rel_l2"] for r in records)
 
 
+def diagnose_report(
+    report: Mapping[str, Any], tau_dir: float = 0.5, tau_mag: float = 1.0
+) -> Diagnosis:
+    """The DESIGN §3 diagnosis of a stored probe report (``ConflictReport.to_dict()``) under
+    other thresholds."""
+    return classify_regime(
+        [p["late_conflict_rate"] for p in report["pairs"]],
+        [p["late_mean_cosine"] for p in report["pairs"]],
+        report["median_imbalance"],
+        tau_dir=tau_dir,
+        tau_mag=tau_mag,
+    )
+
+
 def _choice(
     reports: Sequence[Mapping[str, Any]],
     tau_dir: float,
@@ -245,19 +263,10 @@ def _choice(
 ) -> str:
     """Majority intervention over seeds of the probe reports, under given thresholds or a
     custom ``rule`` (probe report -> intervention)."""
-    votes = Counter()
-    for rep in reports:
-        if rule is not None:
-            votes[rule(rep)] += 1
-            continue
-        d = classify_regime(
-            [p["late_conflict_rate"] for p in rep["pairs"]],
-            [p["late_mean_cosine"] for p in rep["pairs"]],
-            rep["median_imbalance"],
-            tau_dir=tau_dir,
-            tau_mag=tau_mag,
-        )
-        votes[d.strategy] += 1
+    votes = Counter(
+        rule(rep) if rule is not None else diagnose_report(rep, tau_dir, tau_mag).strategy
+        for rep in reports
+    )
     return sorted(votes.items(), key=lambda kv: (-kv[1], COMPARED.index(kv[0])))[0][0]
 
 
