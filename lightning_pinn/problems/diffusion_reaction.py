@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
-from lightning_pinn.operators import gradient
+from lightning_pinn.operators import gradient, hessian_diag
 from lightning_pinn.problems._base import Problem, ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
 
@@ -57,7 +57,7 @@ class DiffusionReaction(Problem):
         xt = batch["residual"].requires_grad_(True)
         u = module(xt)
         du = gradient(u, xt)  # (N, 2): u_x, u_t
-        u_xx = gradient(du[:, :1], xt)[:, :1]
+        u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - self.diffusion * u_xx - self.rate * u * (1 - u)
         x0, xb = batch["initial"], batch["boundary"]
         return {

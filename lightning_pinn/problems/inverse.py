@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
-from lightning_pinn.operators import gradient
+from lightning_pinn.operators import divergence, gradient, hessian_diag
 from lightning_pinn.problems._base import Problem, ProblemModule
 from lightning_pinn.problems._common import add_noise, check_positive, grid, mse, random_points
 from lightning_pinn.problems.burgers import Burgers, burgers_solution
@@ -95,7 +95,7 @@ class BurgersInverse(Problem):
         xt = batch["residual"].requires_grad_(True)
         u = module(xt)
         du = gradient(u, xt)  # (N, 2): u_x, u_t
-        u_xx = gradient(du[:, :1], xt)[:, :1]
+        u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] + u * du[:, :1] - module.coefficients["nu"] * u_xx
         x0 = batch["initial"]
         initial = module(x0) + torch.sin(math.pi * x0[:, :1])
@@ -156,8 +156,9 @@ class HeatInverse(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        du = gradient(module(xt), xt)  # (N, 2): u_x, u_t
-        u_xx = gradient(du[:, :1], xt)[:, :1]
+        u = module(xt)
+        du = gradient(u, xt)  # (N, 2): u_x, u_t
+        u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - module.coefficients["kappa"] * u_xx
         return {
             "residual": mse(residual),
@@ -231,7 +232,7 @@ class PoissonInverse(Problem):
         xy = batch["residual"].requires_grad_(True)
         out = module(xy)
         flux = out[:, 1:2] * gradient(out[:, :1], xy)  # (N, 2): a ∇u
-        div = gradient(flux[:, :1], xy)[:, :1] + gradient(flux[:, 1:2], xy)[:, 1:2]
+        div = divergence(flux, xy)  # (N, 1): ∇·(a ∇u)
         xb = batch["boundary"]
         boundary = mse(module(xb) - self.reference(xb))
         return {

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
-from lightning_pinn.operators import gradient
+from lightning_pinn.operators import divergence, jacobian
 from lightning_pinn.problems._base import Problem, ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
 
@@ -20,7 +20,7 @@ __all__ = ["Kovasznay", "ThermalFlow"]
 
 def _laplacian_2d(first: Tensor, x: Tensor) -> Tensor:
     """``f_xx + f_yy`` from the first derivatives ``first = [f_x, f_y, ...]`` (2 passes)."""
-    return gradient(first[:, :1], x)[:, :1] + gradient(first[:, 1:2], x)[:, 1:2]
+    return divergence(first[:, :2], x, dims=[0, 1])
 
 
 @dataclasses.dataclass
@@ -66,7 +66,7 @@ class Kovasznay(Problem):
         xy = batch["residual"].requires_grad_(True)
         out = module(xy)
         u, v = out[:, :1], out[:, 1:2]
-        du, dv, dp = (gradient(out[:, j : j + 1], xy) for j in range(3))  # (N, 2) each
+        du, dv, dp = jacobian(out, xy).unbind(dim=1)  # (N, 2) each: one pass per field
         mom_x = u * du[:, :1] + v * du[:, 1:2] + dp[:, :1] - _laplacian_2d(du, xy) / self.re
         mom_y = u * dv[:, :1] + v * dv[:, 1:2] + dp[:, 1:2] - _laplacian_2d(dv, xy) / self.re
         xb, xp = batch["boundary"], batch["pressure"]
@@ -151,7 +151,7 @@ class ThermalFlow(Problem):
         xyt = batch["residual"].requires_grad_(True)
         out = module(xyt)
         u, v, temp = out[:, :1], out[:, 1:2], out[:, 3:4]
-        du, dv, dp, dT = (gradient(out[:, j : j + 1], xyt) for j in range(4))  # (N, 3) each
+        du, dv, dp, dT = jacobian(out, xyt).unbind(dim=1)  # (N, 3) each: one pass per field
 
         def transport(d: Tensor) -> Tensor:  # f_t + u f_x + v f_y
             return d[:, 2:3] + u * d[:, :1] + v * d[:, 1:2]

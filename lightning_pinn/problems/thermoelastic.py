@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
-from lightning_pinn.operators import gradient
+from lightning_pinn.operators import gradient, hessian_diag, jacobian
 from lightning_pinn.problems._base import Problem, ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
 
@@ -82,11 +82,10 @@ class Thermoelastic(Problem):
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
         out = module(xt)
-        du = gradient(out[:, :1], xt)  # (N, 2): u_x, u_t
-        dth = gradient(out[:, 1:2], xt)  # (N, 2): θ_x, θ_t
-        du_x = gradient(du[:, :1], xt)  # (N, 2): u_xx, u_xt
-        u_tt = gradient(du[:, 1:2], xt)[:, 1:2]
-        th_xx = gradient(dth[:, :1], xt)[:, :1]
+        du, dth = jacobian(out, xt).unbind(dim=1)  # (N, 2) each: (u_x, u_t), (θ_x, θ_t)
+        du_x = gradient(du[:, :1], xt)  # (N, 2): u_xx, u_xt from one pass
+        u_tt = hessian_diag(out[:, :1], xt, dims=[1], grad=du)
+        th_xx = hessian_diag(out[:, 1:2], xt, dims=[0], grad=dth)
         f_u, f_theta = self.sources(xt.detach())
         momentum = u_tt - self.c**2 * du_x[:, :1] + self.gamma * dth[:, :1] - f_u
         energy = dth[:, 1:2] - self.kappa * th_xx + self.eta * du_x[:, 1:2] - f_theta
