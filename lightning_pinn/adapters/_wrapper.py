@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from lightning_pinn.adapters._inject import Target, check_num_losses, inject_adapters
 from lightning_pinn.adapters._layer import AdapterLinear
@@ -113,6 +114,8 @@ class PerLossAdapter(nn.Module):
 
         Every :class:`AdapterLinear` becomes an ``nn.Linear`` with weight
         ``W + scaling Σ_k B_k A_k``; outputs equal this module's to floating-point tolerance.
+        A layer whose weight is parametrised (e.g. by random weight factorisation) becomes a
+        plain ``nn.Linear`` holding the folded effective weight.
         """
         trunk = copy.deepcopy(self.trunk)
         if isinstance(trunk, AdapterLinear):
@@ -135,6 +138,24 @@ class PerLossAdapter(nn.Module):
 
 def _fold(layer: AdapterLinear) -> nn.Linear:
     plain = layer.base_layer
+    weight = layer.merged_weight()  # (out, in)
+    if parametrize.is_parametrized(plain, "weight"):
+        # A parametrised weight (e.g. RWF) is computed from its originals: a copy into it is
+        # lost. Bake the folded weight into a fresh plain layer instead (skip_init: no RNG
+        # draw; remove_parametrizations would edit the class the deep copy shares).
+        folded = torch.nn.utils.skip_init(
+            nn.Linear,
+            plain.in_features,
+            plain.out_features,
+            bias=plain.bias is not None,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        with torch.no_grad():
+            folded.weight.copy_(weight)
+            if plain.bias is not None:
+                folded.bias.copy_(plain.bias)
+        return folded
     with torch.no_grad():
-        plain.weight.copy_(layer.merged_weight())
+        plain.weight.copy_(weight)
     return plain

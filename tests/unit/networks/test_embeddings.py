@@ -1,0 +1,104 @@
+"""Random Fourier features and the exact periodic embedding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_pinn.networks import MLP, FourierFeatures, ModifiedMLP, PeriodicEmbedding
+from lightning_pinn.operators import gradient, laplacian, laplacian_fwd
+
+
+def test_fourier_features_formula_and_shape():
+    emb = FourierFeatures(3, out_dim=8, sigma=2.0)
+    x = torch.randn(5, 3)
+    z = x @ emb.B
+    assert emb.B.shape == (3, 4)
+    torch.testing.assert_close(emb(x), torch.cat([torch.cos(z), torch.sin(z)], dim=1))
+
+
+def test_fourier_matrix_is_a_buffer_drawn_with_scale_sigma():
+    emb = FourierFeatures(4, out_dim=8000, sigma=3.0)
+    assert list(emb.named_parameters()) == []
+    assert "B" in emb.state_dict()
+    assert emb.B.std().item() == pytest.approx(3.0, rel=0.05)
+    assert emb.B.mean().item() == pytest.approx(0.0, abs=0.1)
+
+
+def test_embedding_adds_no_shared_parameter():
+    plain = MLP(32, 1, width=16, depth=2)
+    embedded = MLP(2, 1, width=16, depth=2, embedding=FourierFeatures(2, 32))
+    assert [p.shape for p in embedded.parameters()] == [p.shape for p in plain.parameters()]
+    modified = ModifiedMLP(2, 1, 16, 2, embedding=FourierFeatures(2, 32))
+    assert all(not n.startswith("embedding") for n, _ in modified.named_parameters())
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, math.nan, math.inf])
+def test_fourier_sigma_not_positive_raises(sigma):
+    with pytest.raises(ValueError, match=r"sigma must be a finite number > 0, got"):
+        FourierFeatures(2, 16, sigma=sigma)
+
+
+@pytest.mark.parametrize("out_dim", [0, 7, -2])
+def test_fourier_odd_out_dim_raises(out_dim):
+    with pytest.raises(ValueError, match="out_dim must be an even integer"):
+        FourierFeatures(2, out_dim)
+
+
+def test_periodic_features_and_passthrough_order():
+    emb = PeriodicEmbedding(3, dims=[2, 0], periods=[1.0, 4.0], harmonics=2)
+    x = torch.randn(6, 3)
+    w = 2 * math.pi
+    angles = torch.stack(
+        [w * x[:, 2], 2 * w * x[:, 2], w * x[:, 0] / 4, 2 * w * x[:, 0] / 4], dim=1
+    )
+    expected = torch.cat([x[:, 1:2], torch.cos(angles), torch.sin(angles)], dim=1)
+    assert emb.out_dim == 9
+    torch.testing.assert_close(emb(x), expected)
+    assert list(emb.named_parameters()) == []
+
+
+def test_periodic_trunk_is_exactly_periodic_with_its_derivatives():
+    torch.set_default_dtype(torch.float64)
+    try:
+        period = 2.0
+        net = MLP(2, 1, width=16, depth=2, embedding=PeriodicEmbedding(2, [1], [period]))
+        t = torch.rand(20, 1)
+        left = torch.cat([t, torch.full_like(t, -1.0)], dim=1).requires_grad_(True)
+        right = torch.cat([t, torch.full_like(t, -1.0 + period)], dim=1).requires_grad_(True)
+        u_l, u_r = net(left), net(right)
+        torch.testing.assert_close(u_l, u_r, rtol=0, atol=1e-12)
+        du_l, du_r = gradient(u_l, left), gradient(u_r, right)
+        torch.testing.assert_close(du_l, du_r, rtol=0, atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dims": []}, "dims must be distinct indices"),
+        ({"dims": [0, 0], "periods": [1.0, 1.0]}, "dims must be distinct indices"),
+        ({"dims": [2], "periods": [1.0]}, r"dims must be distinct indices in \[0, 2\)"),
+        ({"dims": [0], "periods": [1.0, 2.0]}, "one finite period > 0 per entry"),
+        ({"dims": [0], "periods": [0.0]}, "one finite period > 0 per entry"),
+        ({"dims": [0], "periods": [1.0], "harmonics": 0}, "harmonics must be an integer >= 1"),
+    ],
+)
+def test_periodic_bad_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PeriodicEmbedding(2, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "embedding",
+    [FourierFeatures(2, 16, 1.5), PeriodicEmbedding(2, [0], [1.0], harmonics=2)],
+    ids=["fourier", "periodic"],
+)
+def test_forward_mode_laplacian_sees_the_embedding(embedding):
+    net = MLP(2, 1, width=8, depth=2, embedding=embedding)
+    x = torch.rand(10, 2, requires_grad=True)
+    reverse = laplacian(net(x), x)
+    torch.testing.assert_close(laplacian_fwd(net, x), reverse, rtol=1e-4, atol=1e-4)
