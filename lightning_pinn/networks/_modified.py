@@ -30,8 +30,7 @@ class ModifiedMLP(nn.Module):
 
     Reference:
         Wang, Teng & Perdikaris (2021), "Understanding and mitigating gradient flow
-        pathologies in physics-informed neural networks", SIAM J. Sci. Comput. 43(5),
-        section 3.2.
+        pathologies in physics-informed neural networks", SIAM J. Sci. Comput. 43(5).
 
     Args:
         in_dim: input dimension d.

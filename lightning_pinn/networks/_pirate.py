@@ -24,7 +24,7 @@ class PirateBlock(nn.Module):
 
     Reference:
         Wang, Sankaran, Wang & Perdikaris (2024), "PirateNets: Physics-informed deep learning
-        with residual adaptive networks", JMLR 25, eq. (4.3)-(4.8).
+        with residual adaptive networks", JMLR 25.
 
     Args:
         dim: input and output width (the embedding's ``out_dim``).
