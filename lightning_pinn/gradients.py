@@ -1,7 +1,10 @@
 """Per-loss gradients: the Jacobian ``J`` of K losses over a flat parameter vector.
 
-DESIGN §2: one forward, K reverse passes (``torch.autograd.grad``, so DDP's reducer is never
-involved), rows flattened and stacked into a ``[K, P]`` fp32 matrix that stays on the device.
+One forward, K reverse passes (``torch.autograd.grad``, so DDP's reducer is never involved),
+rows flattened and stacked into a ``[K, P]`` fp32 matrix that stays on the device (see
+docs/concepts.md). :func:`row_norms` is the one place the per-loss gradient norms ``‖g_k‖``
+are computed: the logged ``grad_norm/*``, the reweighting rules and the conflict statistics
+all call it.
 """
 
 from __future__ import annotations
@@ -11,12 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["per_loss_gradients", "flatten", "unflatten_into_grad", "numels"]
+__all__ = ["flatten", "per_loss_gradients", "row_norms", "unflatten_into_grad"]
 
-
-def numels(params: Sequence[Tensor]) -> list[int]:
-    """Number of elements of each parameter, in order."""
-    return [p.numel() for p in params]
+_SCALE_FLOOR = 1e-30
 
 
 def flatten(
@@ -95,3 +95,24 @@ def unflatten_into_grad(vector: Tensor, params: Sequence[Tensor]) -> None:
             f"update has {vector.numel()} elements but the parameters hold {offset}; "
             "the parameter set changed without rebuilding the strategy"
         )
+
+
+def row_norms(jac: Tensor) -> Tensor:
+    """Euclidean norm of each row of ``jac``, safe from fp32 overflow.
+
+    Each row is divided by its largest absolute entry before squaring and the norm is scaled
+    back, so rows of size 1e30 (whose squares overflow fp32) keep finite, exact norms.
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+
+    Returns:
+        ``[K]`` norms (0 for a zero row), on ``jac``'s device, no host synchronisation.
+
+    Example:
+        >>> row_norms(torch.tensor([[3e30, 4e30], [0.0, 0.0]]))
+        tensor([5.0000e+30, 0.0000e+00])
+    """
+    rows = jac.detach()
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(_SCALE_FLOOR)  # (K, 1)
+    return (rows / scale).norm(dim=1) * scale.squeeze(1)  # (K,)

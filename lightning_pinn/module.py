@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from lightning_pinn.gradients import per_loss_gradients, unflatten_into_grad
+from lightning_pinn._layout import ParameterLayout
+from lightning_pinn._step import StepRecord, check_losses
+from lightning_pinn.adapters import PerLossAdapter
+from lightning_pinn.gradients import per_loss_gradients, row_norms, unflatten_into_grad
 from lightning_pinn.metrics import RelativeL2Error
-from lightning_pinn.strategies import Strategy, build_strategy
+from lightning_pinn.strategies import (
+    Strategy,
+    build_strategy,
+    resolve_strategy,
+    strategy_names,
+    validate_strategy_options,
+)
 
-__all__ = ["PINNModule"]
+__all__ = ["PINNModule", "StepRecord"]
 
-StrategyName = Literal["none", "reweight", "adapters", "surgery"]
 _NONFINITE = ("raise", "skip")
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _CKPT_KEY = "lightning_pinn"
+_ADAPTER_KEYS = ("rank", "alpha", "target", "seed")
 
 
 class PINNModule(L.LightningModule):
@@ -30,14 +40,18 @@ class PINNModule(L.LightningModule):
     runs one reverse pass per loss to build :attr:`loss_jacobian` (``[K, P]``, fp32, over the
     shared parameters θ_s: every trainable parameter except adapters), lets the gradient
     strategy turn it into the shared update, writes that into ``.grad`` and steps the
-    optimizer (manual optimization, DESIGN §2 and §4).
+    optimizer (manual optimization; docs/concepts.md). Each step is published as
+    :attr:`last_record` (a :class:`StepRecord`), which callbacks read.
 
     Args:
         model: the network ``u(x)`` (any ``nn.Module`` mapping ``[N, d]`` to ``[N, m]``).
         loss_names: the K loss names; their order is the loss index k (rows of ``J``).
         lr: learning rate of the shared parameters.
-        strategy: ``"none"`` (sum of gradients), ``"reweight"``, ``"adapters"`` or
-            ``"surgery"``; switch later with :meth:`set_strategy`.
+        strategy: a strategy object (``NoneStrategy()``, ``ReweightStrategy(...)``,
+            ``AdapterStrategy(rank=4, rule=GradNormRule(every=100))``, ``SurgeryStrategy(...)``
+            from :mod:`lightning_pinn.strategies`, built without K: the module binds it) or a
+            registered name (``"none"``, ``"reweight"``, ``"adapters"``, ``"surgery"``) for
+            the object with default options; switch later with :meth:`set_strategy`.
         optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
         weight_decay: optimizer weight decay.
         lr_decay_rate: multiply the learning rate by this factor every ``lr_decay_steps``
@@ -49,22 +63,16 @@ class PINNModule(L.LightningModule):
         fp32_losses: evaluate :meth:`losses` (PDE derivatives) with autocast disabled, so
             ``bf16-mixed``/``16-mixed`` never compute second derivatives in low precision.
         field_names: names of the output fields, for per-field validation errors.
-        reweighting: reweighting rule of the ``reweight`` and ``adapters`` strategies
-            (``"gradnorm"``, ``"lra"``, ``"relobralo"``, ``"fixed"``).
-        reweighting_options: keyword arguments of the rule (e.g. ``{"ema": 0.9}``).
-        rank: adapter rank r.
-        alpha: adapter scaling numerator (scaling = alpha / r); ``None`` means ``alpha = r``.
-        routing: ``"own"`` (adapter k moves on λ_k ∇_{φ_k} L_k) or ``"shared"`` (every
-            adapter moves on the combined update).
-        adapter_lr_mult: learning-rate multiplier of the adapter parameter group (default 0.1:
-            chosen on the regime map's calibration half and confirmed on its held-out half,
-            see docs/results.md; 1.0 was the earlier default).
-        target: which ``nn.Linear`` layers get adapters (name pattern or predicate; all if None).
-        adapter_seed: seed of the adapter initialisation (identical on every DDP rank).
-        aggregator: torchjd aggregator of the ``surgery`` strategy (``"upgrad"``, ``"pcgrad"``,
-            ``"config"``, ``"mgda"``, ...).
-        blockwise: apply the aggregator per parameter block (network, PDE coefficients).
-        surgery_seed: seed of randomised aggregators (PCGrad), identical on every rank.
+        **strategy_options: options of the named strategies, the older flat form
+            (``reweighting``, ``reweighting_options``, ``rank``, ``alpha``, ``routing``,
+            ``adapter_lr_mult``, ``target``, ``adapter_seed``, ``aggregator``,
+            ``blockwise``, ``surgery_seed``; see each strategy class). They configure every
+            strategy later built from a name (here, at :meth:`set_strategy` or by
+            ``ConflictCallback``); the strategy object keeps its own copy.
+
+    Raises:
+        ValueError: an invalid argument, or an unknown strategy name or option (the message
+            lists the valid ones).
 
     Example:
         >>> class Poisson1D(PINNModule):
@@ -84,7 +92,7 @@ class PINNModule(L.LightningModule):
         *,
         loss_names: Sequence[str],
         lr: float = 1e-3,
-        strategy: StrategyName = "none",
+        strategy: str | Strategy = "none",
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         weight_decay: float = 0.0,
         lr_decay_rate: float = 1.0,
@@ -92,17 +100,7 @@ class PINNModule(L.LightningModule):
         on_nonfinite: Literal["raise", "skip"] = "raise",
         fp32_losses: bool = True,
         field_names: Sequence[str] | None = None,
-        reweighting: str = "gradnorm",
-        reweighting_options: Mapping[str, Any] | None = None,
-        rank: int = 4,
-        alpha: float | None = None,
-        routing: Literal["own", "shared"] = "own",
-        adapter_lr_mult: float = 0.1,
-        target: Any = None,
-        adapter_seed: int = 0,
-        aggregator: str = "upgrad",
-        blockwise: bool = False,
-        surgery_seed: int = 0,
+        **strategy_options: Any,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -122,7 +120,10 @@ class PINNModule(L.LightningModule):
             raise ValueError(f"lr_decay_steps must be >= 1, got {lr_decay_steps!r}")
         if on_nonfinite not in _NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {_NONFINITE}, got {on_nonfinite!r}")
+        validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
+        if isinstance(strategy, Strategy):  # hparams hold the name; the checkpoint the options
+            self.hparams["strategy"] = strategy.name
         self.automatic_optimization = False
         self.model = model
         self.loss_names = names
@@ -134,33 +135,17 @@ class PINNModule(L.LightningModule):
         self.on_nonfinite = on_nonfinite
         self.fp32_losses = fp32_losses
         self.field_names = tuple(field_names) if field_names is not None else None
-        self.strategy_options: dict[str, Any] = {
-            "reweighting": reweighting,
-            "reweighting_options": dict(reweighting_options or {}),
-            "rank": rank,
-            "alpha": alpha,
-            "routing": routing,
-            "adapter_lr_mult": adapter_lr_mult,
-            "target": target,
-            "adapter_seed": adapter_seed,
-            "aggregator": aggregator,
-            "blockwise": blockwise,
-            "surgery_seed": surgery_seed,
-            "num_losses": len(names),
-        }
-        self.strategy_name: str = strategy
-        self._has_adapters = False
-        self._param_cache: tuple[list[nn.Parameter], list[slice]] | None = None
-        self._strategy: Strategy = build_strategy(strategy, **self.strategy_options)
+        # Options for strategies built from a name later (set_strategy("adapters"), the
+        # callback's switch); the active strategy owns its own options.
+        self._switch_defaults: dict[str, Any] = dict(strategy_options)
+        self._adapter_config: dict[str, Any] | None = None  # how the adapters were built
+        self._layout: ParameterLayout | None = None
+        self._strategy: Strategy = self._adopt(strategy, {})
         if self._strategy.uses_adapters:
-            self._attach_adapters()
+            self._attach_adapters(self._adapter_config_of(self._strategy))
         self.val_rel_l2 = RelativeL2Error(num_fields=len(self.field_names or ("u",)))
-        # Latest training step's quantities, read by callbacks (device tensors).
-        self.loss_jacobian: Tensor | None = None
-        self.last_update: Tensor | None = None
-        self.last_losses: Tensor | None = None
-        self.loss_weights: Tensor | None = None
-        self.last_step_finite: bool = True
+        self.last_record: StepRecord | None = None
+        """The latest training step (:class:`StepRecord`, device tensors); what callbacks read."""
         self.train_steps: int = 0  # counted here, not trainer.global_step (Lightning #17958)
         self.skipped_steps: int = 0
 
@@ -193,47 +178,93 @@ class PINNModule(L.LightningModule):
         return self._strategy
 
     @property
+    def strategy_name(self) -> str:
+        """The active strategy's registered name."""
+        return self._strategy.name
+
+    @property
     def has_adapters(self) -> bool:
         """Whether the network is wrapped in :class:`PerLossAdapter`."""
-        return self._has_adapters
+        return self._adapter_config is not None
 
-    def set_strategy(self, name: StrategyName, **options: Any) -> None:
+    # --------------------------------------------------------------- the latest step
+    @property
+    def loss_jacobian(self) -> Tensor | None:
+        """``J`` ``[K, P]`` (fp32) of the latest training step, rows in ``loss_names`` order."""
+        return self.last_record.jacobian if self.last_record is not None else None
+
+    @property
+    def last_losses(self) -> Tensor | None:
+        """The raw loss values ``[K]`` of the latest training step."""
+        return self.last_record.losses if self.last_record is not None else None
+
+    @property
+    def last_update(self) -> Tensor | None:
+        """The shared update ``[P]`` of the latest step (``None`` if it was skipped)."""
+        return self.last_record.update if self.last_record is not None else None
+
+    @property
+    def loss_weights(self) -> Tensor | None:
+        """The per-loss weights ``[K]`` in force."""
+        return self.last_record.weights if self.last_record is not None else None
+
+    @property
+    def last_step_finite(self) -> bool:
+        """Whether the latest step's losses and ``J`` were finite."""
+        return self.last_record.finite if self.last_record is not None else True
+
+    def named_loss_weights(self) -> Iterator[tuple[str, float]]:
+        """The latest per-loss weights as ``(name, value)`` pairs (host values)."""
+        if self.loss_weights is None:
+            return iter(())
+        return zip(self.loss_names, self.loss_weights.tolist(), strict=True)
+
+    # ------------------------------------------------------------------------ strategy
+    def _adopt(self, strategy: str | Strategy, options: dict[str, Any]) -> Strategy:
+        """The strategy bound to K: built from a name (with the switch defaults) or given."""
+        if isinstance(strategy, str):
+            merged = copy.deepcopy({**self._switch_defaults, **options})
+            return build_strategy(strategy, num_losses=self.num_losses, **merged)
+        return resolve_strategy(strategy, **options).bind(self.num_losses)
+
+    def set_strategy(self, strategy: str | Strategy, **options: Any) -> None:
         """Switch the gradient strategy in place; training continues in the same run.
 
-        Switching to ``adapters`` wraps the network in :class:`PerLossAdapter` (the function is
+        Switching to adapters wraps the network in :class:`PerLossAdapter` (the function is
         unchanged, B factors start at zero) and adds the adapter parameters to the running
         optimizer as a new param group; the shared parameters keep their optimizer state.
-        Switching away from ``adapters`` keeps the adapters in the forward but stops
-        updating them.
+        Switching away from adapters keeps the adapters in the forward but stops updating
+        them.
 
         Args:
-            name: one of ``"none"``, ``"reweight"``, ``"adapters"``, ``"surgery"``.
-            **options: strategy options overriding the constructor's (``reweighting``,
-                ``rank``, ``alpha``, ``routing``, ``aggregator``, ...).
+            strategy: a strategy object (e.g. ``AdapterStrategy(rank=8)``; the module binds
+                it to K) or a registered name (``"none"``, ``"reweight"``, ``"adapters"``,
+                ``"surgery"``).
+            **options: with a name, strategy options overriding the constructor's flat
+                options (``reweighting``, ``rank``, ``routing``, ``aggregator``, ...); they
+                also apply to later switches by name. None with an object.
 
         Raises:
-            ValueError: unknown strategy or option.
+            ValueError: unknown strategy or option, or options given with an object.
         """
-        unknown = set(options) - set(self.strategy_options)
-        if unknown:
-            raise ValueError(
-                f"unknown strategy option(s) {sorted(unknown)}; valid options are "
-                f"{sorted(self.strategy_options)}"
-            )
-        merged = {**self.strategy_options, **options}
-        new = build_strategy(name, **merged)
-        self.strategy_options = merged
+        if isinstance(strategy, str):
+            validate_strategy_options(options)
+        new = self._adopt(strategy, options)
+        if isinstance(strategy, str):
+            self._switch_defaults.update(options)
         if new.uses_adapters and not self.has_adapters:
-            self._attach_adapters()
+            self._attach_adapters(self._adapter_config_of(new))
             self._add_adapter_param_group()
         self._strategy = new
-        self.strategy_name = name
 
     # --------------------------------------------------------------------- parameters
-    def _adapter_ids(self) -> set[int]:
-        if not self.has_adapters:
-            return set()
-        return {id(p) for k in range(self.num_losses) for p in self.model.adapter_parameters(k)}
+    def _parameter_layout(self) -> ParameterLayout:
+        if self._layout is None:
+            adapters = self._all_adapter_parameters()
+            self._layout = ParameterLayout.build(
+                self.parameters(), self.model.parameters(), exclude=adapters
+            )
+        return self._layout
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """θ_s: every trainable parameter except adapters; network first, then the rest.
@@ -242,55 +273,45 @@ class PINNModule(L.LightningModule):
         when adapters are attached. Call :meth:`refresh_parameters` after changing
         ``requires_grad`` flags by hand.
         """
-        return self._parameter_layout()[0]
+        return self._parameter_layout().shared
+
+    def parameter_blocks(self) -> list[slice]:
+        """Column ranges of ``J`` per parameter block: the network, then everything else."""
+        return self._parameter_layout().blocks
 
     def refresh_parameters(self) -> None:
         """Forget the cached parameter layout (θ_s and its blocks)."""
-        self._param_cache = None
-
-    def _parameter_layout(self) -> tuple[list[nn.Parameter], list[slice]]:
-        if self._param_cache is None:
-            adapters = self._adapter_ids()
-            net = {id(p) for p in self.model.parameters()}
-            params = [p for p in self.parameters() if p.requires_grad and id(p) not in adapters]
-            net_params = [p for p in params if id(p) in net]
-            shared = net_params + [p for p in params if id(p) not in net]
-            n_net = sum(p.numel() for p in net_params)
-            total = sum(p.numel() for p in shared)
-            blocks = [slice(0, n_net)] + ([slice(n_net, total)] if total > n_net else [])
-            self._param_cache = (shared, blocks)
-        return self._param_cache
+        self._layout = None
 
     def adapter_parameters(self, k: int) -> list[nn.Parameter]:
         """Parameters of adapter k (empty without adapters)."""
         return list(self.model.adapter_parameters(k)) if self.has_adapters else []
 
+    def _adapter_groups(self) -> list[list[nn.Parameter]]:
+        return [self.adapter_parameters(k) for k in range(self.num_losses)]
+
     def _all_adapter_parameters(self) -> list[nn.Parameter]:
         """Every adapter's parameters, adapter 0 first."""
-        return [p for k in range(self.num_losses) for p in self.adapter_parameters(k)]
+        return [p for group in self._adapter_groups() for p in group]
 
-    def parameter_blocks(self) -> list[slice]:
-        """Column ranges of ``J`` per parameter block: the network, then everything else."""
-        return self._parameter_layout()[1]
+    @staticmethod
+    def _adapter_config_of(strategy: Strategy) -> dict[str, Any]:
+        options = strategy.adapter_options()  # type: ignore[attr-defined]
+        config = {key: options[key] for key in _ADAPTER_KEYS}
+        config["lr_mult"] = float(getattr(strategy, "adapter_lr_mult", 1.0))
+        return config
 
-    def _attach_adapters(self) -> None:
-        from lightning_pinn.adapters import PerLossAdapter
-
-        opts = self.strategy_options
+    def _attach_adapters(self, config: dict[str, Any]) -> None:
         device = next(self.model.parameters()).device
-        self.model = PerLossAdapter(
-            self.model,
-            num_losses=self.num_losses,
-            rank=opts["rank"],
-            alpha=opts["alpha"],
-            target=opts["target"],
-            seed=opts["adapter_seed"],
-        ).to(device)
-        self._has_adapters = True
-        self._param_cache = None
+        layer_options = {key: config[key] for key in _ADAPTER_KEYS}
+        self.model = PerLossAdapter(self.model, num_losses=self.num_losses, **layer_options)
+        self.model.to(device)
+        self._adapter_config = dict(config)
+        self._layout = None
 
     def _adapter_lr(self) -> float:
-        return self.lr * float(self.strategy_options["adapter_lr_mult"])
+        assert self._adapter_config is not None
+        return self.lr * float(self._adapter_config["lr_mult"])
 
     def _add_adapter_param_group(self) -> None:
         if self._trainer is None or not self.trainer.optimizers:  # the module's own reference
@@ -319,41 +340,6 @@ class PINNModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
     # ------------------------------------------------------------------- training step
-    def _checked_losses(self, batch: Any) -> list[Tensor]:
-        out = self.losses(batch)
-        if not isinstance(out, Mapping):
-            raise TypeError(
-                f"{type(self).__name__}.losses() must return a dict of named scalar tensors "
-                f"with keys {list(self.loss_names)}, got {type(out).__name__}"
-            )
-        if set(out) != set(self.loss_names):
-            missing = [n for n in self.loss_names if n not in out]
-            extra = [n for n in out if n not in self.loss_names]
-            raise ValueError(
-                f"losses() returned keys {list(out)} but loss_names is {list(self.loss_names)}"
-                f" (missing: {missing}, unexpected: {extra}); return exactly the names given "
-                "in loss_names, or change loss_names"
-            )
-        values = []
-        for name in self.loss_names:
-            v = out[name]
-            if not isinstance(v, Tensor):
-                raise TypeError(
-                    f"loss {name!r} must be a scalar torch.Tensor, got {type(v).__name__}"
-                )
-            if v.numel() != 1:
-                raise ValueError(
-                    f"loss {name!r} must be a scalar, got shape {tuple(v.shape)}; reduce it "
-                    "(e.g. .pow(2).mean())"
-                )
-            if not v.requires_grad:
-                raise ValueError(
-                    f"loss {name!r} does not depend on any trainable parameter (no grad_fn); "
-                    "compute it from the network output self(x) or a trainable coefficient"
-                )
-            values.append(v.reshape(()).float())
-        return values
-
     def _grad_scaler(self) -> Any:
         """The fp16 gradient scaler of Lightning's precision plugin (``16-mixed``), or None."""
         return getattr(self.trainer.precision_plugin, "scaler", None)
@@ -361,7 +347,7 @@ class PINNModule(L.LightningModule):
     def _per_loss_gradients(
         self, values: list[Tensor], shared: list[Tensor], scaler: Any
     ) -> tuple[Tensor, list[Tensor], float]:
-        """J over θ_s and the adapter gradients the routing needs, all-reduced across ranks.
+        """J over θ_s and the adapter gradients the strategy asks for, all-reduced.
 
         Under ``16-mixed`` each loss is multiplied by the scaler's factor S before its reverse
         pass (so fp16 gradients do not underflow) and J is divided by S again: statistics and
@@ -374,11 +360,7 @@ class PINNModule(L.LightningModule):
             scale = float(scaler.get_scale())
         extra = None
         if self.has_adapters and self._strategy.uses_adapters:
-            if self.strategy_options["routing"] == "own":
-                extra = [self.adapter_parameters(k) for k in range(self.num_losses)]
-            else:
-                every = self._all_adapter_parameters()
-                extra = [every] * self.num_losses
+            extra = self._strategy.adapter_inputs(self._adapter_groups())
         jac, own = per_loss_gradients(scaled, shared, extra, scale=scale)
         if self.trainer.world_size > 1:  # one all-reduce (mean) of J and adapter gradients
             sizes = [jac.numel()] + [h.numel() for h in own]
@@ -392,13 +374,11 @@ class PINNModule(L.LightningModule):
     def _write_adapter_grads(self, own: list[Tensor], weights: Tensor) -> None:
         if not own:
             return
-        if self.strategy_options["routing"] == "own":
-            for k, h in enumerate(own):
-                unflatten_into_grad(weights[k] * h, self.adapter_parameters(k))
-        else:
-            combined = torch.stack(own).mul(weights[:, None]).sum(0)
-            every = self._all_adapter_parameters()
-            unflatten_into_grad(combined, every)
+        groups = self._adapter_groups()
+        sizes = [sum(p.numel() for p in group) for group in groups]
+        updates = self._strategy.adapter_updates(own, weights, sizes)
+        for update, params in zip(updates, groups, strict=True):
+            unflatten_into_grad(update, params)
 
     def _handle_nonfinite(self, values: Tensor, jac: Tensor) -> None:
         bad = [
@@ -427,7 +407,7 @@ class PINNModule(L.LightningModule):
         # derivatives included) run with autocast off, so J is computed in full fp32.
         no_autocast = torch.autocast(device_type=self.device.type, enabled=False)
         with no_autocast if self.fp32_losses else contextlib.nullcontext():
-            loss_list = self._checked_losses(batch)
+            loss_list = check_losses(self.losses(batch), self.loss_names, type(self).__name__)
             jac, own, scale = self._per_loss_gradients(loss_list, shared, scaler)  # (K, P)
         values = torch.stack([v.detach() for v in loss_list])  # (K,)
         # One host sync per step: a step with a non-finite loss or gradient must not touch the
@@ -435,18 +415,17 @@ class PINNModule(L.LightningModule):
         finite = scaler is not None or bool(
             torch.isfinite(values).all() & torch.isfinite(jac).all()
         )
-        self.last_step_finite = finite
-        self.loss_jacobian = jac
-        self.last_losses = values
         if not finite:
+            self.last_record = StepRecord(
+                self.train_steps + 1, values, jac, None, self.loss_weights, False
+            )
             self._handle_nonfinite(values, jac)
             opt.zero_grad(set_to_none=True)
             self.train_steps += 1
             self._log_skip()
             return values.sum()
         update, weights = self._strategy.update(jac, values, self.parameter_blocks())  # (P,), (K,)
-        self.last_update = update
-        self.loss_weights = weights
+        self.last_record = StepRecord(self.train_steps + 1, values, jac, update, weights, True)
         # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
         # step when the update is not finite, so write S-scaled gradients.
         unflatten_into_grad(update * scale if scale != 1.0 else update, shared)
@@ -466,7 +445,7 @@ class PINNModule(L.LightningModule):
         return n > 0 and self.train_steps % n == 0
 
     def _log_step(self, values: Tensor, jac: Tensor, weights: Tensor) -> None:
-        norms = jac.norm(dim=1)
+        norms = row_norms(jac)  # (K,), overflow-safe: the same norms as the statistics
         metrics: dict[str, Tensor] = {"loss/total": values.sum()}
         for k, name in enumerate(self.loss_names):
             metrics[f"loss/{name}"] = values[k]
@@ -502,11 +481,14 @@ class PINNModule(L.LightningModule):
 
     # --------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        options = {k: v for k, v in self._strategy.options().items() if k != "num_losses"}
         checkpoint[_CKPT_KEY] = {
             "strategy": self.strategy_name,
-            "strategy_options": dict(self.strategy_options),
+            "strategy_options": options,
             "strategy_state": self._strategy.state_dict(),
+            "switch_defaults": dict(self._switch_defaults),
             "has_adapters": self.has_adapters,
+            "adapters": dict(self._adapter_config) if self._adapter_config else None,
             "train_steps": self.train_steps,
             "skipped_steps": self.skipped_steps,
         }
@@ -515,17 +497,27 @@ class PINNModule(L.LightningModule):
         state = checkpoint.get(_CKPT_KEY)
         if state is None:
             return
-        self.strategy_options.update(state["strategy_options"])
+        options = {k: v for k, v in state["strategy_options"].items() if k != "num_losses"}
+        # Checkpoints before "switch_defaults" kept one options table for every strategy.
+        legacy = "switch_defaults" not in state
+        self._switch_defaults = dict(options if legacy else state["switch_defaults"])
         if state["has_adapters"] and not self.has_adapters:
-            self._attach_adapters()  # before the state dict loads into it
-        self._strategy = build_strategy(state["strategy"], **self.strategy_options)
+            config = state.get("adapters") or {
+                "rank": options.get("rank", 4),
+                "alpha": options.get("alpha"),
+                "target": options.get("target"),
+                "seed": options.get("adapter_seed", 0),
+                "lr_mult": options.get("adapter_lr_mult", 1.0),
+            }
+            self._attach_adapters(config)  # before the state dict loads into it
+        name = state["strategy"]
+        if name not in strategy_names():
+            raise ValueError(
+                f"the checkpoint uses strategy {name!r}, which is not registered (registered: "
+                f"{', '.join(strategy_names())}); register its class with "
+                "lightning_pinn.strategies.register_strategy before loading"
+            )
+        self._strategy = build_strategy(name, num_losses=self.num_losses, **options)
         self._strategy.load_state_dict(state["strategy_state"])
-        self.strategy_name = state["strategy"]
         self.train_steps = state["train_steps"]
         self.skipped_steps = state["skipped_steps"]
-
-    def named_loss_weights(self) -> Iterator[tuple[str, float]]:
-        """The latest per-loss weights as ``(name, value)`` pairs (host values)."""
-        if self.loss_weights is None:
-            return iter(())
-        return zip(self.loss_names, self.loss_weights.tolist(), strict=True)

@@ -7,19 +7,96 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from typing_extensions import Self
 
-__all__ = ["Strategy", "NoneStrategy"]
+__all__ = ["Bindable", "NoneStrategy", "Strategy", "check_num_losses"]
 
 
-class Strategy:
+def check_num_losses(num_losses: object, *, minimum: int = 1) -> int:
+    """Return ``num_losses`` if it is an integer ``>= minimum``, else raise ``ValueError``."""
+    if isinstance(num_losses, bool) or not isinstance(num_losses, int) or num_losses < minimum:
+        raise ValueError(f"num_losses must be an integer >= {minimum}, got {num_losses!r}")
+    return num_losses
+
+
+class Bindable:
+    """An object built without the number of losses K, which the module supplies later.
+
+    Strategies and reweighting rules take their options in the constructor; K comes from the
+    module that adopts them (:meth:`bind`), or from the first ``[K, P]`` matrix they see.
+    Binding twice with the same K is a no-op; with another K it raises.
+    """
+
+    _num_losses: int | None = None
+
+    @property
+    def num_losses(self) -> int:
+        """K, once bound.
+
+        Raises:
+            RuntimeError: not bound yet.
+        """
+        if self._num_losses is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to a number of losses yet; the module "
+                "binds it when it adopts it, or call .bind(num_losses)"
+            )
+        return self._num_losses
+
+    @num_losses.setter
+    def num_losses(self, value: int) -> None:
+        self.bind(value)
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether K is known."""
+        return self._num_losses is not None
+
+    def bind(self, num_losses: int) -> Self:
+        """Supply K (the module calls this when it adopts the object) and return ``self``.
+
+        Args:
+            num_losses: the number of losses K.
+
+        Raises:
+            ValueError: K is not a valid count for this object, or the object is already bound
+                to another K (build a new one for another module).
+        """
+        self._check_num_losses(num_losses)
+        if self._num_losses is not None:
+            if self._num_losses != num_losses:
+                raise ValueError(
+                    f"{type(self).__name__} is bound to num_losses={self._num_losses}, cannot "
+                    f"bind it to {num_losses}; build a new {type(self).__name__} for this module"
+                )
+            return self
+        self._num_losses = num_losses
+        self._on_bind(num_losses)
+        return self
+
+    def _check_num_losses(self, num_losses: int) -> None:
+        check_num_losses(num_losses)
+
+    def _on_bind(self, num_losses: int) -> None:
+        """Allocate the state that needs K (override)."""
+        del num_losses
+
+    def _bound_options(self) -> dict[str, Any]:
+        return {"num_losses": self._num_losses} if self._num_losses is not None else {}
+
+
+class Strategy(Bindable):
     """Turns the per-loss gradient matrix into the update applied to the shared parameters.
 
     A strategy sees tensors only (no Trainer, no LightningModule), so it can be tested with
-    plain matrices. State that must survive a checkpoint (EMA weights, step counters) goes
-    through :meth:`state_dict` / :meth:`load_state_dict`.
+    plain matrices. It owns its options (the constructor validates them) and is built without
+    K: the module binds it (:meth:`bind`) when it adopts it, and :meth:`update` binds it to
+    ``jac.shape[0]`` if nobody did. State that must survive a checkpoint (EMA weights, step
+    counters) goes through :meth:`state_dict` / :meth:`load_state_dict`.
 
     Subclasses set :attr:`name` and implement :meth:`update`. Strategies that need per-loss
-    adapters on the trunk set :attr:`uses_adapters` and expose ``adapter_options()``.
+    adapters on the trunk set :attr:`uses_adapters` and implement ``adapter_options()``,
+    :meth:`adapter_inputs` and :meth:`adapter_updates`.
     """
 
     name: ClassVar[str] = ""
@@ -42,9 +119,36 @@ class Strategy:
         """
         raise NotImplementedError
 
+    def adapter_inputs(self, adapters: Sequence[Sequence[Tensor]]) -> list[list[Tensor]]:
+        """For each loss k, the adapter parameters whose gradient of ``L_k`` is needed.
+
+        Args:
+            adapters: the parameters of adapter j, for j = 0..K-1.
+        """
+        raise NotImplementedError(f"strategy {self.name!r} does not use adapters")
+
+    def adapter_updates(
+        self, grads: Sequence[Tensor], weights: Tensor, sizes: Sequence[int]
+    ) -> list[Tensor]:
+        """The flat update ``[n_j]`` of each adapter j from the per-loss adapter gradients.
+
+        Args:
+            grads: for each loss k, the flat gradient of ``L_k`` over ``adapter_inputs()[k]``.
+            weights: the per-loss weights ``[K]`` returned by :meth:`update`.
+            sizes: number of elements ``n_j`` of adapter j.
+        """
+        raise NotImplementedError(f"strategy {self.name!r} does not use adapters")
+
+    def _check_rows(self, jac: Tensor) -> None:
+        """Bind to ``jac.shape[0]`` if unbound; raise unless ``jac`` is ``[K, P]``."""
+        if jac.ndim == 2 and not self.is_bound:
+            self.bind(jac.shape[0])
+        if jac.ndim != 2 or jac.shape[0] != self.num_losses:
+            raise ValueError(f"jac must have shape [{self.num_losses}, P], got {tuple(jac.shape)}")
+
     def options(self) -> dict[str, Any]:
-        """The constructor options, enough to rebuild the strategy from a checkpoint."""
-        return {}
+        """The constructor options (and ``num_losses`` once bound), enough to rebuild it."""
+        return self._bound_options()
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -52,11 +156,23 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         del state
 
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items() if k != "num_losses")
+        return f"{type(self).__name__}({opts})"
+
 
 class NoneStrategy(Strategy):
-    """No intervention: ``d = Σ_k g_k`` (the gradient of the summed loss)."""
+    """No intervention: ``d = Σ_k g_k`` (the gradient of the summed loss).
+
+    Args:
+        num_losses: K (optional: the module supplies it).
+    """
 
     name = "none"
+
+    def __init__(self, num_losses: int | None = None) -> None:
+        if num_losses is not None:
+            self.bind(num_losses)
 
     def update(
         self, jac: Tensor, losses: Tensor, blocks: Sequence[slice] | None = None

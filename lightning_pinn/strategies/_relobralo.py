@@ -27,7 +27,7 @@ class ReLoBRaLoRule(ReweightRule):
     scale of the losses (up to ε).
 
     Args:
-        num_losses: K.
+        num_losses: K (optional: the strategy holding the rule binds it).
         alpha: EMA weight of the history, in ``[0, 1)``.
         temperature: softmax temperature T > 0.
         rho: probability of keeping the history (no lookback), in ``[0, 1]``.
@@ -41,7 +41,7 @@ class ReLoBRaLoRule(ReweightRule):
 
     def __init__(
         self,
-        num_losses: int,
+        num_losses: int | None = None,
         alpha: float = 0.999,
         temperature: float = 0.1,
         rho: float = 0.99,
@@ -50,7 +50,6 @@ class ReLoBRaLoRule(ReweightRule):
         eps: float = 1e-12,
         max_weight: float | None = None,
     ) -> None:
-        super().__init__(num_losses, max_weight)
         self.alpha = check_fraction("alpha", alpha)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
@@ -61,8 +60,25 @@ class ReLoBRaLoRule(ReweightRule):
         self.expected_rho = bool(expected_rho)
         self.seed = int(seed)
         self.eps = float(eps)
+        self.last_losses = torch.ones(0)
+        self.init_losses = torch.ones(0)
+        super().__init__(num_losses, max_weight)
+
+    def _on_bind(self, num_losses: int) -> None:
+        super()._on_bind(num_losses)
         self.last_losses = torch.ones(num_losses)
         self.init_losses = torch.ones(num_losses)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "rho": self.rho,
+            "expected_rho": self.expected_rho,
+            "seed": self.seed,
+            "eps": self.eps,
+            "max_weight": self.max_weight,
+        }
 
     def _balance(self, losses: Tensor, reference: Tensor) -> Tensor:
         ratio = losses / (self.temperature * reference + self.eps)  # (K,)

@@ -1,9 +1,10 @@
 """Reweighting rules: per-loss norms, loss values and ``J`` in, weights ``[K]`` out.
 
-Each rule is a small stateful object with no reference to a Trainer (DESIGN §4, STYLE). It
-reads quantities the training step has already computed (no extra backward pass), keeps its
-state on the device of its inputs (no host synchronisation) and checkpoints it through
-``state_dict``/``load_state_dict`` as plain tensors and numbers.
+Each rule is a small stateful object with no reference to a Trainer (docs/concepts.md). It is
+built without K (the strategy that holds it binds it), reads quantities the training step has
+already computed (no extra backward pass), keeps its state on the device of its inputs (no
+host synchronisation) and checkpoints it through ``state_dict``/``load_state_dict`` as plain
+tensors and numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from lightning_pinn.strategies._base import Bindable
 
 __all__ = ["FixedRule", "GradNormRule", "LRARule", "ReweightRule", "check_fraction"]
 
@@ -28,28 +31,30 @@ def check_fraction(name: str, value: float, *, closed_low: bool = True) -> float
     return float(value)
 
 
-class ReweightRule:
+class ReweightRule(Bindable):
     """Base class: ``weights = rule(norms, losses, jac)`` with state that checkpoints.
 
     Args:
-        num_losses: K.
+        num_losses: K (optional: the strategy holding the rule binds it).
         max_weight: optional upper bound on every weight (adapters can drive gradient norms
             of absorbed losses to zero, and unbounded weights then diverge).
     """
 
     name: ClassVar[str] = ""
 
-    def __init__(self, num_losses: int, max_weight: float | None = None) -> None:
-        if isinstance(num_losses, bool) or not isinstance(num_losses, int) or num_losses < 1:
-            raise ValueError(f"num_losses must be a positive integer, got {num_losses!r}")
+    def __init__(self, num_losses: int | None = None, max_weight: float | None = None) -> None:
         if max_weight is not None and not (max_weight > 0 and math.isfinite(max_weight)):
             raise ValueError(
                 f"max_weight must be a positive finite number or None, got {max_weight!r}"
             )
-        self.num_losses = num_losses
         self.max_weight = max_weight
         self.step = 0
-        self.weights = torch.ones(num_losses)  # (K,), moved to the input device on first use
+        self.weights = torch.ones(0)  # (K,) once bound, moved to the input device on first use
+        if num_losses is not None:
+            self.bind(num_losses)
+
+    def _on_bind(self, num_losses: int) -> None:
+        self.weights = torch.ones(num_losses)
 
     def __call__(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         """Update the state and return the weights.
@@ -62,6 +67,8 @@ class ReweightRule:
         Returns:
             Positive finite weights ``[K]`` (fp32, on ``jac``'s device).
         """
+        if not self.is_bound and norms.ndim == 1:
+            self.bind(norms.shape[0])
         if norms.shape != (self.num_losses,) or losses.shape != (self.num_losses,):
             raise ValueError(
                 f"{type(self).__name__} expects norms and losses of shape [{self.num_losses}], "
@@ -78,12 +85,20 @@ class ReweightRule:
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def options(self) -> dict[str, Any]:
+        """The constructor options (without K), enough to rebuild the rule."""
+        return {"max_weight": self.max_weight}
+
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "weights": self.weights.detach().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.weights = torch.as_tensor(state["weights"], dtype=torch.float32).clone()
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
 
 
 class GradNormRule(ReweightRule):
@@ -95,18 +110,23 @@ class GradNormRule(ReweightRule):
     with ``max_weight``.
 
     Args:
-        num_losses: K.
+        num_losses: K (optional: the strategy holding the rule binds it).
         ema: weight of the previous value, in ``[0, 1)``.
-        every: update interval in steps (weights are held in between).
+        every: refresh the weights every ``every`` steps (held in between; 1: every step).
         max_weight: optional upper bound.
         min_norm: relative floor of the norms.
+
+    Example:
+        >>> rule = GradNormRule(every=100)  # K comes from the strategy that holds it
+        >>> rule.bind(2)(torch.tensor([1.0, 4.0]), torch.ones(2), torch.eye(2))
+        tensor([1.0500, 0.9125])
     """
 
     name = "gradnorm"
 
     def __init__(
         self,
-        num_losses: int,
+        num_losses: int | None = None,
         ema: float = 0.9,
         every: int = 1,
         max_weight: float | None = None,
@@ -120,6 +140,14 @@ class GradNormRule(ReweightRule):
             raise ValueError(f"min_norm must be positive, got {min_norm!r}")
         self.every = every
         self.min_norm = float(min_norm)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "ema": self.ema,
+            "every": self.every,
+            "max_weight": self.max_weight,
+            "min_norm": self.min_norm,
+        }
 
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         if self.step % self.every != 0:
@@ -144,7 +172,7 @@ class LRARule(ReweightRule):
     symmetries of this rule (loss 0 plays a special role).
 
     Args:
-        num_losses: K (loss 0 is the residual).
+        num_losses: K (loss 0 is the residual; optional: the strategy binds it).
         beta: weight of the previous value, in ``[0, 1)``.
         weighted: use ``∇(λ_i L_i)`` (True, as the issue and the paper's Algorithm 1) or
             ``∇L_i`` in the denominator.
@@ -162,7 +190,7 @@ class LRARule(ReweightRule):
 
     def __init__(
         self,
-        num_losses: int,
+        num_losses: int | None = None,
         beta: float = 0.9,
         weighted: bool = True,
         max_weight: float | None = None,
@@ -172,6 +200,14 @@ class LRARule(ReweightRule):
         self.beta = check_fraction("beta", beta)
         self.weighted = bool(weighted)
         self.min_norm = float(min_norm)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "beta": self.beta,
+            "weighted": self.weighted,
+            "max_weight": self.max_weight,
+            "min_norm": self.min_norm,
+        }
 
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         grad_abs = jac.detach().abs().float()  # (K, P)
@@ -189,7 +225,7 @@ class FixedRule(ReweightRule):
     """Constant weights (``weights``, default all ones: the plain sum of gradients).
 
     Args:
-        num_losses: K.
+        num_losses: K (optional: the strategy holding the rule binds it).
         weights: K positive finite weights.
         max_weight: optional upper bound.
     """
@@ -198,18 +234,37 @@ class FixedRule(ReweightRule):
 
     def __init__(
         self,
-        num_losses: int,
+        num_losses: int | None = None,
         weights: Sequence[float] | Tensor | None = None,
         max_weight: float | None = None,
     ) -> None:
-        super().__init__(num_losses, max_weight)
+        self._given: Tensor | None = None
         if weights is not None:
             w = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
-            if w.numel() != num_losses or not bool(torch.isfinite(w).all() & (w > 0).all()):
+            if num_losses is not None and w.numel() != num_losses:
+                w = torch.zeros(0)  # reported below with the expected count
+            if w.numel() == 0 or not bool(torch.isfinite(w).all() & (w > 0).all()):
+                count = f"{num_losses} " if num_losses is not None else ""
                 raise ValueError(
-                    f"weights must be {num_losses} positive finite numbers, got {weights!r}"
+                    f"weights must be {count}positive finite numbers, got {weights!r}"
                 )
-            self.weights = w.clone()
+            self._given = w.clone()
+        super().__init__(num_losses, max_weight)
+
+    def _on_bind(self, num_losses: int) -> None:
+        if self._given is None:
+            self.weights = torch.ones(num_losses)
+            return
+        if self._given.numel() != num_losses:
+            raise ValueError(
+                f"weights must be {num_losses} positive finite numbers (one per loss), got "
+                f"{self._given.tolist()}"
+            )
+        self.weights = self._given.clone()
+
+    def options(self) -> dict[str, Any]:
+        given = self._given.tolist() if self._given is not None else None
+        return {"weights": given, "max_weight": self.max_weight}
 
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         return self.weights

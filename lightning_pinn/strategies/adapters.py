@@ -1,13 +1,17 @@
-"""The ``adapters`` strategy: per-loss adapters on the trunk plus reweighting (DESIGN §4, §5)."""
+"""The ``adapters`` strategy: per-loss adapters on the trunk plus reweighting."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import torch
+from torch import Tensor
+
 from lightning_pinn.adapters import Target
-from lightning_pinn.strategies import register_strategy
+from lightning_pinn.strategies._base import check_num_losses
+from lightning_pinn.strategies._rules import ReweightRule
 from lightning_pinn.strategies.reweight import ReweightStrategy, RuleName
 
 __all__ = ["AdapterStrategy", "Routing"]
@@ -16,21 +20,21 @@ Routing = Literal["own", "shared"]
 _ROUTINGS = ("own", "shared")
 
 
-@register_strategy
 class AdapterStrategy(ReweightStrategy):
     """Per-loss adapters (``PerLossAdapter``) with a reweighted shared update.
 
     The shared update is the reweighted combination ``λ @ J`` of :class:`ReweightStrategy`;
     the weights' norms are those of ``J`` (shared parameters only, not the adapters). The
-    module wraps its network in ``PerLossAdapter(rank, alpha, target, seed=adapter_seed)``
-    and routes the adapter gradients: with ``routing="own"`` adapter k moves on
+    module wraps its network in ``PerLossAdapter(**adapter_options())``, computes for each
+    loss the adapter gradients :meth:`adapter_inputs` asks for, and writes what
+    :meth:`adapter_updates` returns: with ``routing="own"`` adapter k moves on
     ``λ_k ∇_{φ_k} L_k`` only; with ``"shared"`` every adapter moves on ``Σ_k λ_k ∇_φ L_k``
-    (the ablation). This object only validates and carries those options.
+    (the ablation). See docs/concepts.md.
 
     Args:
-        num_losses: K (>= 2: one adapter per loss).
-        reweighting: the rule of the shared update (see :class:`ReweightStrategy`).
-        reweighting_options: keyword arguments of the rule (e.g. ``{"max_weight": 100.0}``).
+        num_losses: K >= 2, one adapter per loss (optional: the module supplies it).
+        reweighting: the rule of the shared update by name (see :class:`ReweightStrategy`).
+        reweighting_options: keyword arguments of the named rule (e.g. ``{"max_weight": 100}``).
         rank: adapter rank r >= 1.
         alpha: adapter scaling numerator (``scaling = alpha / r``); None means ``alpha = r``.
         routing: ``"own"`` or ``"shared"``.
@@ -38,9 +42,15 @@ class AdapterStrategy(ReweightStrategy):
             default 0.1, chosen on the regime map, see docs/results.md).
         target: which ``nn.Linear`` layers get adapters (None: all wide enough for the rank).
         adapter_seed: seed of the adapter initialisation (identical on every DDP rank).
+        rule: the rule as an object, e.g. ``GradNormRule(every=100)``.
 
     Raises:
         ValueError: bad routing, rank, alpha, learning-rate multiplier or ``num_losses``.
+
+    Example:
+        >>> s = AdapterStrategy(rank=4, routing="own", rule=GradNormRule(every=100))
+        >>> s.bind(3).adapter_options()["rank"]
+        4
     """
 
     name = "adapters"
@@ -48,8 +58,8 @@ class AdapterStrategy(ReweightStrategy):
 
     def __init__(
         self,
-        num_losses: int,
-        reweighting: RuleName | str = "gradnorm",
+        num_losses: int | None = None,
+        reweighting: RuleName | str | None = None,
         reweighting_options: Mapping[str, Any] | None = None,
         rank: int = 4,
         alpha: float | None = None,
@@ -57,12 +67,9 @@ class AdapterStrategy(ReweightStrategy):
         adapter_lr_mult: float = 0.1,
         target: Target = None,
         adapter_seed: int = 0,
+        *,
+        rule: ReweightRule | None = None,
     ) -> None:
-        if isinstance(num_losses, bool) or not isinstance(num_losses, int) or num_losses < 2:
-            raise ValueError(
-                f"the adapters strategy needs num_losses >= 2 (one adapter per loss), got "
-                f"{num_losses!r}; use strategy='none' or 'reweight' for a single loss"
-            )
         if routing not in _ROUTINGS:
             raise ValueError(f"routing must be one of {_ROUTINGS}, got {routing!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
@@ -75,13 +82,22 @@ class AdapterStrategy(ReweightStrategy):
             raise ValueError(
                 f"adapter_lr_mult must be a finite number >= 0, got {adapter_lr_mult!r}"
             )
-        super().__init__(num_losses, reweighting, reweighting_options)
         self.rank = rank
         self.alpha = alpha
         self.routing = routing
         self.adapter_lr_mult = float(adapter_lr_mult)
         self.target = target
         self.adapter_seed = int(adapter_seed)
+        super().__init__(num_losses, reweighting, reweighting_options, rule=rule)
+
+    def _check_num_losses(self, num_losses: int) -> None:
+        try:
+            check_num_losses(num_losses, minimum=2)
+        except ValueError:
+            raise ValueError(
+                f"the adapters strategy needs num_losses >= 2 (one adapter per loss), got "
+                f"{num_losses!r}; use strategy='none' or 'reweight' for a single loss"
+            ) from None
 
     def adapter_options(self) -> dict[str, Any]:
         """Keyword arguments for ``PerLossAdapter(trunk, **adapter_options())``."""
@@ -92,6 +108,38 @@ class AdapterStrategy(ReweightStrategy):
             "target": self.target,
             "seed": self.adapter_seed,
         }
+
+    def adapter_inputs(self, adapters: Sequence[Sequence[Tensor]]) -> list[list[Tensor]]:
+        """For each loss k, the adapter parameters whose gradient of ``L_k`` is needed.
+
+        ``"own"``: adapter k's parameters; ``"shared"``: every adapter's, adapter 0 first.
+
+        Args:
+            adapters: the parameters of adapter j, for j = 0..K-1.
+        """
+        if self.routing == "own":
+            return [list(params) for params in adapters]
+        every = [p for params in adapters for p in params]
+        return [every] * len(adapters)
+
+    def adapter_updates(
+        self, grads: Sequence[Tensor], weights: Tensor, sizes: Sequence[int]
+    ) -> list[Tensor]:
+        """The flat update of each adapter j: ``λ_j h_j`` (own) or its slice of ``Σ_k λ_k h_k``.
+
+        Args:
+            grads: for each loss k, the flat gradient ``h_k`` of ``L_k`` over
+                ``adapter_inputs()[k]``.
+            weights: the per-loss weights ``[K]``.
+            sizes: number of elements ``n_j`` of adapter j.
+
+        Returns:
+            K flat vectors, adapter j's of shape ``[n_j]``.
+        """
+        if self.routing == "own":
+            return [weights[k] * h for k, h in enumerate(grads)]
+        combined = torch.stack(list(grads)).mul(weights[:, None]).sum(0)  # (sum_j n_j,)
+        return list(torch.split(combined, list(sizes)))
 
     def options(self) -> dict[str, Any]:
         return {

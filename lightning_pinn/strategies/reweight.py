@@ -1,4 +1,4 @@
-"""The ``reweight`` strategy: ``d = Σ_k λ_k g_k`` with λ from a reweighting rule (DESIGN §4)."""
+"""The ``reweight`` strategy: ``d = Σ_k λ_k g_k`` with λ from a reweighting rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor
 
-from lightning_pinn.strategies import register_strategy
+from lightning_pinn.gradients import row_norms
 from lightning_pinn.strategies._base import Strategy
 from lightning_pinn.strategies._relobralo import ReLoBRaLoRule
 from lightning_pinn.strategies._rules import FixedRule, GradNormRule, LRARule, ReweightRule
@@ -35,12 +35,12 @@ _RULES: dict[str, type[ReweightRule]] = {
 RULE_NAMES: tuple[str, ...] = tuple(_RULES)
 
 
-def build_rule(name: str, num_losses: int, **options: Any) -> ReweightRule:
+def build_rule(name: str, num_losses: int | None = None, **options: Any) -> ReweightRule:
     """Build a reweighting rule by name.
 
     Args:
         name: one of :data:`RULE_NAMES` (``"none"`` is ``"fixed"`` with all-ones weights).
-        num_losses: K.
+        num_losses: K (optional: the strategy holding the rule binds it).
         **options: the rule's keyword arguments (e.g. ``ema=0.9``, ``max_weight=100.0``).
 
     Raises:
@@ -69,31 +69,31 @@ def build_rule(name: str, num_losses: int, **options: Any) -> ReweightRule:
     return cls(num_losses, **options)
 
 
-def row_norms(jac: Tensor) -> Tensor:
-    """Euclidean norm of each row of ``jac`` ``[K, P]``, safe from fp32 overflow: ``[K]``."""
-    scale = jac.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (K, 1)
-    return (jac.detach() / scale).norm(dim=1) * scale.squeeze(1)
-
-
-@register_strategy
 class ReweightStrategy(Strategy):
     """Scalar reweighting: ``d = Σ_k λ_k g_k = λ @ J``.
 
-    The weights come from a rule (:data:`RULE_NAMES`) fed with quantities the step has already
-    computed: the per-loss gradient norms over the shared parameters (rows of ``J``), the loss
-    values and ``J`` itself. No extra backward pass and no host synchronisation. With adapters,
-    the norms are taken over the shared parameters only (the rows of ``J``), never over the
-    adapters: bound the weights with ``reweighting_options={"max_weight": ...}`` when adapters
-    may absorb a loss and drive its shared-gradient norm towards zero.
+    The weights come from a rule (a :class:`ReweightRule` object, or a name of
+    :data:`RULE_NAMES` with its options) fed with quantities the step has already computed:
+    the per-loss gradient norms over the shared parameters (rows of ``J``, by
+    :func:`~lightning_pinn.gradients.row_norms`), the loss values and ``J`` itself. No extra
+    backward pass and no host synchronisation. With adapters, the norms are taken over the
+    shared parameters only (the rows of ``J``), never over the adapters: bound the weights
+    with ``max_weight`` when adapters may absorb a loss and drive its shared-gradient norm
+    towards zero.
 
     Args:
-        num_losses: K.
-        reweighting: the rule, ``"gradnorm"`` (default), ``"lra"``, ``"relobralo"``,
+        num_losses: K (optional: the module supplies it when it adopts the strategy).
+        reweighting: the rule by name, ``"gradnorm"`` (default), ``"lra"``, ``"relobralo"``,
             ``"fixed"`` or ``"none"``.
-        reweighting_options: keyword arguments of the rule.
+        reweighting_options: keyword arguments of the named rule.
+        rule: the rule as an object, e.g. ``GradNormRule(every=100)`` (instead of
+            ``reweighting``/``reweighting_options``).
+
+    Raises:
+        ValueError: unknown rule or option, or both ``rule`` and ``reweighting`` given.
 
     Example:
-        >>> s = ReweightStrategy(2)
+        >>> s = ReweightStrategy(rule=GradNormRule(ema=0.5))
         >>> d, w = s.update(torch.tensor([[1.0, 0.0], [0.0, 3.0]]), torch.ones(2))
         >>> d.shape, w.shape
         (torch.Size([2]), torch.Size([2]))
@@ -103,14 +103,41 @@ class ReweightStrategy(Strategy):
 
     def __init__(
         self,
-        num_losses: int,
-        reweighting: RuleName | str = "gradnorm",
+        num_losses: int | None = None,
+        reweighting: RuleName | str | None = None,
         reweighting_options: Mapping[str, Any] | None = None,
+        *,
+        rule: ReweightRule | None = None,
     ) -> None:
-        self.num_losses = num_losses
-        self.reweighting = reweighting
-        self.reweighting_options = dict(reweighting_options or {})
-        self.rule = build_rule(reweighting, num_losses, **self.reweighting_options)
+        if rule is not None:
+            if reweighting is not None or reweighting_options:
+                raise ValueError(
+                    f"give the reweighting rule once: rule={rule!r} or reweighting="
+                    f"{reweighting!r} with reweighting_options, not both"
+                )
+            if not isinstance(rule, ReweightRule):
+                raise TypeError(
+                    f"rule must be a ReweightRule (e.g. GradNormRule()), got {type(rule).__name__}"
+                )
+            self.rule = rule
+            self.reweighting: str = rule.name
+            self._rule_options: dict[str, Any] | None = None  # read from the rule
+        else:
+            self.reweighting = reweighting if reweighting is not None else "gradnorm"
+            self._rule_options = dict(reweighting_options or {})
+            self.rule = build_rule(self.reweighting, **self._rule_options)
+        if num_losses is not None:
+            self.bind(num_losses)
+
+    @property
+    def reweighting_options(self) -> dict[str, Any]:
+        """Keyword arguments of the rule (as given by name, or read from the rule object)."""
+        if self._rule_options is None:
+            return self.rule.options()
+        return dict(self._rule_options)
+
+    def _on_bind(self, num_losses: int) -> None:
+        self.rule.bind(num_losses)
 
     def update(
         self, jac: Tensor, losses: Tensor, blocks: Sequence[slice] | None = None
@@ -122,16 +149,15 @@ class ReweightStrategy(Strategy):
             losses: raw loss values ``[K]``.
             blocks: unused (scalar weights act on all parameters alike).
         """
-        if jac.ndim != 2 or jac.shape[0] != self.num_losses:
-            raise ValueError(f"jac must have shape [{self.num_losses}, P], got {tuple(jac.shape)}")
+        self._check_rows(jac)
         weights = self.rule(row_norms(jac), losses.detach().reshape(-1).to(jac.device), jac)
         return weights.to(jac.dtype) @ jac, weights
 
     def options(self) -> dict[str, Any]:
         return {
-            "num_losses": self.num_losses,
+            **self._bound_options(),
             "reweighting": self.reweighting,
-            "reweighting_options": dict(self.reweighting_options),
+            "reweighting_options": self.reweighting_options,
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``surgery`` strategy: ``d = A(J)`` for a torchjd aggregator A (DESIGN §4)."""
+"""The ``surgery`` strategy: ``d = A(J)`` for a torchjd aggregator A."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_pinn.strategies import register_strategy
 from lightning_pinn.strategies._base import Strategy
 
 __all__ = ["AGGREGATOR_NAMES", "SurgeryStrategy", "build_aggregator"]
@@ -82,7 +81,6 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-@register_strategy
 class SurgeryStrategy(Strategy):
     """Gradient surgery: aggregate ``J`` with a torchjd aggregator.
 
@@ -98,7 +96,7 @@ class SurgeryStrategy(Strategy):
     the host (torchjd's implementation), so this strategy synchronises with the device.
 
     Args:
-        num_losses: K.
+        num_losses: K (optional: the module supplies it when it adopts the strategy).
         aggregator: one of :data:`AGGREGATOR_NAMES` (case-insensitive).
         blockwise: aggregate each parameter block separately.
         surgery_seed: seed of randomised aggregators.
@@ -108,7 +106,7 @@ class SurgeryStrategy(Strategy):
         ImportError: torchjd is missing (``pip install "lightning_pinn[surgery]"``).
 
     Example:
-        >>> s = SurgeryStrategy(2, aggregator="mgda")
+        >>> s = SurgeryStrategy(aggregator="mgda")
         >>> d, w = s.update(torch.tensor([[1.0, 0.0], [-0.5, 1.0]]), torch.ones(2))
     """
 
@@ -116,18 +114,19 @@ class SurgeryStrategy(Strategy):
 
     def __init__(
         self,
-        num_losses: int,
+        num_losses: int | None = None,
         aggregator: str = "upgrad",
         blockwise: bool = False,
         surgery_seed: int = 0,
     ) -> None:
-        self.num_losses = num_losses
         self.aggregator = aggregator
         self.blockwise = bool(blockwise)
         self.surgery_seed = int(surgery_seed)
         self._key = _normalise(aggregator) if isinstance(aggregator, str) else aggregator
         self._agg: Any = build_aggregator(aggregator)
         self.step = 0
+        if num_losses is not None:
+            self.bind(num_losses)
 
     def _aggregate(self, jac: Tensor) -> tuple[Tensor, Tensor]:
         weighting = getattr(self._agg, "weighting", None)
@@ -163,8 +162,7 @@ class SurgeryStrategy(Strategy):
             losses: raw loss values ``[K]`` (unused).
             blocks: column ranges of the parameter blocks (used with ``blockwise=True``).
         """
-        if jac.ndim != 2 or jac.shape[0] != self.num_losses:
-            raise ValueError(f"jac must have shape [{self.num_losses}, P], got {tuple(jac.shape)}")
+        self._check_rows(jac)
         parts, weights = [], []
         with torch.no_grad():
             for block in self._blocks(jac, blocks):
@@ -181,7 +179,7 @@ class SurgeryStrategy(Strategy):
 
     def options(self) -> dict[str, Any]:
         return {
-            "num_losses": self.num_losses,
+            **self._bound_options(),
             "aggregator": self.aggregator,
             "blockwise": self.blockwise,
             "surgery_seed": self.surgery_seed,
