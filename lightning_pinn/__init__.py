@@ -9,7 +9,14 @@ from lightning_pinn.data import Box, BoxBoundary, CollocationDataModule, PointSe
 from lightning_pinn.diagnostics import ConflictReport, Regime
 from lightning_pinn.metrics import RelativeL2Error
 from lightning_pinn.module import PINNModule
-from lightning_pinn.networks import MLP
+from lightning_pinn.networks import (
+    MLP,
+    RWF,
+    FourierFeatures,
+    ModifiedMLP,
+    PeriodicEmbedding,
+    PirateNet,
+)
 
 __all__ = [
     "Box",
@@ -17,10 +24,15 @@ __all__ = [
     "CollocationDataModule",
     "ConflictCallback",
     "ConflictReport",
+    "FourierFeatures",
     "MLP",
+    "ModifiedMLP",
     "PINNModule",
     "PerLossAdapter",
+    "PeriodicEmbedding",
+    "PirateNet",
     "PointSet",
+    "RWF",
     "Regime",
     "RelativeL2Error",
     "problems",

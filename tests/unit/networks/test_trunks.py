@@ -89,7 +89,7 @@ def test_built_from_a_class_path(class_path, cls):
             },
         }
     }
-    trunk = parser.instantiate_classes(parser.parse_object(config)).trunk
+    trunk = parser.instantiate(parser.parse_object(config)).trunk
     assert type(trunk) is cls
     assert isinstance(trunk.embedding if cls is not MLP else trunk.net[0], FourierFeatures)
     factorised = [m for m in trunk.modules() if isinstance(m, nn.Linear)]
