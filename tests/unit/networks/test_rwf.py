@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_pinn import PINNModule
 from lightning_pinn.adapters import PerLossAdapter
 from lightning_pinn.networks import MLP, RWF, WeightFactorization, apply_rwf
+from lightning_pinn.operators import laplacian, laplacian_fwd
 
 S, V = "parametrizations.weight.original0", "parametrizations.weight.original1"
 
@@ -131,3 +132,14 @@ def test_loss_jacobian_covers_both_factors():
     assert sum(n.endswith(S) for n in names) == sum(n.endswith(V) for n in names) == 3
     n_params = sum(p.numel() for p in trunk.parameters())  # s, V and the biases
     assert module.loss_jacobian.shape == (2, n_params)
+
+
+def test_forward_mode_laplacian_reads_the_factorised_weight():
+    model = PerLossAdapter(MLP(2, 1, width=8, depth=2, rwf=RWF()), num_losses=2, rank=2)
+    with torch.no_grad():
+        for k in range(2):
+            for p in model.adapter_parameters(k):
+                p.normal_(0.0, 0.3)
+    x = torch.rand(10, 2, requires_grad=True)
+    reverse = laplacian(model(x), x)
+    torch.testing.assert_close(laplacian_fwd(model, x), reverse, rtol=1e-4, atol=1e-4)
