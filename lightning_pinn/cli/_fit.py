@@ -1,10 +1,13 @@
 """``lightning-pinn fit --config FILE.yaml``: train a registered problem through ``LightningCLI``.
 
 The model is :class:`ConfigProblemModule` (a :class:`~lightning_pinn.problems.ProblemModule`
-with an explicit signature, so every :class:`~lightning_pinn.PINNModule` option is a YAML key),
-the data is :class:`ProblemDataModule`, and the trainer and its callbacks (``ConflictCallback``
-included) come from the YAML. The problem is named once, under ``data``; ``data.problem`` and
-``data.problem_options`` are linked into the model, so the two can never disagree.
+whose signature is generated from :class:`~lightning_pinn.PINNModule`'s, so every module
+option is a YAML key and a new option needs no edit here), the data is
+:class:`ProblemDataModule`, and the trainer and its callbacks (``ConflictCallback`` included)
+come from the YAML, on top of :data:`~lightning_pinn.run.TRAINER_DEFAULTS`. The problem is
+named once, under ``data``; ``data.problem`` and ``data.problem_options`` are linked into the
+model, so the two can never disagree. The trunk and the strategy are objects named by
+``class_path``.
 
 Example config::
 
@@ -12,48 +15,50 @@ Example config::
       problem: burgers
       points: {residual: 2000, initial: 200, boundary: 200}
     model:
-      lr: 1.0e-3
+      trunk:
+        class_path: lightning_pinn.MLP
+        init_args: {in_dim: 2, out_dim: 1, width: 64, depth: 4}
+      strategy:
+        class_path: lightning_pinn.strategies.AdapterStrategy
+        init_args: {rank: 8}
     trainer:
       max_steps: 2000
-      callbacks:
-        - class_path: lightning_pinn.ConflictCallback
-          init_args: {probe_steps: 1000}
 """
 
 from __future__ import annotations
 
+import inspect
+import typing
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from torch import nn
+from typing_extensions import override
 
+from lightning_pinn import PINNModule, problems
+from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
 from lightning_pinn.problems import Problem, ProblemModule
+from lightning_pinn.run import TRAINER_DEFAULTS, progress_callbacks, save_prediction
 
 __all__ = ["ConfigProblemModule", "PINNLightningCLI", "ProblemDataModule", "fit_main"]
 
-# Trainer defaults for an infinite collocation stream: one epoch never ends, so the budget is
-# max_steps and validation runs every ``val_check_interval`` training steps.
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_steps": 2000,
-    "val_check_interval": 500,
-    "check_val_every_n_epoch": None,
-    "num_sanity_val_steps": 0,
-    "log_every_n_steps": 50,
-    "enable_model_summary": False,
+FIT_TRAINER_DEFAULTS: dict[str, Any] = {
+    **TRAINER_DEFAULTS,
     "logger": {
         "class_path": "lightning.pytorch.loggers.CSVLogger",
         "init_args": {"save_dir": "runs", "name": "fit"},
     },
 }
+"""The run defaults plus a CSV logger under ``runs/fit``."""
 
 
 def _problem(problem: str, problem_options: Mapping[str, Any] | None) -> Problem:
-    from lightning_pinn import problems
-
     if not isinstance(problem, str):
         raise TypeError(f"problem must be a registered name, got {type(problem).__name__}")
     return problems.get(problem, **dict(problem_options or {}))
@@ -105,36 +110,21 @@ class ProblemDataModule(CollocationDataModule):
 
 
 class ConfigProblemModule(ProblemModule):
-    """:class:`ProblemModule` with an explicit signature for ``LightningCLI`` / YAML.
+    """:class:`ProblemModule` for ``LightningCLI`` / YAML.
 
-    ``ProblemModule(problem, trunk, problem_options, **kwargs)`` forwards ``**kwargs`` to
-    :class:`~lightning_pinn.PINNModule`; jsonargparse cannot tell that ``ProblemModule`` fills
-    ``model`` and ``loss_names`` itself, so this subclass names every option explicitly (the
-    arguments mean what they mean in :class:`~lightning_pinn.PINNModule`).
+    Its signature is :class:`~lightning_pinn.PINNModule`'s keyword options (``lr``,
+    ``strategy``, ``optimizer``, ...; the module fills ``model``, ``loss_names`` and
+    ``field_names`` from the problem) after the three below, generated at import time rather
+    than copied, so the YAML keys follow the module.
 
     Args:
         problem: registered problem name (linked from ``data.problem`` by the CLI).
         problem_options: problem parameters (linked from ``data.problem_options``).
         trunk: the network (``class_path`` + ``init_args``); the problem's default if ``None``.
-        lr: learning rate.
-        strategy: starting strategy (``ConflictCallback`` may switch it after the probe).
-        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
-        weight_decay: optimizer weight decay.
-        lr_decay_rate: step-decay factor of the learning rate.
-        lr_decay_steps: step-decay interval.
-        on_nonfinite: ``"raise"`` or ``"skip"``.
-        fp32_losses: compute PDE derivatives with autocast off.
-        reweighting: rule of ``reweight``/``adapters``.
-        reweighting_options: options of the rule.
-        rank: adapter rank.
-        alpha: adapter scaling numerator.
-        routing: ``"own"`` or ``"shared"``.
-        adapter_lr_mult: adapter learning-rate multiplier.
-        target: name pattern of the ``nn.Linear`` layers that get adapters (all if ``None``).
-        adapter_seed: adapter initialisation seed.
-        aggregator: aggregator of ``surgery``.
-        blockwise: aggregate per parameter block.
-        surgery_seed: seed of randomised aggregators.
+        strategy_options: options of the named strategies that follow the module across a
+            switch (e.g. ``{blockwise: true}`` for a later ``surgery``); a strategy object
+            under ``strategy`` carries its own options instead.
+        **kwargs: the other :class:`~lightning_pinn.PINNModule` options.
     """
 
     def __init__(
@@ -142,70 +132,76 @@ class ConfigProblemModule(ProblemModule):
         problem: str = "burgers",
         problem_options: dict[str, Any] | None = None,
         trunk: nn.Module | None = None,
-        lr: float = 1e-3,
-        strategy: Literal["none", "reweight", "adapters", "surgery"] = "none",
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        weight_decay: float = 0.0,
-        lr_decay_rate: float = 1.0,
-        lr_decay_steps: int = 1000,
-        on_nonfinite: Literal["raise", "skip"] = "raise",
-        fp32_losses: bool = True,
-        reweighting: str = "gradnorm",
-        reweighting_options: dict[str, Any] | None = None,
-        rank: int = 4,
-        alpha: float | None = None,
-        routing: Literal["own", "shared"] = "own",
-        adapter_lr_mult: float = 0.1,
-        target: str | None = None,
-        adapter_seed: int = 0,
-        aggregator: str = "upgrad",
-        blockwise: bool = False,
-        surgery_seed: int = 0,
+        strategy_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             _problem(problem, problem_options),
             trunk=trunk,
-            lr=lr,
-            strategy=strategy,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            lr_decay_rate=lr_decay_rate,
-            lr_decay_steps=lr_decay_steps,
-            on_nonfinite=on_nonfinite,
-            fp32_losses=fp32_losses,
-            reweighting=reweighting,
-            reweighting_options=reweighting_options,
-            rank=rank,
-            alpha=alpha,
-            routing=routing,
-            adapter_lr_mult=adapter_lr_mult,
-            target=target,
-            adapter_seed=adapter_seed,
-            aggregator=aggregator,
-            blockwise=blockwise,
-            surgery_seed=surgery_seed,
+            **kwargs,
+            **dict(strategy_options or {}),
         )
 
 
-class PINNLightningCLI(LightningCLI):
-    """``LightningCLI`` with the problem linked from data to model and a final summary."""
+def _config_signature() -> inspect.Signature:
+    """``ConfigProblemModule``'s own leading parameters, then ``PINNModule``'s keyword options
+    with resolved annotations (jsonargparse reads these)."""
+    own = inspect.signature(ConfigProblemModule.__init__).parameters
+    own_hints = typing.get_type_hints(ConfigProblemModule.__init__)
+    params = [own["self"]] + [
+        own[n].replace(annotation=own_hints[n]) for n in ("problem", "problem_options", "trunk")
+    ]
+    hints = typing.get_type_hints(PINNModule.__init__)
+    filled = {"self", "model", "loss_names", "field_names"}
+    for name, param in inspect.signature(PINNModule.__init__).parameters.items():
+        if name in filled or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        params.append(param.replace(kind=param.KEYWORD_ONLY, annotation=hints[name]))
+    params.append(
+        own["strategy_options"].replace(
+            kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints["strategy_options"]
+        )
+    )
+    return inspect.Signature(params)
 
+
+ConfigProblemModule.__init__.__signature__ = _config_signature()  # type: ignore[attr-defined]
+
+
+class PINNLightningCLI(LightningCLI):
+    """``LightningCLI`` with the problem linked from data to model, a progress display that
+    stays readable in log files, and a final summary."""
+
+    @override
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("data.problem", "model.problem")
         parser.link_arguments("data.problem_options", "model.problem_options")
 
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Add a line-per-step-interval progress display when stdout is not a terminal and
+        the config neither turns the display off nor names its own progress bar."""
+        config = self.config_init[self.subcommand]["trainer"]
+        callbacks = list(config.get("callbacks") or [])
+        if not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            extra = progress_callbacks(bool(config.get("enable_progress_bar", True)))
+            if extra:
+                kwargs["callbacks"] = [*callbacks, *extra]
+        return super().instantiate_trainer(**kwargs)
+
+    @override
     def after_fit(self) -> None:
         """Validate once more, print the summary, save the prediction figure (rank 0)."""
-        from lightning_pinn.callbacks import ConflictCallback
-
         trainer, model = self.trainer, self.model
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             val = trainer.validate(model, datamodule=self.datamodule, verbose=False)
         if not trainer.is_global_zero:
             return
-        lines = [f"problem: {model.problem.name}   steps: {model.train_steps}   "
-                 f"strategy: {model.strategy_name}"]
+        lines = [
+            f"problem: {model.problem.name}   steps: {model.train_steps}   "
+            f"strategy: {model.strategy_name}"
+        ]
         if val and "val/rel_l2" in val[0]:
             lines.append(f"relative L2 error: {float(val[0]['val/rel_l2']):.4e}")
         for cb in trainer.callbacks:
@@ -213,8 +209,6 @@ class PINNLightningCLI(LightningCLI):
                 lines.append(f"regime: {cb.report.regime} -> {cb.report.strategy}")
         log_dir = Path(trainer.log_dir) if trainer.log_dir else None
         if log_dir is not None:
-            from lightning_pinn.plots import save_prediction
-
             paths = save_prediction(model, model.problem, log_dir)
             lines.append(f"prediction figure: {paths['figure']}")
             lines.append(f"logs: {log_dir}")
@@ -228,12 +222,11 @@ def fit_main(argv: Sequence[str] | None = None) -> None:
         argv: e.g. ``["--config", "examples/configs/burgers.yaml", "--trainer.max_steps", "10"]``;
             ``--print_config`` prints the resolved config and exits.
     """
-    args = ["fit", *(argv or [])]
     PINNLightningCLI(
         ConfigProblemModule,
         ProblemDataModule,
-        trainer_defaults=TRAINER_DEFAULTS,
-        args=args,
+        trainer_defaults=FIT_TRAINER_DEFAULTS,
+        args=["fit", *(argv or [])],
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

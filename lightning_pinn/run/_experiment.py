@@ -5,83 +5,24 @@ Used by ``lightning-pinn run`` and by the benchmark (each benchmark cell is one 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lightning_pinn import problems
+from lightning_pinn.callbacks import ConflictCallback
+from lightning_pinn.run._config import RunConfig
+from lightning_pinn.run._plots import save_prediction
+from lightning_pinn.run._trainer import build_trainer, make_logger
 
-__all__ = ["RunConfig", "run_experiment", "make_logger"]
-
-LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
-RunStrategy = Literal["auto", "none", "reweight", "adapters", "surgery"]
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Everything one run needs; every field maps to a ``lightning-pinn run`` flag."""
-
-    problem: str = "burgers"
-    max_steps: int = 2000
-    seed: int = 0
-    strategy: RunStrategy = "auto"
-    probe_steps: int | None = None  # None: min(1000, max_steps // 2)
-    switch: bool = True
-    tau_dir: float = 0.5  # DESIGN §3 thresholds and regime -> intervention map of the probe
-    tau_mag: float = 1.0
-    interventions: dict[str, str] | None = None
-    lr: float = 1e-3
-    lr_decay_rate: float = 1.0
-    lr_decay_steps: int = 1000
-    points: dict[str, int] | None = None
-    problem_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    module_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    accelerator: str = "auto"
-    devices: int | str = 1
-    precision: str = "32-true"
-    logger: LoggerName = "csv"
-    out: str = "runs"
-    name: str | None = None
-    log_every_n_steps: int = 50
-    val_every: int | None = None  # None: max(1, min(500, max_steps))
-    checkpoint_every: int | None = None  # None: the validation interval
-    resume: str | None = None
-    progress_bar: bool = True
-    deterministic: bool = False
-    checkpoint: bool = True
-    plots: bool = True  # prediction.png + error_field.npz in the log directory (rank 0)
-
-    def validate(self) -> None:
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
-        if self.probe_steps is not None and self.probe_steps < 1:
-            raise ValueError(f"probe_steps must be a positive integer, got {self.probe_steps!r}")
-        if self.probe_steps is not None and self.probe_steps > self.max_steps:
-            raise ValueError(
-                f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
-                f"{self.max_steps}); lower --probe-steps or raise --max-steps"
-            )
-        if self.logger not in ("csv", "tensorboard", "wandb", "none"):
-            raise ValueError(
-                f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
-            )
-        if self.resume is not None and not Path(self.resume).is_file():
-            raise ValueError(f"--resume: checkpoint {self.resume!r} does not exist")
-
-    @property
-    def effective_probe_steps(self) -> int:
-        if self.probe_steps is not None:
-            return self.probe_steps
-        return max(1, min(1000, self.max_steps // 2))
+__all__ = ["LossCurve", "ValidationCurve", "format_summary", "run_experiment"]
 
 
 class LossCurve(Callback):
@@ -112,41 +53,6 @@ class ValidationCurve(Callback):
             self.points.append([pl_module.train_steps, float(value)])
 
 
-def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | None:
-    """Build the requested Lightning logger.
-
-    W&B: without an API key (and no ``WANDB_MODE`` set) the run is logged offline, so training
-    never fails for lack of network; without the ``wandb`` package a clear ImportError says
-    how to install it.
-    """
-    if kind == "none":
-        return None
-    if kind == "csv":
-        return CSVLogger(out, name=name)
-    if kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return TensorBoardLogger(out, name=name)
-    try:
-        import wandb  # noqa: F401
-    except ImportError as err:
-        raise ImportError(
-            "--logger wandb needs the wandb package: pip install 'lightning_pinn[wandb]'"
-        ) from err
-    from lightning.pytorch.loggers import WandbLogger
-
-    offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or (
-        "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY")
-    )
-    Path(out).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        project=os.environ.get("WANDB_PROJECT", "lightning_pinn"),
-        name=f"{name}-seed{seed}",
-        save_dir=out,
-        offline=offline,
-    )
-
-
 def _log_dir(trainer: L.Trainer, cfg: RunConfig, name: str) -> Path:
     if trainer.log_dir is not None and trainer.loggers:
         return Path(trainer.log_dir)
@@ -162,36 +68,9 @@ def _own_run_dir(logger: Logger | None, cfg: RunConfig, name: str) -> Path | Non
     """
     if logger is None:
         return Path(cfg.out) / name
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover
-        return None
     if isinstance(logger, WandbLogger):
         return Path(cfg.out) / str(logger.name) / str(logger.experiment.id)  # starts the run
     return None
-
-
-def build_trainer(
-    cfg: RunConfig, callbacks: list[Callback], logger: Logger | None
-) -> L.Trainer:
-    """The Lightning ``Trainer`` of a run (infinite epoch; validation every ``val_every``)."""
-    val_every = cfg.val_every or max(1, min(500, cfg.max_steps))
-    return L.Trainer(
-        max_steps=cfg.max_steps,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        precision=cfg.precision,
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        val_check_interval=val_every,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False,
-        enable_checkpointing=cfg.checkpoint,
-        deterministic=cfg.deterministic,
-    )
 
 
 def run_experiment(cfg: RunConfig) -> dict[str, Any]:
@@ -201,8 +80,6 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     conflict report (when probed), the wall time, coefficient errors of inverse problems, the
     log directory and the last checkpoint.
     """
-    from lightning_pinn.callbacks import ConflictCallback
-
     cfg.validate()
     problem = problems.get(cfg.problem, **cfg.problem_options)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -236,9 +113,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             dirpath=None if logger is not None else str(Path(cfg.out) / name / "checkpoints"),
             save_last=True,
             save_top_k=0,
-            every_n_train_steps=cfg.checkpoint_every
-            or cfg.val_every
-            or max(1, min(500, cfg.max_steps)),
+            every_n_train_steps=cfg.checkpoint_every or cfg.effective_val_every,
         )
         callbacks.append(ckpt)
     trainer = build_trainer(cfg, callbacks, logger)
@@ -267,9 +142,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             for k, v in val.items()
             if k.startswith("val/rel_l2/")
         },
-        "final_losses": dict(
-            zip(module.loss_names, module.last_losses.tolist(), strict=True)
-        )
+        "final_losses": dict(zip(module.loss_names, module.last_losses.tolist(), strict=True))
         if module.last_losses is not None
         else {},
         "final_weights": dict(module.named_loss_weights()),
@@ -296,7 +169,7 @@ def _save_outputs(
     module: Any,
     problem: problems.Problem,
     log_dir: Path,
-    conflict: Any,
+    conflict: ConflictCallback,
     logger: Logger | None,
     plots: bool = True,
 ) -> dict[str, str | None]:
@@ -311,8 +184,6 @@ def _save_outputs(
         out["conflict_report"] = str(conflict.report_dir / "conflict_report.md")
     if not (plots and trainer.is_global_zero):
         return out
-    from lightning_pinn.plots import save_prediction
-
     try:
         paths = save_prediction(module, problem, log_dir)
     except Exception as err:  # a plot must never lose a finished run
@@ -326,14 +197,10 @@ def _save_outputs(
 
 def _log_wandb_outputs(logger: Logger | None, figure: Path, trainer: L.Trainer) -> None:
     """Log the prediction figure and the final rel L2 to W&B (no-op for other loggers)."""
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover
-        return
     if not isinstance(logger, WandbLogger):
         return
     try:
-        import wandb
+        import wandb  # optional extra; a WandbLogger exists only when it is installed
 
         experiment = logger.experiment
         rel_l2 = trainer.callback_metrics.get("val/rel_l2")
@@ -352,8 +219,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"problem: {summary['problem']}   strategy: {summary['strategy']} -> "
         f"{summary['final_strategy']}   steps: {summary['steps']}   "
         f"time: {summary['wall_time_s']:.1f} s",
-        "final losses: "
-        + ", ".join(f"{k}={v:.3e}" for k, v in summary["final_losses"].items()),
+        "final losses: " + ", ".join(f"{k}={v:.3e}" for k, v in summary["final_losses"].items()),
         f"relative L2 error: {summary['rel_l2']:.4e}",
     ]
     for field, value in summary["rel_l2_fields"].items():

@@ -11,6 +11,12 @@ grid and writes ``prediction.png`` and ``error_field.npz``:
   coordinate fixed at the centre of the evaluation points' bounding box.
 
 One row per output field.
+
+This is one of three drawing places, each next to the data it draws so imports flow one way:
+the probe figure in :mod:`lightning_pinn.diagnostics` (tensors of one probe window; that layer
+must not import the runs), this prediction figure (a trained module against its problem's
+reference), and the regime map in :mod:`lightning_pinn.benchmark` (benchmark records). All
+three draw on a ``matplotlib.figure.Figure`` (no pyplot state, no display backend) saved as PNG.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 __all__ = ["PredictionField", "plot_prediction", "prediction_field", "save_prediction"]
@@ -133,18 +140,14 @@ def plot_prediction(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     pts, pred, ref, err = field["points"], field["prediction"], field["reference"], field["error"]
     m = pred.shape[1]
     d = pts.shape[1]
     cnames = list(coordinate_names) or [f"x{j}" for j in range(d)]
     fnames = list(field_names) if len(field_names) == m else [f"u{j}" for j in range(m)]
     shape = field["grid"]
-    fig, axes = plt.subplots(m, 3, figsize=(13, 3.4 * m), squeeze=False)
+    fig = Figure(figsize=(13, 3.4 * m))
+    axes = fig.subplots(m, 3, squeeze=False)
     for row in range(m):
         name = fnames[row]
         if shape is None:
@@ -175,8 +178,9 @@ def plot_prediction(
             float(extent_src[1].min()),
             float(extent_src[1].max()),
         ]
-        vmin, vmax = float(min(pred[:, row].min(), ref[:, row].min())), float(
-            max(pred[:, row].max(), ref[:, row].max())
+        vmin, vmax = (
+            float(min(pred[:, row].min(), ref[:, row].min())),
+            float(max(pred[:, row].max(), ref[:, row].max())),
         )
         panels = [
             (pred[:, row], f"{name}: prediction", "viridis", (vmin, vmax)),
@@ -200,7 +204,6 @@ def plot_prediction(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -232,8 +235,10 @@ def save_prediction(
     if d > 2:
         centre = field["points"][0, 2:]
         fixed = ", ".join(f"{c}={v:.3g}" for c, v in zip(coords[2:], centre, strict=True))
-        suffix = f" (slice {coords[0]}-{coords[1]}, {fixed})" if d <= 6 else (
-            f" (slice {coords[0]}-{coords[1]}, other coordinates at the centre)"
+        suffix = (
+            f" (slice {coords[0]}-{coords[1]}, {fixed})"
+            if d <= 6
+            else (f" (slice {coords[0]}-{coords[1]}, other coordinates at the centre)")
         )
     ref_norm = float(np.linalg.norm(field["reference"])) or 1.0
     rel = float(np.linalg.norm(field["prediction"] - field["reference"])) / ref_norm

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lightning_pinn import ConflictCallback, PerLossAdapter, PINNModule, problems
-from lightning_pinn.experiment import RunConfig
+from lightning_pinn.run import RunConfig
 
 
 def _p():

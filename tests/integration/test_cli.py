@@ -78,7 +78,7 @@ def test_report_of_missing_run_fails_clearly(tmp_path, capsys):
 
 
 def test_strategy_flags_reach_module_options(monkeypatch):
-    import lightning_pinn.experiment as experiment
+    import lightning_pinn.run as experiment
 
     seen = {}
 

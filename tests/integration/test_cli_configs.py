@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lightning_pinn import PINNModule, problems
-from lightning_pinn.lightning_cli import ConfigProblemModule, fit_main
+from lightning_pinn.cli import ConfigProblemModule, fit_main
 
 CONFIGS = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.yaml"))
 FAMILIES = {"burgers", "allen_cahn", "helmholtz", "heat_inverse", "thermoelastic", "poisson_nd-d50"}

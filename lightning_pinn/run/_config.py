@@ -1,0 +1,221 @@
+"""The typed configuration of one run, and the trainer defaults shared with ``fit --config``.
+
+:class:`RunConfig` is the single source of the ``lightning-pinn run`` flags: every field carries
+its help text (and, where the name or the parsing differs from the field, its flag and value
+parser) in ``dataclasses.field(metadata=...)``; the command line is generated from it
+(:func:`lightning_pinn.cli`). :class:`StrategyFlags` are the common strategy options a W&B
+sweep passes as plain flags; they are merged into ``RunConfig.module_options``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from lightning_pinn.run._parsers import (
+    json_object,
+    parse_devices,
+    parse_interventions,
+    parse_points,
+    positive_float,
+    positive_int,
+)
+
+__all__ = ["TRAINER_DEFAULTS", "RunConfig", "StrategyFlags", "option"]
+
+LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
+RunStrategy = Literal["auto", "none", "reweight", "adapters", "surgery"]
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_steps": 2000,
+    "val_check_interval": 500,
+    "check_val_every_n_epoch": None,
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 50,
+    "enable_model_summary": False,
+}
+"""``lightning.Trainer`` defaults of every run (``run`` and ``fit --config``): the collocation
+stream is infinite, so one epoch never ends, the budget is ``max_steps`` and validation runs
+every ``val_check_interval`` training steps."""
+
+
+def option(
+    default: Any = None,
+    help: str = "",  # noqa: A002 - the argparse name
+    *,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line flag.
+
+    Args:
+        default: the field default.
+        help: the flag's help text (required: every flag is documented).
+        flag: the flag when it is not ``--field-name`` (``"problem"``: positional;
+            ``--no-X`` for a ``True`` boolean that the flag turns off).
+        parse: text -> value, raising ``ValueError`` with a clear message.
+        metavar: the value's name in ``--help``.
+        factory: ``default_factory`` for mutable defaults.
+    """
+    if not help:
+        raise ValueError("every run option needs a help text")
+    metadata = {"help": help, "flag": flag, "parse": parse, "metavar": metavar}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything one run needs; every field is a ``lightning-pinn run`` flag.
+
+    The probe, the regime rule and the thresholds are explained in ``docs/concepts.md``; the
+    flags in ``docs/cli.md``.
+    """
+
+    problem: str = option("burgers", "problem name (see `lightning-pinn list`)", flag="problem")
+    max_steps: int = option(TRAINER_DEFAULTS["max_steps"], "training steps", parse=positive_int)
+    seed: int = option(0, "seed of the network, the sampling and the adapters")
+    strategy: RunStrategy = option(
+        "auto", "auto (the probe decides) or a fixed strategy from the start"
+    )
+    probe_steps: int | None = option(
+        None, "probe window (default: min(1000, max-steps / 2))", parse=positive_int
+    )
+    switch: bool = option(True, "diagnose only, never switch", flag="--no-switch")
+    tau_dir: float = option(
+        0.5,
+        "late conflict rate from which a conflicting pair is persistent "
+        "(docs/concepts.md, the three regimes)",
+    )
+    tau_mag: float = option(
+        1.0,
+        "median imbalance (decades) from which the regime is magnitude "
+        "(docs/concepts.md, the three regimes)",
+    )
+    interventions: dict[str, str] | None = option(
+        None,
+        "override the regime -> intervention map, e.g. directional=reweight "
+        "(default: directional=adapters, magnitude=reweight, low=none)",
+        parse=parse_interventions,
+        metavar="REGIME=STRATEGY,...",
+    )
+    lr: float = option(1e-3, "learning rate", parse=positive_float)
+    lr_decay_rate: float = option(
+        1.0, "step decay: multiply the lr by this every --lr-decay-steps", parse=positive_float
+    )
+    lr_decay_steps: int = option(1000, "step-decay interval", parse=positive_int)
+    points: dict[str, int] | None = option(
+        None,
+        "point counts per set, e.g. residual=500,initial=100 (default: the problem's)",
+        parse=parse_points,
+        metavar="NAME=COUNT,...",
+    )
+    problem_options: dict[str, Any] = option(
+        help="problem parameters as JSON, e.g. '{\"beta\": 10}'", parse=json_object, factory=dict
+    )
+    module_options: dict[str, Any] = option(
+        help='PINNModule options as JSON, e.g. \'{"rank": 8, "routing": "shared"}\'',
+        parse=json_object,
+        factory=dict,
+    )
+    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: int | str = option(1, "Lightning devices: a count or a spec", parse=parse_devices)
+    precision: str = option("32-true", "Lightning precision, e.g. 32-true, bf16-mixed")
+    logger: LoggerName = option("csv", "where metrics go (wandb: offline without an API key)")
+    out: str = option("runs", "root directory of logs and checkpoints")
+    name: str | None = option(None, "run name (default: the problem name)")
+    log_every_n_steps: int = option(
+        TRAINER_DEFAULTS["log_every_n_steps"],
+        "log metrics every N steps",
+        flag="--log-every",
+        parse=positive_int,
+    )
+    val_every: int | None = option(
+        None,
+        f"validate every N steps (default: min({TRAINER_DEFAULTS['val_check_interval']}, "
+        "max-steps))",
+        parse=positive_int,
+    )
+    checkpoint_every: int | None = option(
+        None,
+        "save a checkpoint every N steps (default: the validation interval)",
+        parse=positive_int,
+    )
+    resume: str | None = option(None, "resume from a checkpoint", metavar="PATH")
+    progress_bar: bool = option(
+        True,
+        "no progress display (without this flag: a bar on a terminal, a line every 5% of "
+        "the steps otherwise)",
+        flag="--no-progress-bar",
+    )
+    deterministic: bool = option(False, "use deterministic algorithms (slower)")
+    checkpoint: bool = option(True, "save no checkpoints", flag="--no-checkpoint")
+    plots: bool = option(
+        True, "skip prediction.png and error_field.npz in the log directory", flag="--no-plots"
+    )
+
+    def validate(self) -> None:
+        """Check the options that only make sense together.
+
+        Raises:
+            ValueError: non-positive steps, a probe longer than the run, an unknown logger or
+                a missing checkpoint to resume from.
+        """
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if self.probe_steps is not None and self.probe_steps < 1:
+            raise ValueError(f"probe_steps must be a positive integer, got {self.probe_steps!r}")
+        if self.probe_steps is not None and self.probe_steps > self.max_steps:
+            raise ValueError(
+                f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
+                f"{self.max_steps}); lower --probe-steps or raise --max-steps"
+            )
+        if self.logger not in ("csv", "tensorboard", "wandb", "none"):
+            raise ValueError(
+                f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
+            )
+        if self.resume is not None and not Path(self.resume).is_file():
+            raise ValueError(f"--resume: checkpoint {self.resume!r} does not exist")
+
+    @property
+    def effective_probe_steps(self) -> int:
+        """``probe_steps``, or ``min(1000, max_steps // 2)`` (at least 1) when unset."""
+        if self.probe_steps is not None:
+            return self.probe_steps
+        return max(1, min(1000, self.max_steps // 2))
+
+    @property
+    def effective_val_every(self) -> int:
+        """``val_every``, or the default validation interval capped at ``max_steps``."""
+        return self.val_every or max(1, min(TRAINER_DEFAULTS["val_check_interval"], self.max_steps))
+
+
+@dataclasses.dataclass
+class StrategyFlags:
+    """Common strategy options as plain flags (what a W&B sweep passes as ``--key=value``).
+
+    Each one that is set overrides the same key of ``RunConfig.module_options``.
+    """
+
+    reweighting: str | None = option(None, "reweighting rule: gradnorm, lra, relobralo or fixed")
+    rank: int | None = option(None, "adapter rank r", parse=positive_int)
+    alpha: float | None = option(
+        None, "adapter scaling numerator (scaling = alpha / rank)", parse=positive_float
+    )
+    routing: Literal["own", "shared"] | None = option(
+        None, "adapter routing (own: adapter k moves on loss k only)"
+    )
+    aggregator: str | None = option(None, "surgery aggregator, e.g. upgrad, pcgrad, config, mgda")
+
+    def merged_into(self, module_options: Mapping[str, Any]) -> dict[str, Any]:
+        """``module_options`` with every flag that was set written over it."""
+        merged = dict(module_options)
+        for f in dataclasses.fields(self):
+            if (value := getattr(self, f.name)) is not None:
+                merged[f.name] = value
+        return merged
