@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -14,6 +15,8 @@ from typing_extensions import override
 
 from lightning_pinn.callbacks._report_logging import log_report, write_report_files
 from lightning_pinn.diagnostics import (
+    DEFAULT_TAU_DIR,
+    DEFAULT_TAU_MAG,
     ConflictReport,
     ProbeRecorder,
     Regime,
@@ -24,7 +27,8 @@ from lightning_pinn.diagnostics import (
     resolve_interventions,
     validate_thresholds,
 )
-from lightning_pinn.module import PINNModule
+from lightning_pinn.module import PINNModule, StepRecord
+from lightning_pinn.strategies import Strategy, strategy_names
 
 __all__ = ["ConflictCallback"]
 
@@ -32,19 +36,20 @@ __all__ = ["ConflictCallback"]
 class ConflictCallback(Callback):
     r"""Measure gradient conflict between the K losses, diagnose the regime and act on it.
 
-    For the first ``probe_steps`` training steps (counted by the module,
-    ``PINNModule.train_steps``) it records, from ``PINNModule.loss_jacobian`` ``[K, P]`` and
-    ``last_update`` ``[P]``, the pairwise cosines, per-loss norms, the imbalance and the cosine
-    of each gradient to the applied update, in preallocated device buffers (one ``[K+1, K+1]``
+    For the first ``probe_steps`` training steps (counted by the module) it records, from the
+    module's :attr:`~lightning_pinn.PINNModule.last_record` (``J`` ``[K, P]`` and the applied
+    update ``[P]``), the pairwise cosines, per-loss norms, the imbalance and the cosine of
+    each gradient to the applied update, in preallocated device buffers (one ``[K+1, K+1]``
     Gram matrix per step, no host synchronisation). Non-finite steps are skipped. At the end
     of the probe it builds :attr:`report` (a :class:`~lightning_pinn.diagnostics.ConflictReport`,
-    regime rule of DESIGN §3), writes ``conflict_report.json``, ``conflict_report.md`` and
-    ``conflict_probe.png`` to the run's log directory, logs it to every logger (for W&B also a
-    ``wandb.Table`` and a ``wandb.Image``), and, with ``auto_switch``, calls
-    ``pl_module.set_strategy(report.strategy, **strategy_options)``; training continues.
+    regime rule of docs/concepts.md), logs it to every logger (for W&B also a ``wandb.Table``
+    and a ``wandb.Image``), writes ``conflict_report.json``, ``conflict_report.md`` and
+    ``conflict_probe.png`` into ``output_dir`` or else the logger's directory (with neither,
+    no file is written: the report stays in :attr:`report`), and, with ``auto_switch``, sets
+    the chosen intervention on the module; training continues.
 
-    Logged every ``log_every_n_steps`` steps (DESIGN §7), during and after the probe:
-    ``conflict/cos/<a>-<b>`` (this step's cosine), ``conflict/rate/<a>-<b>`` (share of
+    Logged every ``log_every_n_steps`` steps (keys in docs/concepts.md), during and after the
+    probe: ``conflict/cos/<a>-<b>`` (this step's cosine), ``conflict/rate/<a>-<b>`` (share of
     conflicting steps: during the probe over the probe steps so far; afterwards over a
     trailing window of the last ``rate_window`` steps), ``conflict/imbalance`` (this step's
     ``log10(max n / min n)``) and ``conflict/update_cos/<name>`` (this step's ``a_k``).
@@ -56,9 +61,13 @@ class ConflictCallback(Callback):
             (values that are not a multiple of it are dropped by Lightning's logger flush).
         tau_dir: conflict-rate threshold of the regime rule, in ``[0, 1]``.
         tau_mag: imbalance threshold in decades, ``>= 0``.
-        interventions: regime → strategy overrides, e.g. ``{"directional": "surgery"}``.
-        strategy_options: keyword arguments passed to ``set_strategy`` (e.g. ``{"rank": 8}``).
-        output_dir: where to write the report files (default ``trainer.log_dir``).
+        interventions: regime → strategy overrides, by name or as a strategy object, e.g.
+            ``{"directional": "surgery"}`` or ``{"directional": AdapterStrategy(rank=8)}``
+            (the module adopts a copy of the object).
+        strategy_options: keyword arguments passed to ``set_strategy`` with an intervention
+            given by name (e.g. ``{"rank": 8}``).
+        output_dir: where to write the report files (default: the logger's directory; with
+            no logger and no ``output_dir`` nothing is written).
         rate_window: trailing window of ``conflict/rate`` after the probe (default
             ``probe_steps``).
 
@@ -78,9 +87,9 @@ class ConflictCallback(Callback):
         probe_steps: int = 1000,
         auto_switch: bool = True,
         log_every_n_steps: int | None = None,
-        tau_dir: float = 0.5,
-        tau_mag: float = 1.0,
-        interventions: Mapping[Regime | str, str] | None = None,
+        tau_dir: float = DEFAULT_TAU_DIR,
+        tau_mag: float = DEFAULT_TAU_MAG,
+        interventions: Mapping[Regime | str, str | Strategy] | None = None,
         strategy_options: Mapping[str, Any] | None = None,
         output_dir: str | Path | None = None,
         rate_window: int | None = None,
@@ -98,7 +107,7 @@ class ConflictCallback(Callback):
         self.log_every_n_steps = log_every_n_steps
         self.tau_dir = float(tau_dir)
         self.tau_mag = float(tau_mag)
-        self.interventions = {r.value: s for r, s in resolve_interventions(interventions).items()}
+        self.interventions = _interventions(interventions)
         self.strategy_options = dict(strategy_options or {})
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rate_window = rate_window if rate_window is not None else probe_steps
@@ -126,8 +135,8 @@ class ConflictCallback(Callback):
             return
         if not isinstance(pl_module, PINNModule):
             raise TypeError(
-                f"ConflictCallback needs a lightning_pinn.PINNModule (it reads loss_jacobian "
-                f"and last_update), got {type(pl_module).__name__}; subclass PINNModule and "
+                f"ConflictCallback needs a lightning_pinn.PINNModule (it reads its "
+                f"last_record), got {type(pl_module).__name__}; subclass PINNModule and "
                 "override losses(batch)"
             )
         if pl_module.num_losses < 2:
@@ -160,12 +169,11 @@ class ConflictCallback(Callback):
         batch_idx: int,
     ) -> None:
         pl_module = cast(PINNModule, pl_module)  # checked in setup
-        jac = pl_module.loss_jacobian
-        step = pl_module.train_steps
-        if jac is None or step < 1:
+        record: StepRecord | None = pl_module.last_record
+        if record is None or record.step < 1:
             return
-        finite = pl_module.last_step_finite
-        update = pl_module.last_update if finite else None
+        jac, step, finite = record.jacobian, record.step, record.finite
+        update = record.update if finite else None
         if self.report is None and step <= self.probe_steps:
             recorder = self._recorder(pl_module, jac, probe=True)
             stats = recorder.record(jac, update, finite=finite, index=step - 1)
@@ -252,11 +260,10 @@ class ConflictCallback(Callback):
             probe_steps=self.probe_steps,
             tau_dir=self.tau_dir,
             tau_mag=self.tau_mag,
-            interventions=self.interventions,
+            interventions={r: _name(s) for r, s in self.interventions.items()},
         )
         figure_path = None
-        # trainer.log_dir is a collective under DDP (a broadcast): every rank must ask.
-        directory = self.output_dir or (Path(trainer.log_dir) if trainer.log_dir else None)
+        directory = self._report_directory(trainer)
         if trainer.is_global_zero:
             figure_path = self._write_files(directory, pl_module, buffers)
             self._log_report(trainer, pl_module, figure_path)
@@ -264,12 +271,25 @@ class ConflictCallback(Callback):
         if self.auto_switch:
             self._switch(pl_module)
 
+    def _report_directory(self, trainer: L.Trainer) -> Path | None:
+        """``output_dir``, else the logger's directory, else None (write nothing)."""
+        if self.output_dir is not None:
+            return self.output_dir
+        if not trainer.loggers:  # without a logger, trainer.log_dir is the working directory
+            return None
+        # trainer.log_dir is a collective under DDP (a broadcast): every rank must ask.
+        log_dir = trainer.log_dir
+        return Path(log_dir) if log_dir else None
+
     def _write_files(
         self, directory: Path | None, pl_module: PINNModule, buffers: dict[str, Tensor]
     ) -> Path | None:
         assert self.report is not None
         if directory is None:
-            rank_zero_warn("ConflictCallback: no log directory; the report files are not written")
+            rank_zero_info(
+                "ConflictCallback: no logger and no output_dir; the report stays in memory "
+                "(callback.report) and no file is written"
+            )
             return None
         self.report_dir = directory
         return write_report_files(
@@ -290,7 +310,15 @@ class ConflictCallback(Callback):
 
     def _switch(self, pl_module: PINNModule) -> None:
         assert self.report is not None
-        name = self.report.strategy
+        choice = self.interventions[self.report.regime]
+        if isinstance(choice, Strategy):
+            rank_zero_info(
+                f"ConflictCallback: switching strategy {pl_module.strategy_name!r} -> {choice!r} "
+                f"({self.report.regime}) at step {pl_module.train_steps}"
+            )
+            pl_module.set_strategy(copy.deepcopy(choice))  # the map stays a template
+            return
+        name = choice
         if name == pl_module.strategy_name and not self.strategy_options:
             rank_zero_info(f"ConflictCallback: keeping strategy {name!r} ({self.report.regime})")
             return
@@ -299,3 +327,33 @@ class ConflictCallback(Callback):
             f"({self.report.regime}) at step {pl_module.train_steps}"
         )
         pl_module.set_strategy(name, **self.strategy_options)
+
+
+def _name(strategy: str | Strategy) -> str:
+    return strategy.name if isinstance(strategy, Strategy) else strategy
+
+
+def _interventions(
+    interventions: Mapping[Regime | str, str | Strategy] | None,
+) -> dict[str, str | Strategy]:
+    """Regime value → strategy name or object: the defaults updated with the user's entries.
+
+    Raises:
+        ValueError: unknown regime or strategy name, or an object whose class is not
+            registered (the report names the intervention by its registered name).
+    """
+    given = dict(interventions or {})
+    for key, value in given.items():
+        if isinstance(value, Strategy) and value.name not in strategy_names():
+            raise ValueError(
+                f"intervention {value!r} for regime {key!r} is a {type(value).__name__} named "
+                f"{value.name!r}, which is not registered (registered: "
+                f"{', '.join(strategy_names())}); register its class with "
+                "lightning_pinn.strategies.register_strategy"
+            )
+    names = resolve_interventions({k: _name(v) for k, v in given.items()})
+    out: dict[str, str | Strategy] = {r.value: s for r, s in names.items()}
+    for key, value in given.items():
+        if isinstance(value, Strategy):
+            out[Regime(key).value] = value
+    return out

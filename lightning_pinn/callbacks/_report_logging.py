@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
@@ -84,14 +84,6 @@ def report_scalars(report: ConflictReport) -> dict[str, float]:
     return out
 
 
-def _is_wandb(logger: Logger) -> bool:
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(logger, WandbLogger)
-
-
 def _log_wandb(logger: Logger, report: ConflictReport, figure: Path | None, step: int) -> None:
     import wandb
 
@@ -144,7 +136,7 @@ def log_report(
             )
         except Exception as err:  # a logger must never stop training
             rank_zero_warn(f"ConflictCallback: logging the report to {name} failed: {err!r}")
-        if _is_wandb(logger):
+        if isinstance(logger, WandbLogger):
             try:
                 _log_wandb(logger, report, figure, step)
             except Exception as err:  # W&B absent, offline trouble, API change: warn only

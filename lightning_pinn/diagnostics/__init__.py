@@ -1,5 +1,5 @@
 """Conflict diagnostics on plain tensors: per-step statistics of ``J``, window aggregates,
-the regime rule, the report and its figure (DESIGN §3). No Trainer in here."""
+the regime rule, the report and its figure (docs/concepts.md). No Trainer in here."""
 
 from lightning_pinn.diagnostics._plots import plot_probe
 from lightning_pinn.diagnostics._recorder import (
@@ -10,7 +10,8 @@ from lightning_pinn.diagnostics._recorder import (
 )
 from lightning_pinn.diagnostics._regime import (
     DEFAULT_INTERVENTIONS,
-    INTERVENTION_NAMES,
+    DEFAULT_TAU_DIR,
+    DEFAULT_TAU_MAG,
     Diagnosis,
     Regime,
     classify_regime,
@@ -39,7 +40,8 @@ from lightning_pinn.diagnostics._statistics import (
 __all__ = [
     "DEFAULT_FLOOR",
     "DEFAULT_INTERVENTIONS",
-    "INTERVENTION_NAMES",
+    "DEFAULT_TAU_DIR",
+    "DEFAULT_TAU_MAG",
     "ConflictReport",
     "Diagnosis",
     "LossStatistics",

@@ -205,7 +205,7 @@ _BUFFERS = ("cosines", "norms", "update_cosines", "finite")
 
 @dataclass(frozen=True)
 class WindowStatistics:
-    """Aggregates over a window of T steps (DESIGN §3); non-finite steps excluded.
+    """Aggregates over a window of T steps (docs/concepts.md); non-finite steps excluded.
 
     The late half is the last ``ceil(T/2)`` rows (steps ``floor(T/2)+1 .. T``).
 

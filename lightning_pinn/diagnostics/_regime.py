@@ -1,4 +1,4 @@
-"""The regime rule of DESIGN §3: directional conflict, magnitude imbalance, or low conflict."""
+"""The regime rule: directional conflict, magnitude imbalance or low conflict (docs/concepts.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Literal
 
 from torch import Tensor
 
+from lightning_pinn.strategies import strategy_names
+
 __all__ = [
     "DEFAULT_INTERVENTIONS",
-    "INTERVENTION_NAMES",
+    "DEFAULT_TAU_DIR",
+    "DEFAULT_TAU_MAG",
     "Diagnosis",
     "Regime",
     "classify_regime",
@@ -21,8 +23,10 @@ __all__ = [
     "validate_thresholds",
 ]
 
-InterventionName = Literal["none", "reweight", "adapters", "surgery"]
-INTERVENTION_NAMES: tuple[str, ...] = ("none", "reweight", "adapters", "surgery")
+DEFAULT_TAU_DIR = 0.5
+"""Default conflict-rate threshold of the directional regime (a share of late steps)."""
+DEFAULT_TAU_MAG = 1.0
+"""Default imbalance threshold of the magnitude regime, in decades (a factor 10)."""
 
 
 class Regime(str, Enum):
@@ -39,7 +43,7 @@ class Regime(str, Enum):
 DEFAULT_INTERVENTIONS: Mapping[Regime, str] = MappingProxyType(
     {Regime.DIRECTIONAL: "adapters", Regime.MAGNITUDE: "reweight", Regime.LOW: "none"}
 )
-"""Default intervention per regime (DESIGN §3); override with ``interventions=``."""
+"""Default intervention per regime (docs/concepts.md); override with ``interventions=``."""
 
 
 def validate_thresholds(tau_dir: float, tau_mag: float) -> None:
@@ -58,8 +62,8 @@ def resolve_interventions(
     """The default mapping updated with the user's entries.
 
     Args:
-        interventions: regime (``Regime`` or its value) to strategy name; missing regimes keep
-            the default.
+        interventions: regime (``Regime`` or its value) to a strategy name of
+            :func:`lightning_pinn.strategies.strategy_names`; missing regimes keep the default.
 
     Raises:
         ValueError: an unknown regime or strategy name.
@@ -71,10 +75,10 @@ def resolve_interventions(
         except ValueError:
             valid = ", ".join(r.value for r in Regime)
             raise ValueError(f"unknown regime {key!r} in interventions; valid: {valid}") from None
-        if strategy not in INTERVENTION_NAMES:
+        if strategy not in strategy_names():
             raise ValueError(
                 f"unknown intervention {strategy!r} for regime {regime.value!r}; valid: "
-                f"{', '.join(INTERVENTION_NAMES)}"
+                f"{', '.join(strategy_names())}"
             )
         mapping[regime] = strategy
     return mapping
@@ -109,12 +113,12 @@ def classify_regime(
     late_mean_cosine: Tensor | Sequence[float],
     median_imbalance: Tensor | float,
     *,
-    tau_dir: float = 0.5,
-    tau_mag: float = 1.0,
+    tau_dir: float = DEFAULT_TAU_DIR,
+    tau_mag: float = DEFAULT_TAU_MAG,
     pair_names: Sequence[str] | None = None,
     interventions: Mapping[Regime | str, str] | None = None,
 ) -> Diagnosis:
-    """Apply the regime rule (DESIGN §3).
+    """Apply the regime rule (docs/concepts.md).
 
     - ``directional`` if some pair has late conflict rate ``>= tau_dir`` and a negative late
       mean cosine (sign flips of near-orthogonal noisy gradients alone are not persistent);

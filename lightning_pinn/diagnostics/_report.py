@@ -8,6 +8,8 @@ from typing import Any
 
 from lightning_pinn.diagnostics._recorder import WindowStatistics
 from lightning_pinn.diagnostics._regime import (
+    DEFAULT_TAU_DIR,
+    DEFAULT_TAU_MAG,
     Regime,
     classify_regime,
     resolve_interventions,
@@ -45,7 +47,7 @@ class LossStatistics:
 
 @dataclass(frozen=True)
 class ConflictReport:
-    """What the probe found and what it chose (DESIGN §1, §3).
+    """What the probe found and what it chose (docs/concepts.md).
 
     Attributes:
         regime: ``"directional"``, ``"magnitude"`` or ``"low"``.
@@ -150,8 +152,8 @@ def build_report(
     loss_names: Sequence[str],
     *,
     probe_steps: int | None = None,
-    tau_dir: float = 0.5,
-    tau_mag: float = 1.0,
+    tau_dir: float = DEFAULT_TAU_DIR,
+    tau_mag: float = DEFAULT_TAU_MAG,
     interventions: Mapping[Regime | str, str] | None = None,
 ) -> ConflictReport:
     """Classify the window and assemble the report (one host transfer of the statistics).

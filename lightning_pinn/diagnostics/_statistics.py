@@ -1,4 +1,4 @@
-"""Per-step conflict statistics of the per-loss gradients ``J`` (DESIGN §3).
+"""Per-step conflict statistics of the per-loss gradients ``J`` (docs/concepts.md).
 
 Every function here is pure, works on the tensors' device and never synchronises with the
 host (no ``.item()``), so it can run inside the training step.
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from lightning_pinn.gradients import row_norms
 
 __all__ = [
     "DEFAULT_FLOOR",
@@ -40,17 +42,16 @@ def _check_jacobian(jac: Tensor) -> None:
         raise ValueError(f"jac must be a [K, P] tensor, got {shape}")
 
 
-def _scaled_gram(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Gram matrix of the rows after scaling each row by its max-abs entry (no overflow).
+def _scaled_gram(rows: Tensor) -> Tensor:
+    """Gram matrix ``[R, R]`` of the rows after scaling each row by its max-abs entry.
 
-    Returns:
-        ``(gram, scale)``: ``[R, R]`` Gram matrix of the scaled rows and the ``[R]`` row scales;
-        a non-zero scaled row has squared norm >= 1, a zero row has 0.
+    Scaling keeps the products from overflowing; a non-zero scaled row has squared norm
+    >= 1, a zero row has 0. Only cosines are read from it (norms: :func:`row_norms`).
     """
     rows = rows.float()
     scale = rows.abs().amax(dim=1)  # (R,)
     scaled = rows / scale.clamp_min(torch.finfo(rows.dtype).tiny)[:, None]  # (R, P)
-    return scaled @ scaled.T, scale  # (R, R), (R,)
+    return scaled @ scaled.T  # (R, R)
 
 
 def _cosines_from_gram(gram: Tensor) -> Tensor:
@@ -75,9 +76,9 @@ def gram_statistics(jac: Tensor, update: Tensor | None = None) -> tuple[Tensor, 
     _check_jacobian(jac)
     k = jac.shape[0]
     rows = jac if update is None else torch.cat([jac, update.reshape(1, -1).to(jac)])
-    gram, scale = _scaled_gram(rows)  # (R, R), (R,)
+    gram = _scaled_gram(rows)  # (R, R)
     cos = _cosines_from_gram(gram)  # (R, R)
-    norms = gram.diagonal()[:k].sqrt() * scale[:k]  # (K,)
+    norms = row_norms(jac.float())  # (K,), the norms logged and reweighted on
     if update is None:
         return cos, norms, torch.zeros_like(norms)
     return cos[:k, :k], norms, cos[:k, k]
@@ -143,7 +144,7 @@ def conflict_indicator(cos: Tensor) -> Tensor:
 
 
 def loss_norms(jac: Tensor) -> Tensor:
-    """Per-loss gradient norms ``n_k = ‖g_k‖``, overflow-safe.
+    """Per-loss gradient norms ``n_k = ‖g_k‖``, overflow-safe (:func:`row_norms`).
 
     Args:
         jac: per-loss gradients ``[K, P]``.
@@ -151,7 +152,8 @@ def loss_norms(jac: Tensor) -> Tensor:
     Returns:
         ``[K]`` norms.
     """
-    return gram_statistics(jac)[1]
+    _check_jacobian(jac)
+    return row_norms(jac.float())
 
 
 def imbalance(norms: Tensor, floor: float = DEFAULT_FLOOR) -> Tensor:
