@@ -245,9 +245,7 @@ class FixedRule(ReweightRule):
                 w = torch.zeros(0)  # reported below with the expected count
             if w.numel() == 0 or not bool(torch.isfinite(w).all() & (w > 0).all()):
                 count = f"{num_losses} " if num_losses is not None else ""
-                raise ValueError(
-                    f"weights must be {count}positive finite numbers, got {weights!r}"
-                )
+                raise ValueError(f"weights must be {count}positive finite numbers, got {weights!r}")
             self._given = w.clone()
         super().__init__(num_losses, max_weight)
 

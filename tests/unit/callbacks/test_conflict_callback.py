@@ -275,3 +275,13 @@ def test_training_survives_wandb_errors(tmp_path, monkeypatch):
     wandb.finish()
     assert cb.report is not None and model.train_steps == 15
     assert os.path.exists(Path(cb.report_dir) / "conflict_report.json")
+
+
+def test_without_logger_or_output_dir_the_report_stays_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = make_module()
+    _Spy().attach(model, monkeypatch)
+    cb = ConflictCallback(probe_steps=5)
+    make_trainer(tmp_path, [cb], max_steps=6, logger=False).fit(model, make_datamodule())
+    assert cb.report is not None and cb.report_dir is None
+    assert list(tmp_path.iterdir()) == []
