@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from lightning_pinn import problems
 from lightning_pinn.run import RunConfig, run_experiment
+from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "ALL_STRATEGIES",
@@ -33,7 +34,8 @@ __all__ = [
     "suite",
 ]
 
-ALL_STRATEGIES = ("none", "reweight", "adapters", "surgery", "auto")
+ALL_STRATEGIES: tuple[str, ...] = (*strategy_names(), "auto")
+"""Every strategy a cell may run: the registered ones from the start, and ``auto``."""
 
 # RunConfig fields a cell may set: the optimiser schedule, and a validation interval (the
 # record's `val_curve` then holds the rel L2 at every shorter budget).

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn import problems
-from lightning_pinn.diagnostics import Diagnosis, classify_regime
+from lightning_pinn.diagnostics import DEFAULT_INTERVENTIONS, Diagnosis, classify_regime
+from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "COMPARED",
@@ -27,7 +28,11 @@ __all__ = [
     "split_configs",
 ]
 
-COMPARED = ("none", "reweight", "adapters")  # the strategies `auto` chooses between
+COMPARED: tuple[str, ...] = tuple(
+    name for name in strategy_names() if name in DEFAULT_INTERVENTIONS.values()
+)
+"""The strategies ``auto`` chooses between by default, in registry order (ties go to the
+first)."""
 TOLERANCE = 1.25
 
 

@@ -215,14 +215,17 @@ class PINNLightningCLI(LightningCLI):
         print("\n".join(lines))
 
 
-def fit_main(argv: Sequence[str] | None = None) -> None:
+def fit_main(argv: Sequence[str] | None = None) -> PINNLightningCLI:
     """Run ``LightningCLI``'s ``fit`` with ``argv`` (the arguments after ``fit``).
 
     Args:
         argv: e.g. ``["--config", "examples/configs/burgers.yaml", "--trainer.max_steps", "10"]``;
             ``--print_config`` prints the resolved config and exits.
+
+    Returns:
+        The finished CLI (``.model``, ``.trainer``, ``.datamodule``).
     """
-    PINNLightningCLI(
+    return PINNLightningCLI(
         ConfigProblemModule,
         ProblemDataModule,
         trainer_defaults=FIT_TRAINER_DEFAULTS,

@@ -75,7 +75,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, config: type) -> None:
     Args:
         parser: the (sub)parser.
         config: a dataclass whose fields carry ``metadata={"help": ..., "flag": ...,
-            "parse": ..., "metavar": ...}`` (see :func:`lightning_pinn.run._config.option`).
+            "parse": ..., "choices": ..., "metavar": ...}`` (built by
+            :func:`lightning_pinn.run._config.option`).
 
     Raises:
         ValueError: a field without a help text.
@@ -103,7 +104,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, config: type) -> None:
             dest=field.name,
             type=argparse_type(parse),
             default=default,
-            choices=_choices(annotation),
+            choices=meta.get("choices") or _choices(annotation),
             metavar=meta.get("metavar") or flag.lstrip("-").replace("-", "_").upper(),
             help=_help(meta["help"], default),
         )

@@ -22,11 +22,14 @@ from lightning_pinn.run._parsers import (
     positive_float,
     positive_int,
 )
+from lightning_pinn.strategies import strategy_names
+from lightning_pinn.strategies.adapters import Routing
 
-__all__ = ["TRAINER_DEFAULTS", "RunConfig", "StrategyFlags", "option"]
+__all__ = ["RUN_STRATEGIES", "TRAINER_DEFAULTS", "RunConfig", "StrategyFlags", "option"]
 
 LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
-RunStrategy = Literal["auto", "none", "reweight", "adapters", "surgery"]
+RUN_STRATEGIES: tuple[str, ...] = ("auto", *strategy_names())
+"""``auto`` (probe, diagnose, switch) or a registered strategy from the start."""
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2000,
@@ -47,6 +50,7 @@ def option(
     *,
     flag: str | None = None,
     parse: Callable[[str], Any] | None = None,
+    choices: tuple[Any, ...] | None = None,
     metavar: str | None = None,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
@@ -58,12 +62,13 @@ def option(
         flag: the flag when it is not ``--field-name`` (``"problem"``: positional;
             ``--no-X`` for a ``True`` boolean that the flag turns off).
         parse: text -> value, raising ``ValueError`` with a clear message.
+        choices: the valid values (default: the field's ``Literal`` annotation, if any).
         metavar: the value's name in ``--help``.
         factory: ``default_factory`` for mutable defaults.
     """
     if not help:
         raise ValueError("every run option needs a help text")
-    metadata = {"help": help, "flag": flag, "parse": parse, "metavar": metavar}
+    metadata = {"help": help, "flag": flag, "parse": parse, "choices": choices, "metavar": metavar}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -80,8 +85,10 @@ class RunConfig:
     problem: str = option("burgers", "problem name (see `lightning-pinn list`)", flag="problem")
     max_steps: int = option(TRAINER_DEFAULTS["max_steps"], "training steps", parse=positive_int)
     seed: int = option(0, "seed of the network, the sampling and the adapters")
-    strategy: RunStrategy = option(
-        "auto", "auto (the probe decides) or a fixed strategy from the start"
+    strategy: str = option(
+        "auto",
+        "auto (the probe decides) or a fixed strategy from the start",
+        choices=RUN_STRATEGIES,
     )
     probe_steps: int | None = option(
         None, "probe window (default: min(1000, max-steps / 2))", parse=positive_int
@@ -207,9 +214,7 @@ class StrategyFlags:
     alpha: float | None = option(
         None, "adapter scaling numerator (scaling = alpha / rank)", parse=positive_float
     )
-    routing: Literal["own", "shared"] | None = option(
-        None, "adapter routing (own: adapter k moves on loss k only)"
-    )
+    routing: Routing | None = option(None, "adapter routing (own: adapter k moves on loss k only)")
     aggregator: str | None = option(None, "surgery aggregator, e.g. upgrad, pcgrad, config, mgda")
 
     def merged_into(self, module_options: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import lightning as L
@@ -49,6 +50,7 @@ class LineProgressBar(ProgressBar):
         self.stream = stream
         self._enabled = True
         self._start = 0.0
+        self._last: dict[str, float] = {}  # latest values seen, for the summary line
 
     @override
     def disable(self) -> None:
@@ -68,13 +70,19 @@ class LineProgressBar(ProgressBar):
         stream.write(text + "\n")
         stream.flush()
 
-    def _metrics(self, trainer: L.Trainer) -> str:
-        parts = []
-        for key in ("loss", "val/rel_l2"):
-            value = trainer.callback_metrics.get(key)
+    def _metrics(self, trainer: L.Trainer, outputs: Any = None) -> str:
+        """The step's loss (``training_step``'s ``outputs``, else the logged ``loss``; the last
+        one seen when ``outputs`` is ``None``) and the latest validation error. Reading them
+        syncs with the device: only when a line is printed."""
+        values = {"val/rel_l2": trainer.callback_metrics.get("val/rel_l2")}
+        if outputs is not None:  # a training step (the summary keeps the last step's loss)
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else None
+            values["loss"] = loss if loss is not None else trainer.callback_metrics.get("loss")
+        for key, value in values.items():
             if value is not None:
-                parts.append(f"{key} {float(value):.3e}")
-        return ", ".join(parts)
+                self._last[key] = float(value)
+        shown = [key for key in ("loss", "val/rel_l2") if key in self._last]
+        return ", ".join(f"{key} {self._last[key]:.3e}" for key in shown)
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -89,13 +97,17 @@ class LineProgressBar(ProgressBar):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        step = trainer.global_step
-        if not (self._enabled and trainer.is_global_zero) or step % self._interval(trainer):
+        step, total = trainer.global_step, trainer.max_steps
+        if not (self._enabled and trainer.is_global_zero):
             return
-        total = trainer.max_steps
-        share = f" ({100 * step / total:.0f}%)" if total > 0 else ""
-        elapsed = time.perf_counter() - self._start
-        self._write(f"step {step}/{total}{share}  {self._metrics(trainer)}  {elapsed:.1f} s")
+        if step % self._interval(trainer) == 0:
+            share = f" ({100 * step / total:.0f}%)" if total > 0 else ""
+            elapsed = time.perf_counter() - self._start
+            self._write(
+                f"step {step}/{total}{share}  {self._metrics(trainer, outputs)}  {elapsed:.1f} s"
+            )
+        elif step == total:
+            self._metrics(trainer, outputs)  # the final loss, for the summary line
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

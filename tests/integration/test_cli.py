@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,19 +11,11 @@ import pytest
 from lightning_pinn.cli import main
 
 
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", "lightning_pinn.cli", *args],
-        capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
-    )
-
-
 @pytest.mark.slow
-def test_run_burgers_end_to_end_then_report(tmp_path):
-    proc = _cli(
+def test_run_burgers_end_to_end_then_report(tmp_path, run_cli, tiny_burgers_points):
+    proc = run_cli(
         "run", "burgers", "--max-steps", "20", "--probe-steps", "10",
-        "--points", "residual=64,initial=16,boundary=16", "--out", str(tmp_path / "tmp"),
+        "--points", tiny_burgers_points, "--out", str(tmp_path / "tmp"),
         "--no-progress-bar", "--rank", "2", "--routing", "shared",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,7 +28,7 @@ def test_run_burgers_end_to_end_then_report(tmp_path):
         assert summary[key] and os.path.isfile(summary[key]), key
     assert summary["report"]["probe_steps"] == 10
 
-    report = _cli("report", run_dir)
+    report = run_cli("report", run_dir)
     assert report.returncode == 0, report.stderr
     assert "relative L2 error" in report.stdout and "Regime" in report.stdout
     assert "prediction figure" in report.stdout

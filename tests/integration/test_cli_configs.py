@@ -15,10 +15,7 @@ CONFIGS = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.ya
 FAMILIES = {"burgers", "allen_cahn", "helmholtz", "heat_inverse", "thermoelastic", "poisson_nd-d50"}
 
 
-@pytest.fixture(autouse=True)
-def _plain_argv(monkeypatch):
-    # LightningCLI warns when pytest's own arguments sit in sys.argv next to args=.
-    monkeypatch.setattr("sys.argv", ["lightning-pinn"])
+pytestmark = pytest.mark.usefixtures("plain_argv")
 
 
 def _tiny(config: Path, tmp_path: Path) -> list[str]:
@@ -100,3 +97,57 @@ def test_config_module_signature_covers_pinnmodule():
     ours = set(inspect.signature(ConfigProblemModule).parameters)
     theirs = set(inspect.signature(PINNModule).parameters) - {"model", "loss_names", "field_names"}
     assert theirs <= ours, f"ConfigProblemModule lacks {sorted(theirs - ours)}"
+
+
+def _adapter_config(tmp_path: Path, init_args: str) -> Path:
+    path = tmp_path / "adapters.yaml"
+    path.write_text(
+        "data:\n"
+        "  problem: burgers\n"
+        "  points: {residual: 16, initial: 8, boundary: 8}\n"
+        "model:\n"
+        "  trunk:\n"
+        "    class_path: lightning_pinn.MLP\n"
+        "    init_args: {in_dim: 2, out_dim: 1, width: 16, depth: 2}\n"
+        "  strategy:\n"
+        "    class_path: lightning_pinn.strategies.AdapterStrategy\n"
+        f"    init_args: {init_args}\n"
+        "trainer:\n"
+        "  max_steps: 3\n"
+        "  val_check_interval: 3\n"
+        "  enable_checkpointing: false\n"
+        "  enable_progress_bar: false\n"
+        "  logger:\n"
+        "    class_path: lightning.pytorch.loggers.CSVLogger\n"
+        f"    init_args: {{save_dir: {tmp_path}, name: adapters}}\n"
+    )
+    return path
+
+
+def test_strategy_object_by_class_path_trains(tmp_path, capsys):
+    cli = fit_main(["--config", str(_adapter_config(tmp_path, "{rank: 8}"))])
+    assert cli.model.strategy.rank == 8 and cli.model.has_adapters
+    out = capsys.readouterr().out
+    assert "steps: 3" in out and "strategy: adapters" in out
+    assert "relative L2 error:" in out
+    saved = yaml.safe_load(next(tmp_path.glob("adapters/version_0/config.yaml")).read_text())
+    strategy = saved["model"]["strategy"]
+    assert strategy["class_path"] == "lightning_pinn.strategies.AdapterStrategy"
+    assert strategy["init_args"]["rank"] == 8
+
+
+def test_misspelled_strategy_option_is_jsonargparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        fit_main(["--config", str(_adapter_config(tmp_path, "{rnak: 8}"))])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "rnak" in err and "AdapterStrategy" in err
+
+
+def test_config_module_signature_is_generated_from_pinnmodule():
+    ours = inspect.signature(ConfigProblemModule).parameters
+    theirs = inspect.signature(PINNModule).parameters
+    for name in set(theirs) - {"model", "loss_names", "field_names"}:
+        if theirs[name].kind is not inspect.Parameter.VAR_KEYWORD:
+            assert ours[name].default == theirs[name].default, name
+    assert "strategy_options" in ours  # PINNModule's **strategy_options, as one YAML key

@@ -7,8 +7,6 @@ import glob
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import yaml
 from lightning_pinn.cli import build_parser
 
 SWEEPS = sorted((Path(__file__).parents[2] / "examples" / "sweeps").glob("*.yaml"))
-TINY = {"max-steps": 20, "probe-steps": 10, "points": "residual=64,initial=16,boundary=16"}
+TINY = {"max-steps": 20, "probe-steps": 10}
 
 
 def _load(path: Path) -> dict:
@@ -89,14 +87,16 @@ def _first_cell(sweep: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_agent_style_invocation_offline(tmp_path):
+def test_agent_style_invocation_offline(tmp_path, run_cli, tiny_burgers_points):
     path = next(p for p in SWEEPS if p.stem == "burgers_strategies")
     sweep = _load(path)
-    params = {**_first_cell(sweep), "strategy": "adapters", **TINY, "out": str(tmp_path)}
-    cmd = [sys.executable, "-m", "lightning_pinn.cli", *_fixed_args(sweep), *_agent_flags(params)]
+    params = {
+        **_first_cell(sweep), "strategy": "adapters", **TINY, "points": tiny_burgers_points,
+        "out": str(tmp_path),
+    }
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*_fixed_args(sweep), *_agent_flags(params), cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "relative L2 error" in proc.stdout
     runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
