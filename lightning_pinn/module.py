@@ -296,7 +296,7 @@ class PINNModule(L.LightningModule):
 
     @staticmethod
     def _adapter_config_of(strategy: Strategy) -> dict[str, Any]:
-        options = strategy.adapter_options()  # type: ignore[attr-defined]
+        options = strategy.adapter_options()
         config = {key: options[key] for key in _ADAPTER_KEYS}
         config["lr_mult"] = float(getattr(strategy, "adapter_lr_mult", 1.0))
         return config

@@ -119,6 +119,10 @@ class Strategy(Bindable):
         """
         raise NotImplementedError
 
+    def adapter_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``PerLossAdapter(trunk, **adapter_options())``."""
+        raise NotImplementedError(f"strategy {self.name!r} does not use adapters")
+
     def adapter_inputs(self, adapters: Sequence[Sequence[Tensor]]) -> list[list[Tensor]]:
         """For each loss k, the adapter parameters whose gradient of ``L_k`` is needed.
 
