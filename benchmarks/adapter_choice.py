@@ -10,7 +10,7 @@ configurations) it prints the geometric mean of its rel L2 over the default adap
 better), on how many configurations it beats the default, and on how many it is within 1.25x of
 the best fixed strategy (none, reweight, default adapters). The variant with the lowest
 geometric mean is the choice; the same figures are then printed for it on the held-out half,
-where nothing was chosen, with the diagnosis's selection accuracy (seed 0, DESIGN defaults)
+where nothing was chosen, with the diagnosis's selection accuracy (seed 0, default thresholds)
 before and after `adapters` takes the chosen setting.
 """
 
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
     held_score = score(base, variants[choice], held)
     if held_score is not None:
         line(f"**{choice}** (chosen)", "held-out", held_score)
-    # The diagnosis's selection accuracy (DESIGN §3 defaults, seed 0) when `adapters` means
+    # The diagnosis's selection accuracy (default thresholds, seed 0) when `adapters` means
     # the chosen setting, on the configurations the chosen variant ran.
     seed0 = [r for r in records if r["seed"] == 0]
     swapped = [r for r in seed0 if r["strategy"] != "adapters"] + [

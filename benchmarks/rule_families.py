@@ -5,16 +5,17 @@
 Each family is a small grid of rules (probe report -> intervention). For every family the
 parameters with the best selection accuracy on the calibration half
 (:func:`lightning_pinn.benchmark.split_configs`) are kept and then scored once on the held-out
-half; ties go to the first grid point, which is listed so that it is the DESIGN default or
-closest to it. Prints a markdown table. Nothing is tuned on the held-out half.
+half; ties go to the first grid point, which is listed so that it is the default rule's
+setting or closest to it. Prints a markdown table. Nothing is tuned on the held-out half.
 
 Families:
-- ``design``: DESIGN §3 with thresholds ``tau_dir`` x ``tau_mag`` (what ``calibrate`` does);
+- ``design``: the default rule (docs/concepts.md) with thresholds ``tau_dir`` x ``tau_mag``
+  (what ``calibrate`` does);
 - ``cosine``: directional only when the conflicting pair's late mean cosine is <= -c;
 - ``update``: directional when the share of probe steps where some loss is increased by the
-  applied update (a_k < 0) is >= u (DESIGN §3's open question: weigh conflict by its effect
-  on the update);
-- ``remap``: DESIGN's regimes at the default thresholds, each regime mapped to any of
+  applied update (a_k < 0) is >= u (weigh conflict by its effect on the update: the report's a_k,
+  docs/concepts.md);
+- ``remap``: the default rule's regimes at the default thresholds, each regime mapped to any of
   ``none`` / ``reweight`` / ``adapters``;
 - ``k2``: directional -> adapters only for K = 2 losses, otherwise a fixed alternative.
 """

@@ -17,6 +17,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from lightning_pinn.benchmark._selection import TOLERANCE, selection_accuracy
+from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG
 
 __all__ = ["plot_regime_map"]
 
@@ -27,8 +28,8 @@ def plot_regime_map(
     records: Sequence[Mapping[str, Any]],
     path: str | Path,
     *,
-    tau_dir: float = 0.5,
-    tau_mag: float = 1.0,
+    tau_dir: float = DEFAULT_TAU_DIR,
+    tau_mag: float = DEFAULT_TAU_MAG,
 ) -> Figure:
     """Scatter the configurations: late conflict rate vs median imbalance, coloured by the
     winning strategy, with a black edge where the diagnosis was within the tolerance.

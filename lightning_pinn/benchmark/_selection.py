@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn import problems
-from lightning_pinn.diagnostics import DEFAULT_INTERVENTIONS, Diagnosis, classify_regime
+from lightning_pinn.diagnostics import (
+    DEFAULT_INTERVENTIONS,
+    DEFAULT_TAU_DIR,
+    DEFAULT_TAU_MAG,
+    Diagnosis,
+    classify_regime,
+)
 from lightning_pinn.strategies import strategy_names
 
 __all__ = [
@@ -50,7 +56,9 @@ def median_rel_l2(records: Sequence[Mapping[str, Any]]) -> float:
 
 
 def diagnose_report(
-    report: Mapping[str, Any], tau_dir: float = 0.5, tau_mag: float = 1.0
+    report: Mapping[str, Any],
+    tau_dir: float = DEFAULT_TAU_DIR,
+    tau_mag: float = DEFAULT_TAU_MAG,
 ) -> Diagnosis:
     """The diagnosis of a stored probe report under other thresholds.
 
@@ -98,8 +106,8 @@ def probe_reports(by_strategy: Mapping[str, list[dict]]) -> list[dict]:
 
 def selection_accuracy(
     records: Sequence[Mapping[str, Any]],
-    tau_dir: float = 0.5,
-    tau_mag: float = 1.0,
+    tau_dir: float = DEFAULT_TAU_DIR,
+    tau_mag: float = DEFAULT_TAU_MAG,
     configs: Sequence[str] | None = None,
     rule: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
@@ -196,7 +204,8 @@ def calibrate(
 ) -> dict[str, Any]:
     """Choose ``(tau_dir, tau_mag)`` on the calibration half, report on the held-out half.
 
-    Ties on the calibration accuracy go to the thresholds closest to the defaults (0.5, 1.0).
+    Ties on the calibration accuracy go to the thresholds closest to the defaults
+    (``DEFAULT_TAU_DIR``, ``DEFAULT_TAU_MAG``).
     """
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     calib, held = split_configs(configs)
@@ -206,7 +215,7 @@ def calibrate(
             acc = selection_accuracy(records, td, tm, calib)["accuracy"]
             if acc is None:
                 continue
-            score = (acc, -abs(td - 0.5) - abs(tm - 1.0))
+            score = (acc, -abs(td - DEFAULT_TAU_DIR) - abs(tm - DEFAULT_TAU_MAG))
             if best is None or score > best[0]:
                 best = (score, td, tm)
     if best is None:
@@ -219,5 +228,7 @@ def calibrate(
         "tau_mag": tm,
         "calibration_accuracy": selection_accuracy(records, td, tm, calib)["accuracy"],
         "held_out_accuracy": selection_accuracy(records, td, tm, held)["accuracy"],
-        "held_out_accuracy_defaults": selection_accuracy(records, 0.5, 1.0, held)["accuracy"],
+        "held_out_accuracy_defaults": selection_accuracy(
+            records, DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, held
+        )["accuracy"],
     }

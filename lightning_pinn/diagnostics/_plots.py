@@ -1,4 +1,10 @@
-"""Figure of the probe statistics (matplotlib, Agg; no display, no pyplot state)."""
+"""Figure of the probe statistics (a ``matplotlib.figure.Figure``: no display, no pyplot state).
+
+One of three drawing places, each next to the data it draws so that imports keep flowing one
+way: this one draws the tensors of one probe window and sits in the lowest layer (it must not
+import runs or benchmarks); :mod:`lightning_pinn.run` draws a trained module against its
+problem's reference; :mod:`lightning_pinn.benchmark` draws the regime map of benchmark records.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG
 from lightning_pinn.run._parsers import (
     json_object,
     parse_devices,
@@ -95,12 +96,12 @@ class RunConfig:
     )
     switch: bool = option(True, "diagnose only, never switch", flag="--no-switch")
     tau_dir: float = option(
-        0.5,
+        DEFAULT_TAU_DIR,
         "late conflict rate from which a conflicting pair is persistent "
         "(docs/concepts.md, the three regimes)",
     )
     tau_mag: float = option(
-        1.0,
+        DEFAULT_TAU_MAG,
         "median imbalance (decades) from which the regime is magnitude "
         "(docs/concepts.md, the three regimes)",
     )
