@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_pinn.adapters import AdapterLinear, PerLossAdapter
+from lightning_pinn.networks import MLP
 
 __all__ = ["ACTIVATIONS", "Derivatives", "jet_layers", "propagate"]
 
@@ -62,8 +63,6 @@ def _children(module: nn.Module) -> Iterator[nn.Module] | None:
         return iter(module)
     if isinstance(module, PerLossAdapter):
         return iter((module.trunk,))
-    from lightning_pinn.networks import MLP  # a sibling leaf module
-
     if type(module) is MLP and [name for name, _ in module.named_children()] == ["net"]:
         return iter((module.net,))  # MLP.forward is net(x) when nothing else is attached
     return None
