@@ -3,32 +3,19 @@ import math
 import lightning as L
 import pytest
 import torch
+from _support import tiny_burgers as _problem
+from _support import tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_pinn import problems
 from lightning_pinn.problems import ProblemModule
-
-
-def _problem():
-    return problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
-
-
-def _trainer(steps, callbacks=(), **kw):
-    return L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        deterministic=True,
-        callbacks=list(callbacks),
-        **kw,
-    )
 
 
 def _state(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _trainer(steps, callbacks=(), **kw):
+    return tiny_trainer(steps, callbacks, deterministic=True, **kw)
 
 
 class _StopAt(L.Callback):

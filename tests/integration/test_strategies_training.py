@@ -1,26 +1,10 @@
 import lightning as L
 import pytest
 import torch
+from _support import tiny_burgers as _problem
+from _support import tiny_trainer as _trainer
 
-from lightning_pinn import problems
 from lightning_pinn.problems import ProblemModule
-
-
-def _problem():
-    return problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
-
-
-def _trainer(steps, callbacks=(), **kw):
-    return L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=list(callbacks),
-        **kw,
-    )
 
 
 class _Scaled(ProblemModule):

@@ -9,8 +9,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from _support import tiny_burgers
+from _support import tiny_trainer as _trainer
 
-from lightning_pinn import ConflictCallback, problems
+from lightning_pinn import ConflictCallback
 from lightning_pinn.strategies import (
     AdapterStrategy,
     GradNormRule,
@@ -22,26 +24,9 @@ from lightning_pinn.strategies import (
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
-def _problem():
-    return problems.get("burgers", n_residual=64, n_initial=16, n_boundary=16)
-
-
-def _trainer(steps: int, callbacks=(), **kwargs) -> L.Trainer:
-    return L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=list(callbacks),
-        **kwargs,
-    )
-
-
 def _train(steps: int = 20, callbacks=(), **module_kwargs) -> dict[str, torch.Tensor]:
     L.seed_everything(0)
-    p = _problem()
+    p = tiny_burgers(64, 16, 16)
     module = p.module(**module_kwargs)
     _trainer(steps, callbacks).fit(module, datamodule=p.datamodule(seed=0))
     return module
@@ -83,7 +68,7 @@ def test_strategy_object_trains_bitwise_like_its_shortcut(shortcut, obj):
 
 def test_unknown_strategy_option_names_the_valid_options():
     with pytest.raises(ValueError, match=r"unknown strategy option\(s\) \['rnak'\].*'rank'"):
-        _problem().module(strategy="adapters", rnak=8)
+        tiny_burgers(64, 16, 16).module(strategy="adapters", rnak=8)
 
 
 def test_set_strategy_takes_an_object_mid_run():
