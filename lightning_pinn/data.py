@@ -2,7 +2,7 @@
 
 Batch i of a run is a pure function of ``(seed, rank, i)``, so a run resumed from a checkpoint
 sees exactly the points the uninterrupted run would have seen, and every DDP rank draws its
-own points.
+own points. With ``resample=False`` every step sees batch 0: fixed collocation points.
 """
 
 from __future__ import annotations
@@ -145,20 +145,39 @@ def _batch_seed(seed: int, rank: int, index: int) -> int:
 
 
 class _CollocationStream(IterableDataset):
-    """Infinite stream of point batches; batch i depends only on ``(seed, rank, i)``."""
+    """Infinite stream of point batches; batch i depends only on ``(seed, rank, i)``.
+
+    With ``resample=False`` batch 0 is drawn once and every step receives a copy of it.
+    """
 
     def __init__(
-        self, sets: Mapping[str, PointSet], seed: int, method: SamplingMethod, rank: int, start: int
+        self,
+        sets: Mapping[str, PointSet],
+        seed: int,
+        method: SamplingMethod,
+        rank: int,
+        start: int,
+        resample: bool = True,
     ) -> None:
         self.sets = dict(sets)
         self.seed = seed
         self.method = method
         self.rank = rank
         self.start = start
+        self.resample = resample
+        self._fixed: dict[str, Tensor] | None = None
 
-    def batch(self, index: int) -> dict[str, Tensor]:
+    def _draw(self, index: int) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.rank, index))
         return {name: ps.region.sample(ps.n, gen, self.method) for name, ps in self.sets.items()}
+
+    def batch(self, index: int) -> dict[str, Tensor]:
+        if self.resample:
+            return self._draw(index)
+        if self._fixed is None:
+            self._fixed = self._draw(0)
+        # A copy per step: losses may mark the points requires_grad_ in place.
+        return {name: pts.clone() for name, pts in self._fixed.items()}
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         index = self.start
@@ -168,7 +187,7 @@ class _CollocationStream(IterableDataset):
 
 
 class CollocationDataModule(L.LightningDataModule):
-    """Collocation points for each loss, resampled every step, plus a fixed evaluation set.
+    """Collocation points for each loss, resampled every step (or fixed), plus an evaluation set.
 
     Training batches are dicts ``{set name: [n, d] points}``; one Lightning epoch is infinite,
     so the step budget is set with ``Trainer(max_steps=...)`` and validation with
@@ -179,6 +198,8 @@ class CollocationDataModule(L.LightningDataModule):
             ``(region, n)`` pair.
         seed: base seed; batch i on rank r is drawn from ``(seed, r, i)``.
         method: ``"uniform"`` (default), ``"lhs"`` or ``"sobol"``.
+        resample: ``True`` (default) draws fresh points every step; ``False`` draws batch 0
+            once (from ``(seed, rank, 0)``) and trains on those fixed points every step.
         eval_points: fixed ``[N, d]`` evaluation points for ``val/rel_l2``.
         reference: ``[N, d] -> [N, m]`` exact/reference solution, evaluated once on
             ``eval_points`` at setup; or pass ``eval_values`` directly.
@@ -199,6 +220,7 @@ class CollocationDataModule(L.LightningDataModule):
         *,
         seed: int = 0,
         method: SamplingMethod = "uniform",
+        resample: bool = True,
         eval_points: Tensor | None = None,
         reference: Callable[[Tensor], Tensor] | None = None,
         eval_values: Tensor | None = None,
@@ -209,11 +231,14 @@ class CollocationDataModule(L.LightningDataModule):
             raise ValueError(f"unknown sampling method {method!r}; valid: {', '.join(_METHODS)}")
         if not sets:
             raise ValueError("sets must name at least one point set")
+        if not isinstance(resample, bool):
+            raise TypeError(f"resample must be True or False, got {resample!r}")
         self.sets: dict[str, PointSet] = {
             name: ps if isinstance(ps, PointSet) else PointSet(*ps) for name, ps in sets.items()
         }
         self.seed = int(seed)
         self.method: SamplingMethod = method
+        self.resample = resample
         self.eval_points = eval_points
         self.reference = reference
         self.eval_values = eval_values
@@ -222,7 +247,9 @@ class CollocationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self._trainer_attached() else 0
-        stream = _CollocationStream(self.sets, self.seed, self.method, rank, self.consumed)
+        stream = _CollocationStream(
+            self.sets, self.seed, self.method, rank, self.consumed, self.resample
+        )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -239,7 +266,8 @@ class CollocationDataModule(L.LightningDataModule):
 
     def sample(self, index: int = 0, rank: int = 0) -> dict[str, Tensor]:
         """Batch ``index`` of the stream, as the training loop would receive it."""
-        return _CollocationStream(self.sets, self.seed, self.method, rank, 0).batch(index)
+        stream = _CollocationStream(self.sets, self.seed, self.method, rank, 0, self.resample)
+        return stream.batch(index)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self._trainer_attached() and self.trainer.training:

@@ -67,3 +67,43 @@ def test_bad_inputs():
         PointSet(Box((0.0,), (1.0,)), 0)
     with pytest.raises(ValueError, match="sampling method"):
         _dm(method="grid")
+
+
+def _fixed_dm(seed=0, resample=False):
+    box = Box((-1.0, 0.0), (1.0, 1.0))
+    return CollocationDataModule(
+        {"residual": (box, 50), "boundary": (BoxBoundary(box, (0,)), 10)},
+        seed=seed,
+        resample=resample,
+    )
+
+
+def test_fixed_points_are_the_same_every_step_and_deterministic_from_the_seed():
+    dm = _fixed_dm()
+    stream = iter(dm.train_dataloader())
+    first, second, third = next(stream), next(stream), next(stream)
+    for name in ("residual", "boundary"):
+        assert torch.equal(first[name], second[name]) and torch.equal(first[name], third[name])
+        assert first[name] is not second[name]  # a copy per step: in-place marks do not leak
+        assert torch.equal(dm.sample(7)[name], first[name])
+        assert torch.equal(_fixed_dm().sample(0)[name], first[name])
+    # The fixed set is batch 0 of the resampled stream with the same seed.
+    assert torch.equal(first["residual"], _fixed_dm(resample=True).sample(0)["residual"])
+    assert not torch.equal(first["residual"], _fixed_dm(seed=1).sample(0)["residual"])
+    first["residual"].requires_grad_(True)
+    assert not next(stream)["residual"].requires_grad
+
+
+def test_resampling_is_the_default_and_fixed_points_survive_a_resume():
+    dm = _fixed_dm(resample=True)
+    assert dm.resample is True
+    stream = iter(dm.train_dataloader())
+    assert not torch.equal(next(stream)["residual"], next(stream)["residual"])
+    fixed = _fixed_dm()
+    fixed.load_state_dict({"consumed": 5, "seed": 0})
+    assert torch.equal(next(iter(fixed.train_dataloader()))["residual"], fixed.sample(0)["residual"])
+
+
+def test_resample_must_be_a_bool():
+    with pytest.raises(TypeError, match="resample must be True or False"):
+        _fixed_dm(resample="yes")
