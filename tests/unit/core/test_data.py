@@ -101,7 +101,8 @@ def test_resampling_is_the_default_and_fixed_points_survive_a_resume():
     assert not torch.equal(next(stream)["residual"], next(stream)["residual"])
     fixed = _fixed_dm()
     fixed.load_state_dict({"consumed": 5, "seed": 0})
-    assert torch.equal(next(iter(fixed.train_dataloader()))["residual"], fixed.sample(0)["residual"])
+    resumed = next(iter(fixed.train_dataloader()))
+    assert torch.equal(resumed["residual"], fixed.sample(0)["residual"])
 
 
 def test_resample_must_be_a_bool():
