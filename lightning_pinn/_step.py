@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor
 
-__all__ = ["StepRecord", "check_losses"]
+from lightning_pinn.gradients import per_loss_gradients, row_norms, unflatten_into_grad
+
+__all__ = [
+    "LatestStepViews",
+    "StepRecord",
+    "check_losses",
+    "nonfinite_error",
+    "step_gradients",
+    "step_metrics",
+    "write_adapter_grads",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,44 @@ class StepRecord:
     update: Tensor | None
     weights: Tensor | None
     finite: bool
+
+
+class LatestStepViews:
+    """Read-only views of the module's latest :class:`StepRecord` (``last_record``)."""
+
+    last_record: StepRecord | None
+    loss_names: tuple[str, ...]
+
+    @property
+    def loss_jacobian(self) -> Tensor | None:
+        """``J`` ``[K, P]`` (fp32) of the latest training step, rows in ``loss_names`` order."""
+        return self.last_record.jacobian if self.last_record is not None else None
+
+    @property
+    def last_losses(self) -> Tensor | None:
+        """The raw loss values ``[K]`` of the latest training step."""
+        return self.last_record.losses if self.last_record is not None else None
+
+    @property
+    def last_update(self) -> Tensor | None:
+        """The shared update ``[P]`` of the latest step (``None`` if it was skipped)."""
+        return self.last_record.update if self.last_record is not None else None
+
+    @property
+    def loss_weights(self) -> Tensor | None:
+        """The per-loss weights ``[K]`` in force."""
+        return self.last_record.weights if self.last_record is not None else None
+
+    @property
+    def last_step_finite(self) -> bool:
+        """Whether the latest step's losses and ``J`` were finite."""
+        return self.last_record.finite if self.last_record is not None else True
+
+    def named_loss_weights(self) -> Iterator[tuple[str, float]]:
+        """The latest per-loss weights as ``(name, value)`` pairs (host values)."""
+        if self.loss_weights is None:
+            return iter(())
+        return zip(self.loss_names, self.loss_weights.tolist(), strict=True)
 
 
 def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Tensor]:
@@ -76,3 +126,80 @@ def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Ten
             )
         values.append(v.reshape(()).float())
     return values
+
+
+def step_gradients(
+    values: list[Tensor],
+    shared: list[Tensor],
+    extra: list[list[Tensor]] | None,
+    scaler: Any,
+    reduce: Callable[[Tensor], Tensor] | None,
+) -> tuple[Tensor, list[Tensor], float]:
+    """J over θ_s and the adapter gradients ``extra`` asks for, all-reduced.
+
+    Under ``16-mixed`` each loss is multiplied by the scaler's factor S before its reverse
+    pass (so fp16 gradients do not underflow) and J is divided by S again: statistics and
+    strategies always see unscaled gradients.
+
+    Args:
+        values: the K scalar losses.
+        shared: θ_s.
+        extra: per-loss parameter lists whose gradients are also wanted (adapters), or None.
+        scaler: the fp16 gradient scaler, or None.
+        reduce: the mean all-reduce over ranks (one call per step), or None on one process.
+
+    Returns:
+        ``(J [K, P], adapter gradients, S)``.
+    """
+    scale = 1.0
+    scaled = values
+    if scaler is not None:
+        scaled = [scaler.scale(v) for v in values]
+        scale = float(scaler.get_scale())
+    jac, own = per_loss_gradients(scaled, shared, extra, scale=scale)  # (K, P)
+    if reduce is not None:  # one all-reduce (mean) of J and adapter gradients
+        sizes = [jac.numel()] + [h.numel() for h in own]
+        flat = reduce(torch.cat([jac.reshape(-1), *own]))
+        parts = torch.split(flat, sizes)
+        jac, own = parts[0].view_as(jac), list(parts[1:])
+    return jac, own, scale
+
+
+def nonfinite_error(
+    loss_names: Sequence[str], values: Tensor, jac: Tensor, step: int, checkpoint: str
+) -> FloatingPointError:
+    """The error for a step whose losses ``[K]`` or ``J`` ``[K, P]`` are not finite."""
+    bad = [
+        n
+        for k, n in enumerate(loss_names)
+        if not (torch.isfinite(values[k]) and torch.isfinite(jac[k]).all())
+    ]
+    where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
+    return FloatingPointError(
+        f"non-finite loss or gradient for {bad} at training step {step} "
+        f"(values {values.tolist()}); the weights were not updated; {where}. Use "
+        "PINNModule(on_nonfinite='skip') to skip such steps, or lower the learning rate."
+    )
+
+
+def step_metrics(
+    loss_names: Sequence[str], values: Tensor, jac: Tensor, weights: Tensor
+) -> dict[str, Tensor]:
+    """The logged per-step scalars: total and per-loss values, gradient norms and weights."""
+    norms = row_norms(jac)  # (K,), overflow-safe: the same norms as the statistics
+    metrics: dict[str, Tensor] = {"loss/total": values.sum()}
+    for k, name in enumerate(loss_names):
+        metrics[f"loss/{name}"] = values[k]
+        metrics[f"grad_norm/{name}"] = norms[k]
+        metrics[f"weight/{name}"] = weights[k]
+    return metrics
+
+
+def write_adapter_grads(
+    strategy: Any, groups: list[list[Tensor]], own: list[Tensor], weights: Tensor
+) -> None:
+    """Write the strategy's adapter updates (from the gradients ``own``) into ``.grad``."""
+    sizes = [sum(p.numel() for p in group) for group in groups]
+    updates = strategy.adapter_updates(own, weights, sizes)
+    for update, params in zip(updates, groups, strict=True):
+        unflatten_into_grad(update, params)

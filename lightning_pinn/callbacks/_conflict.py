@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -13,22 +12,31 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_pinn.callbacks._report_logging import log_report, write_report_files
+from lightning_pinn.callbacks._checks import check_run
+from lightning_pinn.callbacks._report_logging import (
+    conflict_metrics,
+    log_report,
+    report_directory,
+    write_report_files,
+)
+from lightning_pinn.callbacks._switching import (
+    apply_intervention,
+    intervention_map,
+    intervention_name,
+)
 from lightning_pinn.diagnostics import (
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     ConflictReport,
     ProbeRecorder,
     Regime,
-    StepStatistics,
     aggregate_window,
     build_report,
     pair_names,
-    resolve_interventions,
     validate_thresholds,
 )
 from lightning_pinn.module import PINNModule, StepRecord
-from lightning_pinn.strategies import Strategy, strategy_names
+from lightning_pinn.strategies import Strategy
 
 __all__ = ["ConflictCallback"]
 
@@ -107,7 +115,7 @@ class ConflictCallback(Callback):
         self.log_every_n_steps = log_every_n_steps
         self.tau_dir = float(tau_dir)
         self.tau_mag = float(tau_mag)
-        self.interventions = _interventions(interventions)
+        self.interventions = intervention_map(interventions)
         self.strategy_options = dict(strategy_options or {})
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rate_window = rate_window if rate_window is not None else probe_steps
@@ -133,31 +141,8 @@ class ConflictCallback(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if not isinstance(pl_module, PINNModule):
-            raise TypeError(
-                f"ConflictCallback needs a lightning_pinn.PINNModule (it reads its "
-                f"last_record), got {type(pl_module).__name__}; subclass PINNModule and "
-                "override losses(batch)"
-            )
-        if pl_module.num_losses < 2:
-            raise ValueError(
-                f"ConflictCallback compares pairs of losses and needs K >= 2, but the module "
-                f"has {pl_module.num_losses} loss ({list(pl_module.loss_names)}); remove the "
-                "callback for single-loss problems"
-            )
-        if 0 < trainer.max_steps < self.probe_steps:
-            raise ValueError(
-                f"Trainer(max_steps={trainer.max_steps}) ends before the probe of "
-                f"probe_steps={self.probe_steps} steps; lower probe_steps or raise max_steps"
-            )
-        every = self._log_interval(trainer)
-        if every > 0 and trainer.log_every_n_steps > 0 and every % trainer.log_every_n_steps:
-            rank_zero_warn(
-                f"ConflictCallback(log_every_n_steps={every}) is not a multiple of "
-                f"Trainer(log_every_n_steps={trainer.log_every_n_steps}); Lightning only "
-                "flushes logged values on its own interval, so some values will be dropped"
-            )
-        self._pair_names = pair_names(pl_module.loss_names)
+        module = check_run(trainer, pl_module, self.probe_steps, self._log_interval(trainer))
+        self._pair_names = pair_names(module.loss_names)
 
     @override
     def on_train_batch_end(
@@ -189,7 +174,8 @@ class ConflictCallback(Callback):
             stats = recorder.record(jac, update, finite=finite)
         every = self._log_interval(trainer)
         if finite and every > 0 and step % every == 0:
-            metrics = self._metrics(pl_module, stats, recorder.conflict_rate())
+            rate = recorder.conflict_rate()
+            metrics = conflict_metrics(self._pair_names, pl_module.loss_names, stats, rate)
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)
 
     @override
@@ -239,16 +225,6 @@ class ConflictCallback(Callback):
             rec.to(jac.device)
         return rec
 
-    def _metrics(self, pl_module: PINNModule, stats: StepStatistics, rate: Tensor) -> dict:
-        metrics: dict[str, Tensor] = {}
-        for p, name in enumerate(self._pair_names):
-            metrics[f"conflict/cos/{name}"] = stats.cosines[p]
-            metrics[f"conflict/rate/{name}"] = rate[p]
-        metrics["conflict/imbalance"] = stats.imbalance
-        for k, name in enumerate(pl_module.loss_names):
-            metrics[f"conflict/update_cos/{name}"] = stats.update_cosines[k]
-        return metrics
-
     def _finish_probe(self, trainer: L.Trainer, pl_module: PINNModule) -> None:
         probe = self._probe
         assert probe is not None
@@ -260,26 +236,16 @@ class ConflictCallback(Callback):
             probe_steps=self.probe_steps,
             tau_dir=self.tau_dir,
             tau_mag=self.tau_mag,
-            interventions={r: _name(s) for r, s in self.interventions.items()},
+            interventions={r: intervention_name(s) for r, s in self.interventions.items()},
         )
         figure_path = None
-        directory = self._report_directory(trainer)
+        directory = report_directory(trainer, self.output_dir)
         if trainer.is_global_zero:
             figure_path = self._write_files(directory, pl_module, buffers)
             self._log_report(trainer, pl_module, figure_path)
             rank_zero_info(self.report.to_markdown())
         if self.auto_switch:
             self._switch(pl_module)
-
-    def _report_directory(self, trainer: L.Trainer) -> Path | None:
-        """``output_dir``, else the logger's directory, else None (write nothing)."""
-        if self.output_dir is not None:
-            return self.output_dir
-        if not trainer.loggers:  # without a logger, trainer.log_dir is the working directory
-            return None
-        # trainer.log_dir is a collective under DDP (a broadcast): every rank must ask.
-        log_dir = trainer.log_dir
-        return Path(log_dir) if log_dir else None
 
     def _write_files(
         self, directory: Path | None, pl_module: PINNModule, buffers: dict[str, Tensor]
@@ -311,49 +277,4 @@ class ConflictCallback(Callback):
     def _switch(self, pl_module: PINNModule) -> None:
         assert self.report is not None
         choice = self.interventions[self.report.regime]
-        if isinstance(choice, Strategy):
-            rank_zero_info(
-                f"ConflictCallback: switching strategy {pl_module.strategy_name!r} -> {choice!r} "
-                f"({self.report.regime}) at step {pl_module.train_steps}"
-            )
-            pl_module.set_strategy(copy.deepcopy(choice))  # the map stays a template
-            return
-        name = choice
-        if name == pl_module.strategy_name and not self.strategy_options:
-            rank_zero_info(f"ConflictCallback: keeping strategy {name!r} ({self.report.regime})")
-            return
-        rank_zero_info(
-            f"ConflictCallback: switching strategy {pl_module.strategy_name!r} -> {name!r} "
-            f"({self.report.regime}) at step {pl_module.train_steps}"
-        )
-        pl_module.set_strategy(name, **self.strategy_options)
-
-
-def _name(strategy: str | Strategy) -> str:
-    return strategy.name if isinstance(strategy, Strategy) else strategy
-
-
-def _interventions(
-    interventions: Mapping[Regime | str, str | Strategy] | None,
-) -> dict[str, str | Strategy]:
-    """Regime value → strategy name or object: the defaults updated with the user's entries.
-
-    Raises:
-        ValueError: unknown regime or strategy name, or an object whose class is not
-            registered (the report names the intervention by its registered name).
-    """
-    given = dict(interventions or {})
-    for key, value in given.items():
-        if isinstance(value, Strategy) and value.name not in strategy_names():
-            raise ValueError(
-                f"intervention {value!r} for regime {key!r} is a {type(value).__name__} named "
-                f"{value.name!r}, which is not registered (registered: "
-                f"{', '.join(strategy_names())}); register its class with "
-                "lightning_pinn.strategies.register_strategy"
-            )
-    names = resolve_interventions({k: _name(v) for k, v in given.items()})
-    out: dict[str, str | Strategy] = {r.value: s for r, s in names.items()}
-    for key, value in given.items():
-        if isinstance(value, Strategy):
-            out[Regime(key).value] = value
-    return out
+        apply_intervention(pl_module, choice, self.report.regime, self.strategy_options)

@@ -6,11 +6,12 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
-from lightning_pinn.diagnostics import ConflictReport, plot_probe
+from lightning_pinn.diagnostics import ConflictReport, StepStatistics, plot_probe
 
 __all__ = [
     "LOSS_COLUMNS",
@@ -18,7 +19,9 @@ __all__ = [
     "REPORT_FIGURE",
     "REPORT_JSON",
     "REPORT_MARKDOWN",
+    "conflict_metrics",
     "log_report",
+    "report_directory",
     "report_scalars",
     "write_report_files",
 ]
@@ -144,3 +147,31 @@ def log_report(
                     f"ConflictCallback: logging the report table/figure to W&B failed ({err!r}); "
                     "the report files in the log directory are unaffected"
                 )
+
+
+def report_directory(trainer: L.Trainer, output_dir: Path | None) -> Path | None:
+    """``output_dir``, else the logger's directory, else None (write nothing)."""
+    if output_dir is not None:
+        return output_dir
+    if not trainer.loggers:  # without a logger, trainer.log_dir is the working directory
+        return None
+    # trainer.log_dir is a collective under DDP (a broadcast): every rank must ask.
+    log_dir = trainer.log_dir
+    return Path(log_dir) if log_dir else None
+
+
+def conflict_metrics(
+    pair_names: Sequence[str],
+    loss_names: Sequence[str],
+    stats: StepStatistics,
+    rate: Tensor,
+) -> dict[str, Tensor]:
+    """The logged conflict scalars of one step (cosines, rates, imbalance, update cosines)."""
+    metrics: dict[str, Tensor] = {}
+    for p, name in enumerate(pair_names):
+        metrics[f"conflict/cos/{name}"] = stats.cosines[p]
+        metrics[f"conflict/rate/{name}"] = rate[p]
+    metrics["conflict/imbalance"] = stats.imbalance
+    for k, name in enumerate(loss_names):
+        metrics[f"conflict/update_cos/{name}"] = stats.update_cosines[k]
+    return metrics
