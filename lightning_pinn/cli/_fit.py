@@ -45,6 +45,7 @@ from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
 from lightning_pinn.problems import Problem, ProblemModule
 from lightning_pinn.run import TRAINER_DEFAULTS, progress_callbacks, save_prediction
+from lightning_pinn.strategies import strategy_option_names
 
 __all__ = ["ConfigProblemModule", "PINNLightningCLI", "ProblemDataModule", "fit_main"]
 
@@ -124,7 +125,9 @@ class ConfigProblemModule(ProblemModule):
         strategy_options: options of the named strategies that follow the module across a
             switch (e.g. ``{blockwise: true}`` for a later ``surgery``); a strategy object
             under ``strategy`` carries its own options instead.
-        **kwargs: the other :class:`~lightning_pinn.PINNModule` options.
+        **kwargs: the other :class:`~lightning_pinn.PINNModule` options. Each strategy option
+            (``rank``, ``blockwise``, ...) is also accepted as a flat key, as configs written
+            before ``strategy_options`` existed spell it; a key left at ``null`` is not passed.
     """
 
     def __init__(
@@ -135,10 +138,19 @@ class ConfigProblemModule(ProblemModule):
         strategy_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        flat = {k: kwargs.pop(k) for k in strategy_option_names() if k in kwargs}
+        given = {k: v for k, v in flat.items() if v is not None}
+        clash = sorted(set(given) & set(strategy_options or {}))
+        if clash:
+            raise ValueError(
+                f"strategy option(s) {clash} given both as flat keys and under "
+                "strategy_options; give each once"
+            )
         super().__init__(
             _problem(problem, problem_options),
             trunk=trunk,
             **kwargs,
+            **given,
             **dict(strategy_options or {}),
         )
 
@@ -162,6 +174,12 @@ def _config_signature() -> inspect.Signature:
             kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints["strategy_options"]
         )
     )
+    # Flat strategy options (``model.rank: 8``), the spelling of configs written before
+    # ``strategy_options``; the strategy validates their values when it is built.
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any)
+        for name in strategy_option_names()
+    ]
     return inspect.Signature(params)
 
 

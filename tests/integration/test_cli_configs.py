@@ -151,3 +151,36 @@ def test_config_module_signature_is_generated_from_pinnmodule():
         if theirs[name].kind is not inspect.Parameter.VAR_KEYWORD:
             assert ours[name].default == theirs[name].default, name
     assert "strategy_options" in ours  # PINNModule's **strategy_options, as one YAML key
+
+
+def _flat_config(tmp_path: Path, model_lines: str) -> Path:
+    path = tmp_path / "flat.yaml"
+    path.write_text(
+        "data:\n"
+        "  problem: burgers\n"
+        "  points: {residual: 16, initial: 8, boundary: 8}\n"
+        "model:\n"
+        "  trunk:\n"
+        "    class_path: lightning_pinn.MLP\n"
+        "    init_args: {in_dim: 2, out_dim: 1, width: 16, depth: 2}\n"
+        f"{model_lines}"
+        "trainer:\n"
+        "  max_steps: 2\n"
+        "  val_check_interval: 2\n"
+        "  enable_checkpointing: false\n"
+        "  enable_progress_bar: false\n"
+        "  logger: false\n"
+    )
+    return path
+
+
+def test_flat_strategy_options_of_older_configs_still_work(tmp_path):
+    config = _flat_config(tmp_path, "  strategy: adapters\n  rank: 2\n  routing: shared\n")
+    cli = fit_main(["--config", str(config)])
+    assert cli.model.strategy.rank == 2 and cli.model.strategy.routing == "shared"
+
+
+def test_flat_and_nested_strategy_option_together_is_an_error(tmp_path, capsys):
+    config = _flat_config(tmp_path, "  rank: 2\n  strategy_options: {rank: 3}\n")
+    with pytest.raises((SystemExit, ValueError)):
+        fit_main(["--config", str(config)])
