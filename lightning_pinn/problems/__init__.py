@@ -8,6 +8,10 @@ its a2 variants), inverse K = 3 (``burgers_inverse``, ``heat_inverse``, ``poisso
 multi-physics (``thermoelastic`` K = 4, ``kovasznay`` K = 5, ``thermal_flow`` K = 6) and
 high-dimensional (``poisson_nd`` with d ∈ {2, 5, 10, 20, 50}, ``heat_nd``).
 
+The forward time-dependent problems (:class:`TimeDependentProblem`) take
+``hard_constraints`` (e.g. ``("initial",)``: the condition holds exactly and its loss leaves
+``loss_names``) and ``causal_eps``/``causal_chunks`` (causal weighting of the residual).
+
 Example:
     >>> from lightning_pinn import problems
     >>> problem = problems.get("convection", beta=10.0)
@@ -17,6 +21,7 @@ Example:
 
 from lightning_pinn.problems._base import Problem, ProblemModule
 from lightning_pinn.problems._registry import get, names, register
+from lightning_pinn.problems._time_dependent import TimeDependentProblem, hard_constraint_support
 from lightning_pinn.problems.allen_cahn import AllenCahn
 from lightning_pinn.problems.burgers import Burgers
 from lightning_pinn.problems.convection import Convection
@@ -45,8 +50,10 @@ __all__ = [
     "ProblemModule",
     "ThermalFlow",
     "Thermoelastic",
+    "TimeDependentProblem",
     "Wave",
     "get",
+    "hard_constraint_support",
     "names",
     "register",
 ]

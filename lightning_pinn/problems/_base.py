@@ -27,7 +27,8 @@ class Problem:
 
     Attributes:
         name: registry name.
-        loss_names: the K loss names (order = loss index).
+        loss_names: the K loss names (order = loss index). Read it on the instance: a
+            problem with hard constraints sets its own, shorter tuple.
         input_dim: number of input coordinates d (space and time).
         output_dim: number of output fields m.
         field_names: names of the output fields.
@@ -85,6 +86,19 @@ class Problem:
         """Fixed tensors the losses need (observations of an inverse problem)."""
         return {}
 
+    @property
+    def has_output_transform(self) -> bool:
+        """Whether :meth:`output_transform` maps the network output (hard constraints)."""
+        return False
+
+    def output_transform(self, x: Tensor, u: Tensor) -> Tensor:
+        """The solution ``[N, output_dim]`` from the network output ``u`` at ``x`` ``[N, d]``.
+
+        Identity here; a problem with hard constraints overrides it (and
+        :attr:`has_output_transform`).
+        """
+        return u
+
     def default_trunk(self) -> nn.Module:
         """The default network: tanh MLP, 4 hidden layers of 64."""
         return MLP(self.input_dim, self.output_dim, width=64, depth=4)
@@ -105,12 +119,14 @@ class Problem:
         method: SamplingMethod = "uniform",
         points: Mapping[str, int] | None = None,
         eval_batch_size: int = 8192,
+        resample: bool = True,
     ) -> CollocationDataModule:
-        """Collocation points resampled every step, plus the evaluation set.
+        """Collocation points (resampled every step, or fixed), plus the evaluation set.
 
         Args:
             seed: sampling seed.
             method: ``"uniform"``, ``"lhs"`` or ``"sobol"``.
+            resample: fresh points every step (default) or, with ``False``, one fixed draw.
             points: per-set point counts overriding the defaults, e.g. ``{"residual": 500}``.
             eval_batch_size: points per validation batch.
         """
@@ -123,6 +139,7 @@ class Problem:
             sets,
             seed=seed,
             method=method,
+            resample=resample,
             eval_points=self.eval_points(),
             reference=self.reference,
             eval_batch_size=eval_batch_size,
@@ -151,6 +168,9 @@ class ProblemModule(PINNModule):
     Unknown coefficients of inverse problems are ``nn.Parameter`` s in
     :attr:`coefficients` (part of the shared parameters θ_s, a separate block of ``J``) and
     are logged as ``param/<name>`` next to ``param_error/<name>`` (relative to the true value).
+    A problem's output transform (hard constraints) is applied in :meth:`forward`, so every
+    evaluation sees the constrained function; the smallest causal weight of the latest step
+    is logged as ``causal/min_weight`` when causal weighting is on.
 
     Args:
         problem: a :class:`Problem` or a registered problem name.
@@ -195,6 +215,14 @@ class ProblemModule(PINNModule):
             {n: nn.Parameter(torch.tensor(float(v))) for n, v in problem.unknowns().items()}
         )
         self.fixed = _TensorDict(problem.fixed_data())
+        self.causal_weights: Tensor | None = None  # [M], set by a causally weighted residual
+
+    def forward(self, x: Tensor, **kwargs: Any) -> Tensor:
+        """The network at ``x`` ``[N, d]``, through the problem's output transform if any."""
+        u = super().forward(x, **kwargs)
+        if self.problem.has_output_transform:
+            u = self.problem.output_transform(x, u)
+        return u
 
     def losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return self.problem.losses(self, batch)
@@ -206,4 +234,6 @@ class ProblemModule(PINNModule):
             out[f"param/{name}"] = p.detach()
             if name in truth and truth[name] != 0:
                 out[f"param_error/{name}"] = (p.detach() - truth[name]).abs() / abs(truth[name])
+        if self.causal_weights is not None:
+            out["causal/min_weight"] = self.causal_weights.min()
         return out

@@ -1,4 +1,5 @@
-"""Small helpers shared by the problem modules: evaluation grids, samples, noisy data."""
+"""Small helpers shared by the problem modules: evaluation grids, samples, noisy data, the
+plain and the causally weighted mean squared residual."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from torch import Tensor
 
 from lightning_pinn.data import Box
 
-__all__ = ["add_noise", "check_positive", "grid", "mse", "random_points"]
+__all__ = [
+    "add_noise",
+    "causal_mse",
+    "check_causal",
+    "check_positive",
+    "grid",
+    "mse",
+    "random_points",
+]
 
 
 def grid(lower: Sequence[float], upper: Sequence[float], counts: Sequence[int]) -> Tensor:
@@ -40,6 +49,83 @@ def add_noise(values: Tensor, noise: float, seed: int) -> Tensor:
 def mse(r: Tensor) -> Tensor:
     """Mean squared value of a residual."""
     return r.pow(2).mean()
+
+
+def check_causal(eps: float, chunks: int, owner: str = "causal weighting") -> None:
+    """Validate the causal-weighting options; raise naming the bad value.
+
+    Raises:
+        TypeError: ``eps`` not a real number or ``chunks`` not an int.
+        ValueError: ``eps`` negative or not finite, or ``chunks < 1``.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"{owner}: causal_eps must be a number, got {eps!r}")
+    if not (0.0 <= eps < float("inf")):
+        raise ValueError(
+            f"{owner}: causal_eps must be a finite number >= 0 (0 turns causal weighting off), "
+            f"got {eps!r}"
+        )
+    if isinstance(chunks, bool) or not isinstance(chunks, int):
+        raise TypeError(f"{owner}: causal_chunks must be an int, got {chunks!r}")
+    if chunks < 1:
+        raise ValueError(f"{owner}: causal_chunks must be >= 1, got {chunks!r}")
+
+
+def causal_mse(residual: Tensor, t: Tensor, eps: float, chunks: int = 32) -> tuple[Tensor, Tensor]:
+    """The causally weighted mean squared residual and its temporal weights.
+
+    The N points are sorted by time and split into ``chunks`` consecutive groups of (nearly)
+    equal size, M = ``chunks``. With ``L_i`` the mean squared residual of group i, the weights
+    ``w_i = exp(-eps · Σ_{j<i} L_j)`` come from the detached ``L_i`` already computed (no extra
+    backward pass, no graph), and the loss is ``(1/M) Σ_i w_i L_i``: a later time window
+    counts only once the earlier ones are resolved. ``eps = 0`` returns the plain mean squared
+    residual (bitwise) and weights of one.
+
+    Wang, Sankaran & Perdikaris (2022), "Respecting causality is all you need for training
+    physics-informed neural networks", arXiv:2203.07404.
+
+    Args:
+        residual: ``[N]`` or ``[N, m]`` PDE residual at the points.
+        t: ``[N]`` (or ``[N, 1]``) time of each point.
+        eps: causality parameter ε ``>= 0``.
+        chunks: number of temporal chunks M, ``1 <= M <= N``.
+
+    Returns:
+        ``(loss, weights)``: the scalar loss and the ``[M]`` weights (detached, non-increasing
+        in time, ``weights[0] == 1``).
+
+    Raises:
+        ValueError: bad ``eps``/``chunks``, fewer points than chunks, or ``t`` not one time
+            per point.
+
+    Example:
+        >>> r, t = torch.randn(256, 1), torch.rand(256)
+        >>> loss, w = causal_mse(r, t, eps=1.0, chunks=16)
+        >>> bool((w[1:] <= w[:-1]).all())
+        True
+    """
+    check_causal(eps, chunks)
+    n = residual.shape[0]
+    times = t.detach().reshape(-1)
+    if times.shape[0] != n:
+        raise ValueError(f"causal_mse: t must hold one time per point ({n}), got {tuple(t.shape)}")
+    if eps == 0:
+        return mse(residual), torch.ones(chunks, dtype=residual.dtype, device=residual.device)
+    if n < chunks:
+        raise ValueError(
+            f"causal_mse: {n} residual points cannot fill causal_chunks={chunks} chunks; "
+            "lower causal_chunks or sample more residual points"
+        )
+    per_point = residual.reshape(n, -1).pow(2).mean(dim=1)  # (N,)
+    order = torch.argsort(times)
+    chunk_of = torch.arange(n, device=residual.device) * chunks // n  # (N,) sorted position -> i
+    sums = per_point.new_zeros(chunks).index_add(0, chunk_of, per_point[order])  # (M,)
+    counts = torch.bincount(chunk_of, minlength=chunks).to(per_point.dtype)  # (M,), all >= 1
+    chunk_loss = sums / counts  # (M,)
+    with torch.no_grad():
+        earlier = torch.cumsum(chunk_loss, 0)[:-1]  # (M-1,) Σ_{j<=i} L_j
+        weights = torch.exp(-eps * torch.cat([earlier.new_zeros(1), earlier]))  # (M,)
+    return (weights * chunk_loss).mean(), weights
 
 
 def check_positive(problem: str, **values: float) -> None:

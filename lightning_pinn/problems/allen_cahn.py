@@ -15,8 +15,9 @@ from torch import Tensor
 
 from lightning_pinn.data import Box, PointSet
 from lightning_pinn.operators import gradient, hessian_diag
-from lightning_pinn.problems._base import Problem, ProblemModule
+from lightning_pinn.problems._base import ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
+from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
 __all__ = ["AllenCahn", "AllenCahnSolution", "cache_dir", "etdrk4_allen_cahn"]
 
@@ -151,8 +152,13 @@ def load_or_solve(**solver_options: float) -> AllenCahnSolution:
     return _MEMO[path]
 
 
+def _initial(x: Tensor) -> Tensor:
+    """``u(x, 0) = x² cos(πx)``."""
+    return x**2 * torch.cos(math.pi * x)
+
+
 @dataclasses.dataclass
-class AllenCahn(Problem):
+class AllenCahn(TimeDependentProblem):
     """Allen–Cahn equation (forward, K = 3).
 
     PDE: ``u_t - D u_xx + r u³ - r u = 0`` with ``D = 1e-4``, ``r = 5``, ``x ∈ [-1, 1]``,
@@ -162,10 +168,14 @@ class AllenCahn(Problem):
     ``u_x(-1,t) - u_x(1,t)``, on the same t samples). Reference: Fourier pseudo-spectral
     ETDRK4 solve with 1024 modes and ``dt = 1e-3`` (:func:`etdrk4_allen_cahn`), cached in
     :func:`cache_dir`; evaluated on a 256 × 101 grid. Inputs ``(x, t)``; output ``u``.
+
+    Hard constraint ``"initial"``: ``u = x² cos(πx) + t · N`` (:class:`TimeDependentProblem`).
+    Causal weighting via ``causal_eps`` (jaxpi's Allen–Cahn recipe uses it).
     """
 
     name = "allen_cahn"
     loss_names = ("residual", "initial", "boundary")
+    hard_conditions = ("initial",)
     input_dim = 2
     output_dim = 1
     coordinate_names = ("x", "t")
@@ -179,7 +189,7 @@ class AllenCahn(Problem):
     def validate(self) -> None:
         check_positive("allen_cahn", diffusion=self.diffusion, reaction=self.reaction)
 
-    def point_sets(self) -> dict[str, PointSet]:
+    def all_point_sets(self) -> dict[str, PointSet]:
         return {
             "residual": PointSet(Box((-1.0, 0.0), (1.0, 1.0)), self.n_residual),
             "initial": PointSet(Box((-1.0, 0.0), (1.0, 0.0)), self.n_initial),
@@ -192,16 +202,21 @@ class AllenCahn(Problem):
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - self.diffusion * u_xx + self.reaction * (u**3 - u)
-        x0 = batch["initial"]
-        initial = module(x0) - x0[:, :1] ** 2 * torch.cos(math.pi * x0[:, :1])
+        out = {"residual": self.residual_loss(module, residual, xt)}
+        if "initial" in self.loss_names:
+            x0 = batch["initial"]
+            out["initial"] = mse(module(x0) - _initial(x0[:, :1]))
         left = batch["boundary"]
         right = left + torch.tensor([2.0, 0.0], dtype=left.dtype, device=left.device)
         ends = torch.cat([left, right]).requires_grad_(True)  # (2B, 2)
         u_b = module(ends)
         ux_b = gradient(u_b, ends)[:, :1]
         n = left.shape[0]
-        boundary = mse(u_b[:n] - u_b[n:]) + mse(ux_b[:n] - ux_b[n:])
-        return {"residual": mse(residual), "initial": mse(initial), "boundary": boundary}
+        out["boundary"] = mse(u_b[:n] - u_b[n:]) + mse(ux_b[:n] - ux_b[n:])
+        return out
+
+    def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
+        return _initial(xt[:, :1]), xt[:, 1:2]  # "initial" is the only hard condition
 
     def solution(self) -> AllenCahnSolution:
         """The (cached) spectral reference solution for this problem's coefficients."""

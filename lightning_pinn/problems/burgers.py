@@ -12,7 +12,9 @@ from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
 from lightning_pinn.operators import gradient, hessian_diag
-from lightning_pinn.problems._base import Problem, ProblemModule
+from lightning_pinn.problems._base import ProblemModule
+from lightning_pinn.problems._common import mse
+from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
 __all__ = ["Burgers", "burgers_solution"]
 
@@ -53,7 +55,7 @@ def burgers_solution(points: Tensor, nu: float = 0.01 / math.pi, nodes: int = 20
 
 
 @dataclasses.dataclass
-class Burgers(Problem):
+class Burgers(TimeDependentProblem):
     """Viscous Burgers' equation (forward, K = 3).
 
     PDE: ``u_t + u u_x = ν u_xx`` with ``ν = 0.01/π``, ``x ∈ [-1, 1]``, ``t ∈ [0, 1]``.
@@ -62,10 +64,16 @@ class Burgers(Problem):
     misfit). Reference: exact Cole–Hopf solution by Gauss–Hermite quadrature
     (:func:`burgers_solution`), on a 256 × 100 grid for evaluation.
     Inputs ``(x, t)``; output ``u``.
+
+    Hard constraints (:class:`TimeDependentProblem`): ``"initial"`` gives
+    ``u = -sin(πx) + t · N``, ``"boundary"`` gives ``u = (1 - x²) · N``, both give
+    ``u = -sin(πx) + t (1 - x²) · N`` (K = 1: the residual alone). Causal weighting via
+    ``causal_eps``.
     """
 
     name = "burgers"
     loss_names = ("residual", "initial", "boundary")
+    hard_conditions = ("initial", "boundary")
     input_dim = 2
     output_dim = 1
     coordinate_names = ("x", "t")
@@ -79,7 +87,7 @@ class Burgers(Problem):
         if not self.nu > 0:
             raise ValueError(f"burgers: nu must be > 0, got {self.nu}")
 
-    def point_sets(self) -> dict[str, PointSet]:
+    def all_point_sets(self) -> dict[str, PointSet]:
         domain = Box((-1.0, 0.0), (1.0, 1.0))
         return {
             "residual": PointSet(domain, self.n_residual),
@@ -94,15 +102,22 @@ class Burgers(Problem):
         u_x, u_t = du[:, :1], du[:, 1:2]
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)  # one more pass
         residual = u_t + u * u_x - self.nu * u_xx
-        x0 = batch["initial"]
-        u0 = module(x0)
-        initial = u0 + torch.sin(math.pi * x0[:, :1])
-        boundary = module(batch["boundary"])
-        return {
-            "residual": residual.pow(2).mean(),
-            "initial": initial.pow(2).mean(),
-            "boundary": boundary.pow(2).mean(),
-        }
+        out = {"residual": self.residual_loss(module, residual, xt)}
+        if "initial" in self.loss_names:
+            x0 = batch["initial"]
+            out["initial"] = mse(module(x0) + torch.sin(math.pi * x0[:, :1]))
+        if "boundary" in self.loss_names:
+            out["boundary"] = mse(module(batch["boundary"]))
+        return out
+
+    def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
+        x, t = xt[:, :1], xt[:, 1:2]
+        lift, distance = torch.zeros_like(x), torch.ones_like(x)
+        if "initial" in self.hard_constraints:
+            lift, distance = -torch.sin(math.pi * x), t  # -sin(±π) = 0: boundary kept
+        if "boundary" in self.hard_constraints:
+            distance = distance * (1 - x**2)
+        return lift, distance
 
     def reference(self, points: Tensor) -> Tensor:
         return burgers_solution(points, self.nu)

@@ -11,14 +11,15 @@ from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
 from lightning_pinn.operators import gradient, hessian_diag
-from lightning_pinn.problems._base import Problem, ProblemModule
+from lightning_pinn.problems._base import ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
+from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
 __all__ = ["DiffusionReaction"]
 
 
 @dataclasses.dataclass
-class DiffusionReaction(Problem):
+class DiffusionReaction(TimeDependentProblem):
     """Fisher–KPP diffusion–reaction equation (forward, K = 3).
 
     PDE: ``u_t = D u_xx + ρ u (1 - u)`` with ``D = 0.01``, ``ρ = 5`` on ``x ∈ [-1, 1]``,
@@ -28,10 +29,14 @@ class DiffusionReaction(Problem):
     Dirichlet boundary values at ``x = ±1`` from the exact solution.
     Losses: ``residual``, ``initial``, ``boundary`` (mean squared misfits). Evaluated on a
     256 × 100 grid. Inputs ``(x, t)``; output ``u``.
+
+    Hard constraint ``"initial"``: ``u = u*(x, 0) + t · N`` with ``u*`` the exact solution
+    (:class:`TimeDependentProblem`). Causal weighting via ``causal_eps``.
     """
 
     name = "diffusion_reaction"
     loss_names = ("residual", "initial", "boundary")
+    hard_conditions = ("initial",)
     input_dim = 2
     output_dim = 1
     coordinate_names = ("x", "t")
@@ -45,7 +50,7 @@ class DiffusionReaction(Problem):
     def validate(self) -> None:
         check_positive("diffusion_reaction", diffusion=self.diffusion, rate=self.rate)
 
-    def point_sets(self) -> dict[str, PointSet]:
+    def all_point_sets(self) -> dict[str, PointSet]:
         domain = Box((-1.0, 0.0), (1.0, 1.0))
         return {
             "residual": PointSet(domain, self.n_residual),
@@ -59,12 +64,17 @@ class DiffusionReaction(Problem):
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - self.diffusion * u_xx - self.rate * u * (1 - u)
-        x0, xb = batch["initial"], batch["boundary"]
-        return {
-            "residual": mse(residual),
-            "initial": mse(module(x0) - self.reference(x0)),
-            "boundary": mse(module(xb) - self.reference(xb)),
-        }
+        out = {"residual": self.residual_loss(module, residual, xt)}
+        if "initial" in self.loss_names:
+            x0 = batch["initial"]
+            out["initial"] = mse(module(x0) - self.reference(x0))
+        xb = batch["boundary"]
+        out["boundary"] = mse(module(xb) - self.reference(xb))
+        return out
+
+    def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
+        t = xt[:, 1:2]
+        return self.reference(torch.cat([xt[:, :1], torch.zeros_like(t)], dim=1)), t
 
     def reference(self, points: Tensor) -> Tensor:
         kappa = math.sqrt(self.rate / (6 * self.diffusion))

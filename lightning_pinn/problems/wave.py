@@ -11,8 +11,9 @@ from torch import Tensor
 
 from lightning_pinn.data import Box, BoxBoundary, PointSet
 from lightning_pinn.operators import gradient, hessian_diag
-from lightning_pinn.problems._base import Problem, ProblemModule
+from lightning_pinn.problems._base import ProblemModule
 from lightning_pinn.problems._common import check_positive, grid, mse
+from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
 __all__ = ["KleinGordon", "Wave"]
 
@@ -34,7 +35,7 @@ def _initial_misfit(module: ProblemModule, x0: Tensor, target: Tensor) -> Tensor
     return mse(u0 - target) + mse(u0_t)
 
 
-def _point_sets(problem: Problem) -> dict[str, PointSet]:
+def _point_sets(problem: Wave | KleinGordon) -> dict[str, PointSet]:
     return {
         "residual": PointSet(_UNIT, problem.n_residual),
         "initial": PointSet(Box((0.0, 0.0), (1.0, 0.0)), problem.n_initial),
@@ -43,7 +44,7 @@ def _point_sets(problem: Problem) -> dict[str, PointSet]:
 
 
 @dataclasses.dataclass
-class Wave(Problem):
+class Wave(TimeDependentProblem):
     """1D wave equation (forward, K = 3).
 
     PDE: ``u_tt = c² u_xx`` with ``c = 2`` on ``(x, t) ∈ [0, 1]²``.
@@ -53,10 +54,16 @@ class Wave(Problem):
     initial velocity (both on the same t = 0 points, equal weights); ``boundary``.
     Reference (exact): ``u = sin(πx) cos(cπt) + 0.5 sin(4πx) cos(4cπt)``, on a 128 × 128 grid.
     Inputs ``(x, t)``; output ``u``.
+
+    Hard constraints (:class:`TimeDependentProblem`): ``"initial"`` gives
+    ``u = u0(x) + t² · N``, which fixes both ``u(x, 0) = u0`` and ``u_t(x, 0) = 0``;
+    ``"boundary"`` gives ``u = x (1 - x) · N``; both give ``u = u0(x) + t² x (1 - x) · N``
+    (``u0`` vanishes at ``x = 0, 1``; K = 1). Causal weighting via ``causal_eps``.
     """
 
     name = "wave"
     loss_names = ("residual", "initial", "boundary")
+    hard_conditions = ("initial", "boundary")
     input_dim = 2
     output_dim = 1
     coordinate_names = ("x", "t")
@@ -69,18 +76,28 @@ class Wave(Problem):
     def validate(self) -> None:
         check_positive("wave", c=self.c)
 
-    def point_sets(self) -> dict[str, PointSet]:
+    def all_point_sets(self) -> dict[str, PointSet]:
         return _point_sets(self)
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
         _, u_xx, u_tt = _second_derivatives(module(xt), xt)
-        initial = _initial_misfit(module, batch["initial"], self.reference(batch["initial"]))
-        return {
-            "residual": mse(u_tt - self.c**2 * u_xx),
-            "initial": initial,
-            "boundary": mse(module(batch["boundary"])),
-        }
+        out = {"residual": self.residual_loss(module, u_tt - self.c**2 * u_xx, xt)}
+        if "initial" in self.loss_names:
+            x0 = batch["initial"]
+            out["initial"] = _initial_misfit(module, x0, self.reference(x0))
+        if "boundary" in self.loss_names:
+            out["boundary"] = mse(module(batch["boundary"]))
+        return out
+
+    def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
+        x, t = xt[:, :1], xt[:, 1:2]
+        lift, distance = torch.zeros_like(x), torch.ones_like(x)
+        if "initial" in self.hard_constraints:
+            lift, distance = self.reference(torch.cat([x, torch.zeros_like(t)], dim=1)), t**2
+        if "boundary" in self.hard_constraints:
+            distance = distance * x * (1 - x)
+        return lift, distance
 
     def reference(self, points: Tensor) -> Tensor:
         x, t = points[:, :1], points[:, 1:2]
@@ -94,7 +111,7 @@ class Wave(Problem):
 
 
 @dataclasses.dataclass
-class KleinGordon(Problem):
+class KleinGordon(TimeDependentProblem):
     """Nonlinear Klein–Gordon equation (forward, K = 3).
 
     PDE: ``u_tt - u_xx + u³ = f`` on ``(x, t) ∈ [0, 1]²`` with the source
@@ -104,10 +121,14 @@ class KleinGordon(Problem):
     Losses: ``residual``; ``initial`` = mean squared ``u - x`` + mean squared ``u_t`` (both at
     the same t = 0 points, equal weights); ``boundary``.
     Reference (exact): ``u*``, on a 128 × 128 grid. Inputs ``(x, t)``; output ``u``.
+
+    Hard constraint ``"initial"``: ``u = x + t² · N`` fixes ``u(x, 0) = x`` and
+    ``u_t(x, 0) = 0`` (:class:`TimeDependentProblem`). Causal weighting via ``causal_eps``.
     """
 
     name = "klein_gordon"
     loss_names = ("residual", "initial", "boundary")
+    hard_conditions = ("initial",)
     input_dim = 2
     output_dim = 1
     coordinate_names = ("x", "t")
@@ -116,7 +137,7 @@ class KleinGordon(Problem):
     n_initial: int = 200
     n_boundary: int = 200
 
-    def point_sets(self) -> dict[str, PointSet]:
+    def all_point_sets(self) -> dict[str, PointSet]:
         return _point_sets(self)
 
     def source(self, points: Tensor) -> Tensor:
@@ -132,13 +153,16 @@ class KleinGordon(Problem):
         u = module(xt)
         _, u_xx, u_tt = _second_derivatives(u, xt)
         residual = u_tt - u_xx + u**3 - self.source(xt.detach())
-        x0 = batch["initial"]
+        out = {"residual": self.residual_loss(module, residual, xt)}
         boundary = module(batch["boundary"]) - self.reference(batch["boundary"])
-        return {
-            "residual": mse(residual),
-            "initial": _initial_misfit(module, x0, x0[:, :1]),
-            "boundary": mse(boundary),
-        }
+        if "initial" in self.loss_names:
+            x0 = batch["initial"]
+            out["initial"] = _initial_misfit(module, x0, x0[:, :1])
+        out["boundary"] = mse(boundary)
+        return out
+
+    def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
+        return xt[:, :1], xt[:, 1:2] ** 2  # "initial" is the only hard condition
 
     def reference(self, points: Tensor) -> Tensor:
         x, t = points[:, :1], points[:, 1:2]
