@@ -1,0 +1,226 @@
+"""The L-BFGS phase inside a :class:`~lightning_pinn.PINNModule` run: the switch, one L-BFGS
+training step through Lightning's manual optimization (``opt.step(closure=...)``), the
+optimizers ``configure_optimizers`` returns, and what a checkpoint holds."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from lightning_pinn._step import StepRecord, check_losses, step_gradients, step_metrics
+from lightning_pinn.gradients import flatten
+
+if TYPE_CHECKING:
+    from lightning_pinn.module import PINNModule
+
+__all__ = [
+    "CKPT_KEY",
+    "check_phase_fits",
+    "in_lbfgs_phase",
+    "lbfgs_parameters",
+    "lbfgs_training_step",
+    "load_phase_state",
+    "phase_metrics",
+    "save_phase_state",
+]
+
+CKPT_KEY = "lightning_pinn_optim"
+
+
+def in_lbfgs_phase(module: PINNModule) -> bool:
+    """Whether this training step belongs to the L-BFGS phase."""
+    phase = module.lbfgs
+    return phase is not None and (module.lbfgs_run.started or module.train_steps >= phase.after)
+
+
+def lbfgs_parameters(module: PINNModule) -> list[torch.nn.Parameter]:
+    """Every trainable parameter L-BFGS moves: θ_s, then the adapters (if any)."""
+    params = list(module.shared_parameters())
+    if module.has_adapters:
+        params += module._all_adapter_parameters()
+    return params
+
+
+def check_phase_fits(module: PINNModule) -> None:
+    """Fail at fit start when the L-BFGS phase cannot run with this Trainer.
+
+    Raises:
+        ValueError: the phase starts at or after ``max_steps``, or the run uses ``16-mixed``
+            (its gradient scaler does not work with L-BFGS's line search).
+    """
+    phase = module.lbfgs
+    if phase is None or module.lbfgs_run.started:
+        return
+    phase.check_fits(module.trainer.max_steps)
+    if getattr(module.trainer.precision_plugin, "scaler", None) is not None:
+        raise ValueError(
+            "the L-BFGS phase does not work under precision='16-mixed' (a gradient scaler "
+            "cannot follow a line search); use '32-true', '64-true' or 'bf16-mixed'"
+        )
+
+
+def phase_metrics(module: PINNModule) -> dict[str, float]:
+    """``optim/phase`` (0: first-order, 1: L-BFGS) when an L-BFGS phase is planned."""
+    if module.lbfgs is None:
+        return {}
+    return {"optim/phase": float(module.lbfgs_run.started)}
+
+
+def _begin(module: PINNModule, batch: Any) -> None:
+    """The switch: freeze the batch and the weights, add the L-BFGS optimizer, log it."""
+    run, phase = module.lbfgs_run, module.lbfgs
+    assert phase is not None
+    weights = module.loss_weights
+    if weights is None:  # no first-order step applied: the plain sum
+        weights = torch.ones(module.num_losses, device=module.device)
+    run.start(module.train_steps, batch, weights)
+    optimizer = phase.build(lbfgs_parameters(module))
+    module.trainer.optimizers = [*module.trainer.optimizers, optimizer]
+    named = ", ".join(f"{n}={w:.4g}" for n, w in zip(module.loss_names, weights.tolist()))
+    rank_zero_info(
+        f"lightning_pinn: switching to L-BFGS after {module.train_steps} first-order steps "
+        f"(max_iter={phase.max_iter}, history={phase.history_size}, frozen batch and "
+        f"weights {named})"
+    )
+    module.log("optim/phase", 1.0, on_step=True, on_epoch=False)
+
+
+def _record(module: PINNModule, batch: Any) -> tuple[Tensor, Tensor]:
+    """Losses ``[K]`` and ``J`` ``[K, P]`` at the current parameters, as a step computes them."""
+    loss_list = check_losses(module.losses(batch), module.loss_names, type(module).__name__)
+    reduce = None
+    if module.trainer.world_size > 1:
+        reduce = lambda t: module.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
+    jac, _, _ = step_gradients(loss_list, module.shared_parameters(), None, None, reduce)
+    return torch.stack([v.detach() for v in loss_list]), jac
+
+
+def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
+    """One L-BFGS training step (one ``LBFGS.step`` call) on the frozen batch.
+
+    Returns:
+        The unweighted sum of the losses at the start of the call (detached), as a
+        first-order step returns.
+    """
+    run, phase = module.lbfgs_run, module.lbfgs
+    assert phase is not None
+    if not run.started:
+        _begin(module, batch)
+    if run.stopped:  # stalled, but the Trainer went on (e.g. min_steps): count, do nothing
+        module.train_steps += 1
+        module.last_record = None
+        return torch.zeros((), device=module.device)
+    frozen = run.device_batch(module.device)
+    opt = module.optimizers()[-1]  # type: ignore[index]
+    params = lbfgs_parameters(module)
+    shared = module.shared_parameters()
+    trainer = module.trainer
+    last = trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps
+    record = run.steps % phase.record_every == 0 or last
+    no_autocast = torch.autocast(device_type=module.device.type, enabled=False)
+    ctx = no_autocast if module.fp32_losses else contextlib.nullcontext()
+    values = jac = before = None
+    if record:
+        with ctx:
+            values, jac = _record(module, frozen)  # (K,), (K, P)
+        before = flatten([p.detach() for p in shared], shared, dtype=jac.dtype)
+    weights = run.weights.to(module.device)
+    start: list[Tensor] = []
+    finite = [True]
+
+    def closure() -> Tensor:
+        with ctx:
+            out = module.losses(frozen)
+            check_losses(out, module.loss_names, type(module).__name__)
+            raw = torch.stack([out[n].reshape(()) for n in module.loss_names])  # (K,)
+            total = (weights.to(raw.dtype) * raw).sum()
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+        flat = torch.cat([total.detach().reshape(1), flatten(grads, params, dtype=raw.dtype)])
+        if trainer.world_size > 1:  # every rank takes the same line search
+            flat = trainer.strategy.reduce(flat, reduce_op="mean")
+        offset = 1
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+            offset += p.numel()
+        if not start:
+            start.append(raw.detach())
+        if not torch.isfinite(flat[0]):
+            finite[0] = False
+        return flat[0]
+
+    saved = [p.detach().clone() for p in params]
+    loss = opt.step(closure=closure)
+    opt.zero_grad(set_to_none=True)
+    module.train_steps += 1
+    ok = finite[0] and all(bool(torch.isfinite(p).all()) for p in params)
+    if not ok:
+        _stop_nonfinite(module, params, saved)
+    else:
+        run.observe(float(loss))
+        if run.stalled >= phase.stall_steps:
+            run.stopped = True
+            trainer.should_stop = True
+            rank_zero_info(
+                f"lightning_pinn: L-BFGS stalled (objective {run.last_loss:.6g} did not "
+                f"decrease in {phase.stall_steps} calls); stopping at training step "
+                f"{module.train_steps}"
+            )
+    if record and ok:
+        assert values is not None and jac is not None and before is not None
+        update = before - flatten([p.detach() for p in shared], shared, dtype=jac.dtype)
+        w = weights.to(jac.dtype)
+        module.last_record = StepRecord(module.train_steps, values, jac, update, w, True)
+    else:
+        module.last_record = None
+    raw_start = start[0] if start else torch.full((module.num_losses,), float("nan"))
+    if module._should_log() or record:
+        metrics: dict[str, Any] = {"loss/total": raw_start.sum()}
+        metrics.update({f"loss/{n}": raw_start[k] for k, n in enumerate(module.loss_names)})
+        if record and ok:
+            metrics.update(step_metrics(module.loss_names, values, jac, w))
+        metrics["optim/phase"] = 1.0
+        metrics["optim/lbfgs_objective"] = float(loss)
+        metrics["optim/lbfgs_stalled"] = float(run.stopped)
+        module.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
+    return raw_start.sum()
+
+
+def _stop_nonfinite(module: PINNModule, params: list[Tensor], saved: list[Tensor]) -> None:
+    """Restore the parameters of the step's start and end the phase (or raise)."""
+    with torch.no_grad():
+        for p, s in zip(params, saved, strict=True):
+            p.copy_(s)
+    module.lbfgs_run.stopped = True
+    module.trainer.should_stop = True
+    message = (
+        f"the L-BFGS objective or parameters became non-finite at training step "
+        f"{module.train_steps}; the parameters were restored to the step's start"
+    )
+    if module.on_nonfinite == "raise":
+        raise FloatingPointError(
+            f"{message}. Use PINNModule(on_nonfinite='skip') to stop training there instead, "
+            "or lower LBFGSPhase(lr=..., max_iter=...)"
+        )
+    module.skipped_steps += 1
+    rank_zero_info(f"lightning_pinn: {message}; stopping training")
+
+
+def save_phase_state(module: PINNModule, checkpoint: dict[str, Any]) -> None:
+    """Write the L-BFGS phase's progress (the frozen batch included) into ``checkpoint``.
+
+    The L-BFGS optimizer's own state (its history) is in Lightning's ``optimizer_states``.
+    """
+    if module.lbfgs is not None:
+        checkpoint[CKPT_KEY] = {"lbfgs": module.lbfgs_run.state_dict()}
+
+
+def load_phase_state(module: PINNModule, checkpoint: dict[str, Any]) -> None:
+    """Restore what :func:`save_phase_state` wrote (before ``configure_optimizers`` runs, so
+    a run resumed inside the phase gets its L-BFGS optimizer back with its history)."""
+    state = checkpoint.get(CKPT_KEY)
+    if state is not None and module.lbfgs is not None:
+        module.lbfgs_run.load_state_dict(state["lbfgs"])
