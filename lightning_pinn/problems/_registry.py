@@ -8,6 +8,7 @@ import typing
 from typing import Any
 
 from lightning_pinn.problems._base import Problem
+from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
 __all__ = ["get", "names", "register"]
 
@@ -45,6 +46,22 @@ def _check_type(cls: type[Problem], key: str, value: Any) -> None:
         )
 
 
+def _time_dependent_hint(unknown: list[str]) -> str:
+    """Where the options of :class:`TimeDependentProblem` exist, when one was misplaced."""
+    shared = {f.name for f in dataclasses.fields(TimeDependentProblem)}
+    if not shared & set(unknown):
+        return ""
+    support = [
+        f"{n} ({', '.join(cls.hard_conditions) or 'no hard constraints'})"
+        for n, (cls, _) in sorted(_REGISTRY.items())
+        if issubclass(cls, TimeDependentProblem)
+    ]
+    return (
+        ". hard_constraints, causal_eps and causal_chunks belong to the time-dependent forward "
+        f"problems (hard conditions in brackets): {', '.join(support)}"
+    )
+
+
 def get(name: str, **overrides: Any) -> Problem:
     """A registered problem, with parameter overrides.
 
@@ -70,6 +87,7 @@ def get(name: str, **overrides: Any) -> Problem:
     if unknown:
         raise ValueError(
             f"problem {name!r} has no parameter(s) {unknown}; valid parameters: {sorted(fields)}"
+            + _time_dependent_hint(unknown)
         )
     for key, value in overrides.items():
         _check_type(cls, key, value)
