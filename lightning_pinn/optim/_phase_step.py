@@ -5,6 +5,8 @@ optimizers ``configure_optimizers`` returns, and what a checkpoint holds."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -12,7 +14,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lightning_pinn._step import StepRecord, check_losses, step_gradients, step_metrics
-from lightning_pinn.gradients import flatten
+from lightning_pinn.optim._lbfgs import LBFGSPhase
+from lightning_pinn.optim._schedule import WarmupExponential
 
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
@@ -20,15 +23,61 @@ if TYPE_CHECKING:
 __all__ = [
     "CKPT_KEY",
     "check_phase_fits",
+    "check_phases",
     "in_lbfgs_phase",
     "lbfgs_parameters",
     "lbfgs_training_step",
+    "maybe_begin_lbfgs",
+    "phase_hparams",
     "load_phase_state",
     "phase_metrics",
     "save_phase_state",
 ]
 
 CKPT_KEY = "lightning_pinn_optim"
+
+
+def check_phases(
+    schedule: Any, lbfgs: Any, lr_decay_rate: float
+) -> tuple[WarmupExponential | None, LBFGSPhase | None]:
+    """Validate the module's phase arguments; a dict of fields becomes the object.
+
+    Returns:
+        ``(schedule, lbfgs)`` as objects (or ``None``).
+
+    Raises:
+        TypeError: ``schedule`` or ``lbfgs`` of the wrong type.
+        ValueError: both ``schedule`` and a step decay (``lr_decay_rate < 1``), or a bad
+            field value.
+    """
+    if isinstance(schedule, Mapping):
+        schedule = WarmupExponential(**schedule)
+    if isinstance(lbfgs, Mapping):
+        lbfgs = LBFGSPhase(**lbfgs)
+    if schedule is not None and not isinstance(schedule, WarmupExponential):
+        raise TypeError(
+            "schedule must be a lightning_pinn.optim.WarmupExponential (or None), got "
+            f"{type(schedule).__name__}"
+        )
+    if lbfgs is not None and not isinstance(lbfgs, LBFGSPhase):
+        raise TypeError(
+            f"lbfgs must be a lightning_pinn.optim.LBFGSPhase (or None), got {type(lbfgs).__name__}"
+        )
+    if schedule is not None and lr_decay_rate != 1.0:
+        raise ValueError(
+            f"give either schedule=WarmupExponential(...) or lr_decay_rate={lr_decay_rate} "
+            "(the step decay), not both; WarmupExponential(decay_rate=..., decay_steps=..., "
+            "staircase=True) is the step decay with a warm-up"
+        )
+    return schedule, lbfgs
+
+
+def phase_hparams(schedule: Any, lbfgs: Any) -> dict[str, Any]:
+    """The phases as plain dicts for ``hparams`` (a checkpoint holds data, not classes)."""
+    return {
+        "schedule": dataclasses.asdict(schedule) if schedule is not None else None,
+        "lbfgs": dataclasses.asdict(lbfgs) if lbfgs is not None else None,
+    }
 
 
 def in_lbfgs_phase(module: PINNModule) -> bool:
@@ -70,10 +119,26 @@ def phase_metrics(module: PINNModule) -> dict[str, float]:
     return {"optim/phase": float(module.lbfgs_run.started)}
 
 
-def _begin(module: PINNModule, batch: Any) -> None:
-    """The switch: freeze the batch and the weights, add the L-BFGS optimizer, log it."""
+def _flat(tensors: Any, like: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``tensors`` (``None``: zeros shaped like ``like``) detached, as one ``[P]`` vector."""
+    parts = [
+        (t.detach() if t is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
+        for t, p in zip(tensors, like, strict=True)
+    ]
+    return torch.cat(parts)
+
+
+def maybe_begin_lbfgs(module: PINNModule, batch: Any) -> None:
+    """The switch, when this step is the phase's first: freeze the batch and the weights, add
+    the L-BFGS optimizer to the Trainer's optimizers, log it.
+
+    Called at the start of a training batch (``on_train_batch_start``), before Lightning
+    prepares the step's manual optimization, so the new optimizer's steps count in
+    ``trainer.global_step`` like any other.
+    """
     run, phase = module.lbfgs_run, module.lbfgs
-    assert phase is not None
+    if phase is None or run.started or module.train_steps < phase.after:
+        return
     weights = module.loss_weights
     if weights is None:  # no first-order step applied: the plain sum
         weights = torch.ones(module.num_losses, device=module.device)
@@ -108,15 +173,18 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
     """
     run, phase = module.lbfgs_run, module.lbfgs
     assert phase is not None
-    if not run.started:
-        _begin(module, batch)
+    if not run.started:  # on_train_batch_start was overridden without calling super()
+        raise RuntimeError(
+            f"{type(module).__name__}.on_train_batch_start must call "
+            "super().on_train_batch_start(batch, batch_idx): it starts the L-BFGS phase"
+        )
     if run.stopped:  # stalled, but the Trainer went on (e.g. min_steps): count, do nothing
         module.train_steps += 1
         module.last_record = None
         return torch.zeros((), device=module.device)
     frozen = run.device_batch(module.device)
     opt = module.optimizers()[-1]  # type: ignore[index]
-    params = lbfgs_parameters(module)
+    params = list(opt.param_groups[0]["params"])  # fixed at the switch
     shared = module.shared_parameters()
     trainer = module.trainer
     last = trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps
@@ -127,7 +195,7 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
     if record:
         with ctx:
             values, jac = _record(module, frozen)  # (K,), (K, P)
-        before = flatten([p.detach() for p in shared], shared, dtype=jac.dtype)
+        before = _flat(shared, shared, jac.dtype)
     weights = run.weights.to(module.device)
     start: list[Tensor] = []
     finite = [True]
@@ -139,7 +207,7 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
             raw = torch.stack([out[n].reshape(()) for n in module.loss_names])  # (K,)
             total = (weights.to(raw.dtype) * raw).sum()
             grads = torch.autograd.grad(total, params, allow_unused=True)
-        flat = torch.cat([total.detach().reshape(1), flatten(grads, params, dtype=raw.dtype)])
+        flat = torch.cat([total.detach().reshape(1), _flat(grads, params, raw.dtype)])
         if trainer.world_size > 1:  # every rank takes the same line search
             flat = trainer.strategy.reduce(flat, reduce_op="mean")
         offset = 1
@@ -171,7 +239,7 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
             )
     if record and ok:
         assert values is not None and jac is not None and before is not None
-        update = before - flatten([p.detach() for p in shared], shared, dtype=jac.dtype)
+        update = before - _flat(shared, shared, jac.dtype)
         w = weights.to(jac.dtype)
         module.last_record = StepRecord(module.train_steps, values, jac, update, w, True)
     else:
