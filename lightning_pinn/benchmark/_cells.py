@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lightning_pinn import problems
-from lightning_pinn.run import RunConfig, run_experiment
+from lightning_pinn.run import RunConfig, default_threads, oversubscription, run_experiment
 from lightning_pinn.strategies import strategy_names
 
 __all__ = [
@@ -128,6 +128,7 @@ def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None)
         plots=False,
         points=points,
         accelerator="cpu",
+        threads=threads,
         **{"val_every": cell.steps, **dict(cell.run_options)},
     )
     summary = run_experiment(cfg)
@@ -210,7 +211,8 @@ def run_benchmark(
         jobs: parallel processes (default: one per two cores, at least one).
         points: point counts per set overriding the problems' defaults (tests use tiny ones).
         progress: show a tqdm progress bar.
-        threads: torch threads per process (default: the cores divided among the jobs).
+        threads: torch threads per process (default: 1 with several jobs, else
+            :func:`~lightning_pinn.run.default_threads`).
 
     Returns:
         All records of the results file after the run.
@@ -222,7 +224,9 @@ def run_benchmark(
     todo = [c for c in cells if c.key not in done]
     cores = os.cpu_count() or 1
     jobs = max(1, jobs or cores // 2)
-    threads = threads or max(1, cores // jobs)
+    threads = threads or default_threads(jobs)
+    if (notice := oversubscription(threads, jobs)) is not None:
+        logging.getLogger("lightning_pinn").warning(f"benchmark: {notice}")
     bar = None
     if progress:
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="benchmark cells")

@@ -11,8 +11,9 @@ Every subcommand is described in ``docs/cli.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lightning_pinn.cli._benchmark import add_benchmark
 from lightning_pinn.cli._fit import (
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigProblemModule",
     "PINNLightningCLI",
     "ProblemDataModule",
+    "USER_ERRORS",
     "build_parser",
     "fit_main",
     "main",
@@ -54,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, ImportError, OSError)
+"""Exceptions that describe bad input or an unusable path: ``lightning-pinn`` prints them as
+one line ``lightning-pinn CMD: error: ...`` and exits with 2. Any other exception is a bug and
+keeps its traceback; ``LIGHTNING_PINN_TRACEBACK=1`` shows the traceback of these too."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightning-pinn`` console script.
 
@@ -61,19 +69,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after ``lightning-pinn`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 2 with a one-line error on bad input.
+        The exit status: 0 on success, 2 with a one-line error on bad input
+        (:data:`USER_ERRORS`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "fit":
-        try:
+
+        def fit() -> int:
             fit_main(argv[1:])
-        except (ValueError, TypeError) as err:  # bad problem name/options: one line, exit 2
-            print(f"lightning-pinn fit: error: {err}", file=sys.stderr)
-            return 2
-        return 0
+            return 0
+
+        return _one_line_errors("fit", fit)
     args = build_parser().parse_args(argv)
+    return _one_line_errors(args.command, lambda: args.handler(args))
+
+
+def _one_line_errors(command: str, call: Callable[[], int]) -> int:
+    """``call()``, with a :data:`USER_ERRORS` exception turned into one line and exit code 2."""
     try:
-        return args.handler(args)
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
-        print(f"lightning-pinn {args.command}: error: {err}", file=sys.stderr)
+        return call()
+    except USER_ERRORS as err:
+        if os.environ.get("LIGHTNING_PINN_TRACEBACK"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+            message = f"{type(err).__name__}: {message}"
+        print(f"lightning-pinn {command}: error: {message}", file=sys.stderr)
         return 2

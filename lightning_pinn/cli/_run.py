@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from lightning_pinn import problems, run
 from lightning_pinn.cli._flags import add_dataclass_flags, config_from_args
 from lightning_pinn.run import RunConfig, StrategyFlags, format_summary
+from lightning_pinn.run._threads import default_threads, oversubscription
 
 __all__ = ["add_list", "add_report", "add_run"]
 
@@ -40,6 +42,11 @@ def _run(args: argparse.Namespace) -> int:
         problems.get(args.problem)  # raises with close matches
     cfg = config_from_args(RunConfig, args)
     cfg.module_options = config_from_args(StrategyFlags, args).merged_into(cfg.module_options)
+    cfg.validate()  # bad paths and options fail here, before the threads notice and any work
+    if cfg.threads is None:
+        cfg.threads = default_threads()
+    if (notice := oversubscription(cfg.threads)) is not None:
+        print(f"lightning-pinn run: note: {notice}", file=sys.stderr)
     summary = run.run_experiment(cfg)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG
+from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._parsers import (
     json_object,
     parse_devices,
@@ -23,10 +23,18 @@ from lightning_pinn.run._parsers import (
     positive_float,
     positive_int,
 )
+from lightning_pinn.run._threads import MAX_DEFAULT_THREADS
 from lightning_pinn.strategies import strategy_names
 from lightning_pinn.strategies.adapters import Routing
 
-__all__ = ["RUN_STRATEGIES", "TRAINER_DEFAULTS", "RunConfig", "StrategyFlags", "option"]
+__all__ = [
+    "CHECKPOINT_EVERY_MAX",
+    "RUN_STRATEGIES",
+    "TRAINER_DEFAULTS",
+    "RunConfig",
+    "StrategyFlags",
+    "option",
+]
 
 LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
 RUN_STRATEGIES: tuple[str, ...] = ("auto", *strategy_names())
@@ -43,6 +51,10 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 """``lightning.Trainer`` defaults of every run (``run`` and ``fit --config``): the collocation
 stream is infinite, so one epoch never ends, the budget is ``max_steps`` and validation runs
 every ``val_check_interval`` training steps."""
+
+CHECKPOINT_EVERY_MAX = 500
+"""The default checkpoint interval is ``min(CHECKPOINT_EVERY_MAX, max(1, max_steps // 4))``
+steps: a run killed at any point loses at most that many steps."""
 
 
 def option(
@@ -151,10 +163,22 @@ class RunConfig:
     )
     checkpoint_every: int | None = option(
         None,
-        "save a checkpoint every N steps (default: the validation interval)",
+        "save a checkpoint every N steps: a killed run loses at most N steps (default: "
+        f"min({CHECKPOINT_EVERY_MAX}, max(1, max-steps / 4)))",
         parse=positive_int,
     )
-    resume: str | None = option(None, "resume from a checkpoint", metavar="PATH")
+    resume: str | None = option(
+        None,
+        "resume from a checkpoint; a checkpoint in .../version_N/checkpoints/ continues in "
+        ".../version_N",
+        metavar="PATH",
+    )
+    threads: int | None = option(
+        None,
+        "torch threads (default: $OMP_NUM_THREADS if set, else min(cores, "
+        f"{MAX_DEFAULT_THREADS}); see docs/cli.md)",
+        parse=positive_int,
+    )
     progress_bar: bool = option(
         True,
         "no progress display (without this flag: a bar on a terminal, a line every 5% of "
@@ -171,8 +195,9 @@ class RunConfig:
         """Check the options that only make sense together.
 
         Raises:
-            ValueError: non-positive steps, a probe longer than the run, an unknown logger or
-                a missing checkpoint to resume from.
+            ValueError: non-positive steps, a probe longer than the run, an unknown logger, a
+                missing or unreadable checkpoint to resume from, an ``out`` that cannot be a
+                directory (e.g. under a regular file).
         """
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
@@ -187,8 +212,9 @@ class RunConfig:
             raise ValueError(
                 f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
             )
-        if self.resume is not None and not Path(self.resume).is_file():
-            raise ValueError(f"--resume: checkpoint {self.resume!r} does not exist")
+        if self.resume is not None:
+            check_checkpoint(self.resume)
+        check_out_dir(self.out)
 
     @property
     def effective_probe_steps(self) -> int:
@@ -201,6 +227,12 @@ class RunConfig:
     def effective_val_every(self) -> int:
         """``val_every``, or the default validation interval capped at ``max_steps``."""
         return self.val_every or max(1, min(TRAINER_DEFAULTS["val_check_interval"], self.max_steps))
+
+    @property
+    def effective_checkpoint_every(self) -> int:
+        """``checkpoint_every``, or ``min(CHECKPOINT_EVERY_MAX, max(1, max_steps // 4))``: the
+        most steps a killed run loses."""
+        return self.checkpoint_every or min(CHECKPOINT_EVERY_MAX, max(1, self.max_steps // 4))
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 
@@ -53,6 +54,16 @@ class ValidationCurve(Callback):
             self.points.append([pl_module.train_steps, float(value)])
 
 
+class _StartStep(Callback):
+    """The step training starts from: 0, or the resumed checkpoint's step."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.step = trainer.global_step
+
+
 def _log_dir(trainer: L.Trainer, cfg: RunConfig, name: str) -> Path:
     if trainer.log_dir is not None and trainer.loggers:
         return Path(trainer.log_dir)
@@ -81,6 +92,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     log directory and the last checkpoint.
     """
     cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     problem = problems.get(cfg.problem, **cfg.problem_options)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_strategy = "none" if cfg.strategy == "auto" else cfg.strategy
@@ -93,8 +106,10 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     )
     datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points)
     name = cfg.name or problem.name
-    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed)
+    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
     run_dir = _own_run_dir(logger, cfg, name)
+    if run_dir is not None:  # fail on an unusable --out before training, not after
+        run_dir.mkdir(parents=True, exist_ok=True)
     conflict = ConflictCallback(
         probe_steps=cfg.effective_probe_steps,
         auto_switch=cfg.switch and cfg.strategy == "auto",
@@ -106,14 +121,16 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     )
     curve = LossCurve()
     val_curve = ValidationCurve()
-    callbacks: list[Callback] = [conflict, curve, val_curve]
+    start = _StartStep()
+    callbacks: list[Callback] = [conflict, curve, val_curve, start]
     ckpt = None
     if cfg.checkpoint:
         ckpt = ModelCheckpoint(
             dirpath=None if logger is not None else str(Path(cfg.out) / name / "checkpoints"),
             save_last=True,
             save_top_k=0,
-            every_n_train_steps=cfg.checkpoint_every or cfg.effective_val_every,
+            every_n_train_steps=cfg.effective_checkpoint_every,
+            enable_version_counter=False,  # a resumed run overwrites last.ckpt, no last-v1
         )
         callbacks.append(ckpt)
     trainer = build_trainer(cfg, callbacks, logger)
@@ -135,6 +152,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "steps": module.train_steps,
         "max_steps": cfg.max_steps,
+        "resumed_from_step": start.step if cfg.resume is not None else None,
+        "threads": torch.get_num_threads(),
         "wall_time_s": wall,
         "rel_l2": float(val["val/rel_l2"]),
         "rel_l2_fields": {

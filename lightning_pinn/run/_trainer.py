@@ -2,22 +2,126 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_pinn.run._config import TRAINER_DEFAULTS, LoggerName, RunConfig
 from lightning_pinn.run._progress import progress_callbacks
 
-__all__ = ["build_trainer", "make_logger"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "build_trainer",
+    "claim_version_dir",
+    "make_logger",
+    "resumed_version_dir",
+]
+
+_VERSION = re.compile(r"version_(\d+)")
+_RUN_DIR_ENV = "LIGHTNING_PINN_RUN_DIR"  # rank 0's version folder, for the DDP ranks it starts
 
 
-def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | None:
+def claim_version_dir(root: str | Path) -> Path:
+    """Create ``root/version_N`` for the first free ``N`` and return it.
+
+    The folder is created with ``os.mkdir``, which fails when it exists, and the next ``N`` is
+    tried: two processes logging into one ``root`` at the same time never share a folder
+    (counting the existing folders and creating one later would let both pick the same ``N``).
+
+    Raises:
+        OSError: ``root`` cannot be created (e.g. a path under a regular file).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for d in os.listdir(root) if (m := _VERSION.fullmatch(d))]
+    n = max(taken, default=-1) + 1
+    while True:
+        path = root / f"version_{n}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            n += 1
+            continue
+        return path
+
+
+def resumed_version_dir(resume: str | Path | None) -> Path | None:
+    """The ``.../version_N`` folder a checkpoint at ``.../version_N/checkpoints/X.ckpt`` was
+    saved in (a resumed run continues there), or ``None``."""
+    if resume is None:
+        return None
+    ckpt_dir = Path(resume).resolve().parent
+    if ckpt_dir.name == "checkpoints" and _VERSION.fullmatch(ckpt_dir.parent.name):
+        return ckpt_dir.parent
+    return None
+
+
+def _version_dir(out: str, name: str, resume: str | None) -> Path:
+    """The run's folder: the checkpoint's when resuming, rank 0's on the other DDP ranks, a
+    newly claimed ``OUT/NAME/version_N`` otherwise."""
+    if (resumed := resumed_version_dir(resume)) is not None:
+        return resumed
+    if rank_zero_only.rank != 0 and os.environ.get(_RUN_DIR_ENV):
+        return Path(os.environ[_RUN_DIR_ENV])
+    path = claim_version_dir(Path(out) / name)
+    os.environ[_RUN_DIR_ENV] = str(path)  # inherited by the ranks Lightning launches
+    return path
+
+
+class _AppendingWriter(ExperimentWriter):
+    """A CSV writer that continues an existing ``metrics.csv`` (a resumed run) instead of
+    deleting it, as Lightning's writer does."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class _RunCSVLogger(CSVLogger):
+    """``CSVLogger`` whose metrics file survives a resume into the same version folder."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file next to the target, then moved into place with
+    ``os.replace``: a run killed while saving leaves the previous checkpoint intact instead of a
+    truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options=None) -> None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def make_logger(
+    kind: LoggerName, out: str, name: str, seed: int, *, resume: str | None = None
+) -> Logger | None:
     """Build the requested Lightning logger.
 
+    CSV and TensorBoard log into ``OUT/NAME/version_N``, a folder claimed atomically
+    (:func:`claim_version_dir`), so concurrent runs sharing ``out`` never share a folder; a run
+    resumed from ``.../version_N/checkpoints/X.ckpt`` continues in ``.../version_N``.
     W&B: without an API key (and no ``WANDB_MODE`` set) the run is logged offline, so training
     never fails for lack of network.
 
@@ -26,19 +130,24 @@ def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | No
         out: root directory of the logs.
         name: run name.
         seed: the run's seed (part of the W&B run name).
+        resume: the checkpoint the run resumes from, if any.
 
     Returns:
         The logger, or ``None`` for ``"none"``.
 
     Raises:
         ImportError: ``"wandb"`` without the ``wandb`` package (says how to install it).
+        OSError: the log folder cannot be created.
     """
     if kind == "none":
         return None
-    if kind == "csv":
-        return CSVLogger(out, name=name)
-    if kind == "tensorboard":
-        return TensorBoardLogger(out, name=name)
+    if kind in ("csv", "tensorboard"):
+        run_dir = _version_dir(out, name, resume)
+        version = int(run_dir.name.removeprefix("version_"))
+        save_dir, run_name = str(run_dir.parent.parent), run_dir.parent.name
+        if kind == "csv":
+            return _RunCSVLogger(save_dir, name=run_name, version=version)
+        return TensorBoardLogger(save_dir, name=run_name, version=version)
     try:
         import wandb  # noqa: F401  (optional extra)
     except ImportError as err:
@@ -59,8 +168,8 @@ def make_logger(kind: LoggerName, out: str, name: str, seed: int) -> Logger | No
 
 def build_trainer(cfg: RunConfig, callbacks: list[Callback], logger: Logger | None) -> L.Trainer:
     """The Lightning ``Trainer`` of a run: :data:`TRAINER_DEFAULTS` with the run's budget,
-    validation interval, devices and progress display (a line per 5 % of the run where stdout
-    is not a terminal)."""
+    validation interval, devices, progress display (a line per 5 % of the run where stdout
+    is not a terminal) and checkpoints saved atomically (:class:`AtomicCheckpointIO`)."""
     options = {
         **TRAINER_DEFAULTS,
         "max_steps": cfg.max_steps,
@@ -77,4 +186,5 @@ def build_trainer(cfg: RunConfig, callbacks: list[Callback], logger: Logger | No
         enable_progress_bar=cfg.progress_bar,
         enable_checkpointing=cfg.checkpoint,
         deterministic=cfg.deterministic,
+        plugins=[AtomicCheckpointIO()],
     )
