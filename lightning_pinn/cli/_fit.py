@@ -76,6 +76,8 @@ class ProblemDataModule(CollocationDataModule):
         points: point counts per set overriding the problem's defaults, e.g.
             ``{"residual": 500, "initial": 100}``.
         eval_batch_size: points per validation batch.
+        resample: draw new collocation points every step (default), or draw them once and
+            train on the same points throughout (``false``).
 
     Raises:
         ValueError: unknown problem (close matches listed), parameter or point-set name.
@@ -89,6 +91,7 @@ class ProblemDataModule(CollocationDataModule):
         method: SamplingMethod = "uniform",
         points: dict[str, int] | None = None,
         eval_batch_size: int = 8192,
+        resample: bool = True,
     ) -> None:
         spec = _problem(problem, problem_options)
         sets = spec.point_sets()
@@ -105,6 +108,7 @@ class ProblemDataModule(CollocationDataModule):
             eval_points=spec.eval_points(),
             reference=spec.reference,
             eval_batch_size=eval_batch_size,
+            resample=resample,
         )
         self.problem = spec
         self.problem_name = problem

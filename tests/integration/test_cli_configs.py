@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_pinn import PINNModule, problems
@@ -184,3 +185,10 @@ def test_flat_and_nested_strategy_option_together_is_an_error(tmp_path, capsys):
     config = _flat_config(tmp_path, "  rank: 2\n  strategy_options: {rank: 3}\n")
     with pytest.raises((SystemExit, ValueError)):
         fit_main(["--config", str(config)])
+
+
+def test_fixed_points_from_yaml(tmp_path):
+    config = _flat_config(tmp_path, "")
+    cli = fit_main(["--config", str(config), "--data.resample", "false"])
+    first, later = cli.datamodule.sample(0), cli.datamodule.sample(5)
+    assert all(torch.equal(first[k], later[k]) for k in first)
