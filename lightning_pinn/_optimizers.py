@@ -6,27 +6,45 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lightning_pinn.optim import WarmupExponentialLR, build_first_order, first_order_names
+from lightning_pinn.optim._phase_step import check_phase_fits, lbfgs_parameters
+
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
 
 __all__ = ["OPTIMIZERS", "add_adapter_param_group", "configure_optimizers"]
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS = first_order_names()
 
 
 def configure_optimizers(module: PINNModule) -> Any:
-    """The optimizer (θ_s, then the adapters as a second group) and the step-decay schedule."""
+    """The optimizer (θ_s, then the adapters as a second group) and its schedule.
+
+    The schedule is ``module.schedule`` (warm-up and exponential decay) or the step decay of
+    ``lr_decay_rate``; either is stepped once per training step by the module (manual
+    optimization). A run resumed inside the L-BFGS phase gets the L-BFGS optimizer back as
+    the second optimizer, so Lightning restores its history from the checkpoint.
+    """
+    check_phase_fits(module)
     groups: list[dict[str, Any]] = [{"params": module.shared_parameters(), "lr": module.lr}]
     if module.has_adapters:
         adapters = module._all_adapter_parameters()
         groups.append({"params": adapters, "lr": module._adapter_lr()})
-    kwargs: dict[str, Any] = {"weight_decay": module.weight_decay}
-    optimizer = OPTIMIZERS[module.optimizer_name](groups, lr=module.lr, **kwargs)
-    if module.lr_decay_rate == 1.0:
-        return optimizer
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=module.lr_decay_steps, gamma=module.lr_decay_rate
-    )
+    optimizer = build_first_order(module.optimizer_name, groups, module.lr, module.weight_decay)
+    optimizers = [optimizer]
+    if module.lbfgs is not None and module.lbfgs_run.started:
+        optimizers.append(module.lbfgs.build(lbfgs_parameters(module)))
+    scheduler: Any = None
+    if module.schedule is not None:
+        scheduler = WarmupExponentialLR(optimizer, module.schedule)
+    elif module.lr_decay_rate != 1.0:
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=module.lr_decay_steps, gamma=module.lr_decay_rate
+        )
+    if scheduler is None:
+        return optimizers if len(optimizers) > 1 else optimizer
+    if len(optimizers) > 1:
+        return optimizers, [{"scheduler": scheduler}]
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
 

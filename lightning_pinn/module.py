@@ -27,6 +27,17 @@ from lightning_pinn._step import (
 from lightning_pinn._switch import adopt, switch_strategy
 from lightning_pinn.gradients import unflatten_into_grad
 from lightning_pinn.metrics import RelativeL2Error
+from lightning_pinn.optim import FirstOrderName, LBFGSPhase, LBFGSRun, WarmupExponential
+from lightning_pinn.optim._phase_step import (
+    check_phases,
+    in_lbfgs_phase,
+    lbfgs_training_step,
+    load_phase_state,
+    maybe_begin_lbfgs,
+    phase_hparams,
+    phase_metrics,
+    save_phase_state,
+)
 from lightning_pinn.strategies import (
     Strategy,
     validate_strategy_options,
@@ -54,11 +65,18 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
             from :mod:`lightning_pinn.strategies`, built without K: the module binds it) or a
             registered name (``"none"``, ``"reweight"``, ``"adapters"``, ``"surgery"``) for
             the object with default options; switch later with :meth:`set_strategy`.
-        optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
+        optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or ``"soap"`` (SOAP from
+            ``pytorch-optimizer``: ``pip install 'lightning_pinn[soap]'``).
         weight_decay: optimizer weight decay.
         lr_decay_rate: multiply the learning rate by this factor every ``lr_decay_steps``
             training steps (1.0: constant learning rate).
         lr_decay_steps: interval of the step decay.
+        schedule: a :class:`~lightning_pinn.optim.WarmupExponential` learning-rate schedule
+            (linear warm-up, then exponential decay) instead of the step decay, or its
+            fields as a dict (how ``hparams`` and checkpoints keep it).
+        lbfgs: a :class:`~lightning_pinn.optim.LBFGSPhase` (or its fields as a dict): switch
+            to L-BFGS on the weighted sum of the losses after ``lbfgs.after`` first-order
+            steps, in the same run.
         on_nonfinite: ``"raise"`` stops with an error naming the loss and step when a loss or
             its gradient is not finite; ``"skip"`` leaves weights and optimizer state untouched
             for that step and counts it (logged as ``nonfinite/skipped``).
@@ -95,10 +113,12 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         loss_names: Sequence[str],
         lr: float = 1e-3,
         strategy: str | Strategy = "none",
-        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        optimizer: FirstOrderName = "adam",
         weight_decay: float = 0.0,
         lr_decay_rate: float = 1.0,
         lr_decay_steps: int = 1000,
+        schedule: WarmupExponential | None = None,
+        lbfgs: LBFGSPhase | None = None,
         on_nonfinite: Literal["raise", "skip"] = "raise",
         fp32_losses: bool = True,
         field_names: Sequence[str] | None = None,
@@ -108,10 +128,12 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         names = check_module_arguments(
             model, loss_names, lr, optimizer, lr_decay_rate, lr_decay_steps, on_nonfinite
         )
+        schedule, lbfgs = check_phases(schedule, lbfgs, lr_decay_rate)
         validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
         if isinstance(strategy, Strategy):  # hparams hold the name; the checkpoint the options
             self.hparams["strategy"] = strategy.name
+        self.hparams.update(phase_hparams(schedule, lbfgs))  # data only, as the strategy
         self.automatic_optimization = False
         self.model = model
         self.loss_names = names
@@ -120,6 +142,9 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         self.weight_decay = weight_decay
         self.lr_decay_rate = lr_decay_rate
         self.lr_decay_steps = lr_decay_steps
+        self.schedule = schedule
+        self.lbfgs = lbfgs
+        self.lbfgs_run = LBFGSRun()  # the L-BFGS phase's progress, saved in checkpoints
         self.on_nonfinite = on_nonfinite
         self.fp32_losses = fp32_losses
         self.field_names = tuple(field_names) if field_names is not None else None
@@ -209,7 +234,12 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         ckpt = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
         raise nonfinite_error(self.loss_names, values, jac, self.train_steps, ckpt)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        maybe_begin_lbfgs(self, batch)  # the switch to L-BFGS, when due
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        if in_lbfgs_phase(self):
+            return lbfgs_training_step(self, batch)
         opt = self.optimizers()
         shared = self.shared_parameters()
         scaler = self._grad_scaler()
@@ -264,6 +294,7 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
 
     def _log_step(self, values: Tensor, jac: Tensor, weights: Tensor) -> None:
         metrics = step_metrics(self.loss_names, values, jac, weights)
+        metrics.update(phase_metrics(self))
         metrics.update(self.extra_log_metrics())
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
         self.log("loss", values.sum(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
@@ -295,6 +326,8 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
     # --------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_module_state(self, checkpoint)
+        save_phase_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         load_module_state(self, checkpoint)
+        load_phase_state(self, checkpoint)
