@@ -12,7 +12,12 @@ from lightning_pinn.optim._phase_step import check_phase_fits, lbfgs_parameters
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
 
-__all__ = ["OPTIMIZERS", "add_adapter_param_group", "configure_optimizers"]
+__all__ = [
+    "OPTIMIZERS",
+    "add_adapter_param_group",
+    "configure_optimizers",
+    "replace_adapter_param_group",
+]
 
 OPTIMIZERS = first_order_names()
 
@@ -63,3 +68,25 @@ def add_adapter_param_group(module: PINNModule) -> None:
     opt.add_param_group({"params": params, "lr": lr * factor, "initial_lr": lr})
     for config in module.trainer.lr_scheduler_configs:
         config.scheduler.base_lrs.append(lr)
+
+
+def replace_adapter_param_group(module: PINNModule, old: list[Any]) -> None:
+    """Put the rebuilt adapters in the running optimizer's adapter group in place of ``old``.
+
+    The old adapters' optimizer state is dropped (they were folded into the weights); θ_s
+    keeps its state. Without a running optimizer nothing happens.
+    """
+    if module._trainer is None or not module.trainer.optimizers:
+        return
+    opt = module.trainer.optimizers[0]
+    gone = {id(p) for p in old}
+    groups = opt.param_groups
+    index = next(i for i, g in enumerate(groups) if any(id(p) in gone for p in g["params"]))
+    for p in old:
+        opt.state.pop(p, None)
+    lr = module._adapter_lr()
+    factor = opt.param_groups[0]["lr"] / opt.param_groups[0].get("initial_lr", module.lr)
+    group = opt.param_groups[index]
+    group.update(params=module._all_adapter_parameters(), lr=lr * factor, initial_lr=lr)
+    for config in module.trainer.lr_scheduler_configs:
+        config.scheduler.base_lrs[index] = lr

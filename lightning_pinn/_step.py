@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_pinn.gradients import per_loss_gradients, row_norms, unflatten_into_grad
 
@@ -15,7 +15,12 @@ __all__ = [
     "LatestStepViews",
     "StepRecord",
     "check_losses",
+    "handle_nonfinite",
     "nonfinite_error",
+    "nonfinite_losses",
+    "skipped_at_end_message",
+    "too_many_skips_error",
+    "check_input_dtype",
     "step_gradients",
     "step_metrics",
     "write_adapter_grads",
@@ -31,7 +36,8 @@ class StepRecord:
     Attributes:
         step: 1-based index of this training step (the module's ``train_steps`` after it).
         losses: raw loss values ``[K]`` in ``loss_names`` order.
-        jacobian: per-loss gradients over the shared parameters ``[K, P]`` (fp32, unscaled).
+        jacobian: per-loss gradients over the shared parameters ``[K, P]`` (unscaled; fp32,
+            fp64 for an fp64 model).
         update: the shared update ``d`` applied ``[P]``; ``None`` when the step was skipped.
         weights: the per-loss weights in force ``[K]`` (this step's, or the last applied
             step's when this one was skipped; ``None`` before any applied step).
@@ -54,7 +60,10 @@ class LatestStepViews:
 
     @property
     def loss_jacobian(self) -> Tensor | None:
-        """``J`` ``[K, P]`` (fp32) of the latest training step, rows in ``loss_names`` order."""
+        """``J`` ``[K, P]`` of the latest training step, rows in ``loss_names`` order.
+
+        fp32, or fp64 for an fp64 model.
+        """
         return self.last_record.jacobian if self.last_record is not None else None
 
     @property
@@ -85,7 +94,9 @@ class LatestStepViews:
 
 
 def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Tensor]:
-    """The K losses of ``losses()`` as fp32 scalars in ``loss_names`` order, validated.
+    """The K losses of ``losses()`` as scalars in ``loss_names`` order, validated.
+
+    Losses are cast to fp32 (fp64 losses stay fp64).
 
     Args:
         out: what ``losses(batch)`` returned.
@@ -124,7 +135,8 @@ def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Ten
                 f"loss {name!r} does not depend on any trainable parameter (no grad_fn); "
                 "compute it from the network output self(x) or a trainable coefficient"
             )
-        values.append(v.reshape(()).float())
+        v = v.reshape(())
+        values.append(v if v.dtype == torch.float64 else v.float())  # fp64 models stay fp64
     return values
 
 
@@ -134,6 +146,7 @@ def step_gradients(
     extra: list[list[Tensor]] | None,
     scaler: Any,
     reduce: Callable[[Tensor], Tensor] | None,
+    loss_names: Sequence[str] | None = None,
 ) -> tuple[Tensor, list[Tensor], float]:
     """J over θ_s and the adapter gradients ``extra`` asks for, all-reduced.
 
@@ -147,16 +160,29 @@ def step_gradients(
         extra: per-loss parameter lists whose gradients are also wanted (adapters), or None.
         scaler: the fp16 gradient scaler, or None.
         reduce: the mean all-reduce over ranks (one call per step), or None on one process.
+        loss_names: given (at the first step), check that every loss reaches a parameter.
 
     Returns:
         ``(J [K, P], adapter gradients, S)``.
+
+    Raises:
+        ValueError: with ``loss_names``, a loss with no gradient path to any parameter.
     """
     scale = 1.0
     scaled = values
     if scaler is not None:
         scaled = [scaler.scale(v) for v in values]
         scale = float(scaler.get_scale())
-    jac, own = per_loss_gradients(scaled, shared, extra, scale=scale)  # (K, P)
+    reached: list[bool] | None = [] if loss_names is not None else None
+    jac, own = per_loss_gradients(scaled, shared, extra, scale=scale, reached=reached)  # (K, P)
+    if loss_names is not None and reached is not None and not all(reached):
+        unreached = [n for n, ok in zip(loss_names, reached, strict=True) if not ok]
+        raise ValueError(
+            f"loss(es) {unreached} have no gradient path to any trainable parameter (their "
+            "rows of J would be zero): they depend only on the input points or on tensors "
+            "outside the module. Compute each loss from the network output self(x) or a "
+            "trainable coefficient registered as an nn.Parameter of the module"
+        )
     if reduce is not None:  # one all-reduce (mean) of J and adapter gradients
         sizes = [jac.numel()] + [h.numel() for h in own]
         flat = reduce(torch.cat([jac.reshape(-1), *own]))
@@ -165,15 +191,20 @@ def step_gradients(
     return jac, own, scale
 
 
-def nonfinite_error(
-    loss_names: Sequence[str], values: Tensor, jac: Tensor, step: int, checkpoint: str
-) -> FloatingPointError:
-    """The error for a step whose losses ``[K]`` or ``J`` ``[K, P]`` are not finite."""
-    bad = [
+def nonfinite_losses(loss_names: Sequence[str], values: Tensor, jac: Tensor) -> list[str]:
+    """The names of the losses whose value ``[K]`` or row of ``J`` ``[K, P]`` is not finite."""
+    return [
         n
         for k, n in enumerate(loss_names)
         if not (torch.isfinite(values[k]) and torch.isfinite(jac[k]).all())
     ]
+
+
+def nonfinite_error(
+    loss_names: Sequence[str], values: Tensor, jac: Tensor, step: int, checkpoint: str
+) -> FloatingPointError:
+    """The error for a step whose losses ``[K]`` or ``J`` ``[K, P]`` are not finite."""
+    bad = nonfinite_losses(loss_names, values, jac)
     where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
     return FloatingPointError(
         f"non-finite loss or gradient for {bad} at training step {step} "
@@ -203,3 +234,61 @@ def write_adapter_grads(
     updates = strategy.adapter_updates(own, weights, sizes)
     for update, params in zip(updates, groups, strict=True):
         unflatten_into_grad(update, params)
+
+
+def too_many_skips_error(
+    loss_names: Sequence[str], values: Tensor, jac: Tensor, count: int
+) -> FloatingPointError:
+    """The error after ``count`` non-finite steps in a row under ``on_nonfinite="skip"``."""
+    bad = nonfinite_losses(loss_names, values, jac)
+    return FloatingPointError(
+        f"{count} training steps in a row had a non-finite loss or gradient (latest: {bad}, "
+        f"values {values.tolist()}); the run is not training, stopping. The weights are those "
+        "of the last finite step. Fix the loss, lower the learning rate, or raise "
+        "PINNModule(max_consecutive_skips=...)"
+    )
+
+
+def check_input_dtype(x: object, model: nn.Module) -> None:
+    """Raise a clear ``TypeError`` when floating points ``x`` and the parameters differ.
+
+    Under autocast the mix is autocast's business and nothing is checked.
+    """
+    if not (isinstance(x, Tensor) and x.is_floating_point()):
+        return
+    param = next(model.parameters(), None)
+    if param is None or x.dtype == param.dtype or torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(
+        f"the points are {x.dtype} but the model's parameters are {param.dtype}; convert "
+        f"one to the other: the data (x.to({param.dtype})) or the model "
+        f"(model.to({x.dtype}), or Trainer(precision='64-true') for float64)"
+    )
+
+
+def skipped_at_end_message(consecutive: int, total: int) -> str:
+    """The warning when a run ends on skipped (non-finite) steps."""
+    return (
+        f"the last {consecutive} training steps were skipped (non-finite loss or gradient; "
+        f"{total} skipped in all): the final weights are those of the last finite step"
+    )
+
+
+def handle_nonfinite(module: Any, values: Tensor, jac: Tensor) -> None:
+    """The module's ``on_nonfinite`` policy for a step with non-finite losses or ``J``.
+
+    ``"skip"`` counts the step and raises after ``max_consecutive_skips`` in a row;
+    ``"raise"`` raises, naming the losses, the step and the last good checkpoint.
+
+    Raises:
+        FloatingPointError: as above.
+    """
+    if module.on_nonfinite == "skip":
+        module.skipped_steps += 1
+        module.consecutive_skips += 1
+        if module.consecutive_skips >= module.max_consecutive_skips:
+            raise too_many_skips_error(module.loss_names, values, jac, module.consecutive_skips)
+        return
+    callback = module.trainer.checkpoint_callback
+    ckpt = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+    raise nonfinite_error(module.loss_names, values, jac, module.train_steps, ckpt)

@@ -1,12 +1,18 @@
-"""Adopting a strategy (bound to K) and switching strategies in place."""
+"""Adopting a strategy (bound to K) and switching strategies in place, all or nothing."""
 
 from __future__ import annotations
 
 import copy
 from typing import TYPE_CHECKING, Any
 
-from lightning_pinn._adapter_config import adapter_config_of
-from lightning_pinn._optimizers import add_adapter_param_group
+from lightning_pinn._adapter_config import (
+    adapter_config_of,
+    adapter_differences,
+    check_adapter_config,
+    check_foldable,
+    fold_and_unwrap,
+)
+from lightning_pinn._optimizers import add_adapter_param_group, replace_adapter_param_group
 from lightning_pinn.strategies import (
     Strategy,
     build_strategy,
@@ -17,7 +23,7 @@ from lightning_pinn.strategies import (
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
 
-__all__ = ["adopt", "switch_strategy"]
+__all__ = ["adopt", "plan_switch", "switch_strategy"]
 
 
 def adopt(module: PINNModule, strategy: str | Strategy, options: dict[str, Any]) -> Strategy:
@@ -28,14 +34,47 @@ def adopt(module: PINNModule, strategy: str | Strategy, options: dict[str, Any])
     return resolve_strategy(strategy, **options).bind(module.num_losses)
 
 
-def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[str, Any]) -> None:
-    """What :meth:`~lightning_pinn.PINNModule.set_strategy` does."""
+def plan_switch(
+    module: PINNModule, strategy: str | Strategy, options: dict[str, Any]
+) -> tuple[Strategy, dict[str, Any] | None]:
+    """The new strategy and the adapters to (re)build (None: none), checked; changes nothing.
+
+    Adapters with other options than the attached ones are rebuilt: the attached ones are
+    folded into the weights (the function is unchanged) and new ones, zero at insertion, take
+    their place and their optimizer param group.
+
+    Raises:
+        ValueError: unknown strategy or option, adapters that fit no layer of the network,
+            or attached adapters that cannot be folded in place (parametrised weights).
+    """
     if isinstance(strategy, str):
         validate_strategy_options(options)
     new = adopt(module, strategy, options)
+    if not new.uses_adapters:
+        return new, None
+    config = adapter_config_of(new)
+    if not module.has_adapters:
+        check_adapter_config(module.model, module.num_losses, config)
+        return new, config
+    assert module._adapter_config is not None
+    if not adapter_differences(module.model, module._adapter_config, config):
+        return new, None
+    check_foldable(module.model)
+    check_adapter_config(module.model.merged(), module.num_losses, config)
+    return new, config
+
+
+def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[str, Any]) -> None:
+    """What :meth:`~lightning_pinn.PINNModule.set_strategy` does: check all, then apply."""
+    new, config = plan_switch(module, strategy, options)
+    if config is not None and module.has_adapters:  # rebuild: fold, unwrap, attach anew
+        old = module._all_adapter_parameters()
+        module.model = fold_and_unwrap(module.model)
+        module._attach_adapters(config)
+        replace_adapter_param_group(module, old)
+    elif config is not None:
+        module._attach_adapters(config)
+        add_adapter_param_group(module)
     if isinstance(strategy, str):
         module._switch_defaults.update(options)
-    if new.uses_adapters and not module.has_adapters:
-        module._attach_adapters(adapter_config_of(new))
-        add_adapter_param_group(module)
     module._strategy = new

@@ -1,10 +1,10 @@
 """Per-loss gradients: the Jacobian ``J`` of K losses over a flat parameter vector.
 
 One forward, K reverse passes (``torch.autograd.grad``, so DDP's reducer is never involved),
-rows flattened and stacked into a ``[K, P]`` fp32 matrix that stays on the device (see
-docs/concepts.md). :func:`row_norms` is the one place the per-loss gradient norms ``‖g_k‖``
-are computed: the logged ``grad_norm/*``, the reweighting rules and the conflict statistics
-all call it.
+rows flattened and stacked into a ``[K, P]`` matrix (fp32; fp64 for fp64 models) that stays
+on the device (see docs/concepts.md). :func:`row_norms` is the one place the per-loss
+gradient norms ``‖g_k‖`` are computed: the logged ``grad_norm/*``, the reweighting rules and
+the conflict statistics all call it.
 """
 
 from __future__ import annotations
@@ -14,30 +14,46 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["flatten", "per_loss_gradients", "row_norms", "unflatten_into_grad"]
+__all__ = [
+    "flatten",
+    "jacobian_dtype",
+    "per_loss_gradients",
+    "row_norms",
+    "unflatten_into_grad",
+]
 
 _SCALE_FLOOR = 1e-30
 
 
+def jacobian_dtype(params: Sequence[Tensor]) -> torch.dtype:
+    """The dtype of ``J``: float64 when a parameter is float64, else float32."""
+    return torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+
+
 def flatten(
-    tensors: Sequence[Tensor | None], like: Sequence[Tensor], out: Tensor | None = None
+    tensors: Sequence[Tensor | None],
+    like: Sequence[Tensor],
+    out: Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Concatenate gradients into one fp32 vector; ``None`` (unused parameter) becomes zeros.
+    """Concatenate gradients into one vector; ``None`` (unused parameter) becomes zeros.
 
     Args:
         tensors: gradients, one per parameter (``None`` where the loss does not reach it).
         like: the parameters, used for shapes of missing gradients.
-        out: optional ``[P]`` fp32 destination (e.g. a row of a preallocated ``J``).
+        out: optional ``[P]`` destination (e.g. a row of a preallocated ``J``).
+        dtype: the vector's dtype without ``out`` (fp32 by default).
 
     Returns:
-        A ``[P]`` fp32 vector (``out`` when given).
+        A ``[P]`` vector (``out`` when given).
     """
+    dtype = out.dtype if out is not None else dtype
     parts = [
-        (g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+        (g if g is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
         for g, p in zip(tensors, like, strict=True)
     ]
     if not parts:
-        return out if out is not None else torch.zeros(0)
+        return out if out is not None else torch.zeros(0, dtype=dtype)
     return torch.cat(parts, out=out) if out is not None else torch.cat(parts)
 
 
@@ -46,11 +62,13 @@ def per_loss_gradients(
     shared: Sequence[Tensor],
     extra: Sequence[Sequence[Tensor]] | None = None,
     scale: float = 1.0,
+    reached: list[bool] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Gradient of each loss over the shared parameters, and over its own extra parameters.
 
     One reverse pass per loss over a graph built by a single forward (the graph is retained
-    between passes). Gradients are returned unscaled (divided by ``scale``) in fp32.
+    between passes). Gradients are returned unscaled (divided by ``scale``) in fp32, or in
+    fp64 when a parameter is fp64 (:func:`jacobian_dtype`).
 
     Args:
         losses: K scalar losses.
@@ -59,16 +77,19 @@ def per_loss_gradients(
             (adapter k under ``routing="own"``, or all adapters under ``routing="shared"``).
         scale: a loss scale already applied to ``losses`` (fp16 gradient scaler); the returned
             gradients are divided by it.
+        reached: optional empty list, filled with K flags: whether loss k reaches any of the
+            parameters (``False``: every gradient was ``None``, no path from L_k to them).
 
     Returns:
-        ``J`` of shape ``[K, P]`` (fp32) and, for each k, the flat fp32 gradient of L_k over
+        ``J`` of shape ``[K, P]`` and, for each k, the flat gradient of L_k over
         ``extra[k]`` (an empty list when ``extra`` is None).
     """
     k_total = len(losses)
     n_shared = len(shared)
     total = sum(p.numel() for p in shared)
     device = shared[0].device if shared else torch.device("cpu")
-    jac = torch.empty(k_total, total, dtype=torch.float32, device=device)  # (K, P)
+    dtype = jacobian_dtype([*shared, *(p for group in extra or () for p in group)])
+    jac = torch.empty(k_total, total, dtype=dtype, device=device)  # (K, P)
     extra_rows: list[Tensor] = []
     for k, loss in enumerate(losses):
         own = list(extra[k]) if extra is not None else []
@@ -76,7 +97,9 @@ def per_loss_gradients(
         grads = torch.autograd.grad(loss, inputs, retain_graph=k < k_total - 1, allow_unused=True)
         flatten(grads[:n_shared], shared, out=jac[k])  # written in place: no copy of J
         if extra is not None:
-            extra_rows.append(flatten(grads[n_shared:], own))
+            extra_rows.append(flatten(grads[n_shared:], own, dtype=dtype))
+        if reached is not None:
+            reached.append(any(g is not None for g in grads))
     if scale != 1.0:
         jac = jac / scale
         extra_rows = [h / scale for h in extra_rows]

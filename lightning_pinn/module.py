@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_pinn._adapter_config import adapter_config_of
-from lightning_pinn._arguments import check_module_arguments
+from lightning_pinn._arguments import check_module_arguments, drop_callables
 from lightning_pinn._checkpoint import load_module_state, save_module_state
 from lightning_pinn._layout import ParameterLayout, ParameterViews
 from lightning_pinn._optimizers import configure_optimizers
 from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
+    check_input_dtype,
     check_losses,
-    nonfinite_error,
+    handle_nonfinite,
+    skipped_at_end_message,
     step_gradients,
     step_metrics,
     write_adapter_grads,
 )
-from lightning_pinn._switch import adopt, switch_strategy
+from lightning_pinn._switch import adopt, plan_switch, switch_strategy
+from lightning_pinn._validation import ReferenceValidation
 from lightning_pinn.gradients import unflatten_into_grad
 from lightning_pinn.metrics import RelativeL2Error
 from lightning_pinn.optim import FirstOrderName, LBFGSPhase, LBFGSRun, WarmupExponential
@@ -46,12 +51,12 @@ from lightning_pinn.strategies import (
 __all__ = ["PINNModule", "StepRecord"]
 
 
-class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
+class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.LightningModule):
     """Physics-informed training on K named losses with per-loss gradients.
 
     Subclass it and override :meth:`losses`. Each training step evaluates the losses once,
-    runs one reverse pass per loss to build :attr:`loss_jacobian` (``[K, P]``, fp32, over the
-    shared parameters θ_s: every trainable parameter except adapters), lets the gradient
+    runs one reverse pass per loss to build :attr:`loss_jacobian` (``[K, P]``, fp32 or fp64,
+    over the shared parameters θ_s: every trainable parameter except adapters), lets the gradient
     strategy turn it into the shared update, writes that into ``.grad`` and steps the
     optimizer (manual optimization; docs/concepts.md). Each step is published as
     :attr:`last_record` (a :class:`StepRecord`), which callbacks read.
@@ -67,7 +72,7 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
             the object with default options; switch later with :meth:`set_strategy`.
         optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or ``"soap"`` (SOAP from
             ``pytorch-optimizer``: ``pip install 'lightning_pinn[soap]'``).
-        weight_decay: optimizer weight decay.
+        weight_decay: optimizer weight decay (>= 0).
         lr_decay_rate: multiply the learning rate by this factor every ``lr_decay_steps``
             training steps (1.0: constant learning rate).
         lr_decay_steps: interval of the step decay.
@@ -79,7 +84,11 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
             steps, in the same run.
         on_nonfinite: ``"raise"`` stops with an error naming the loss and step when a loss or
             its gradient is not finite; ``"skip"`` leaves weights and optimizer state untouched
-            for that step and counts it (logged as ``nonfinite/skipped``).
+            for that step and counts it (logged as ``nonfinite/skipped``); a skipped step
+            counts toward ``max_steps`` (the optimizer is stepped with no gradient, which
+            torch's optimizers ignore).
+        max_consecutive_skips: with ``"skip"``, stop with a ``FloatingPointError`` naming the
+            losses after this many non-finite steps in a row (default 50).
         fp32_losses: evaluate :meth:`losses` (PDE derivatives) with autocast disabled, so
             ``bf16-mixed``/``16-mixed`` never compute second derivatives in low precision.
         field_names: names of the output fields, for per-field validation errors.
@@ -120,17 +129,27 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         schedule: WarmupExponential | None = None,
         lbfgs: LBFGSPhase | None = None,
         on_nonfinite: Literal["raise", "skip"] = "raise",
+        max_consecutive_skips: int = 50,
         fp32_losses: bool = True,
         field_names: Sequence[str] | None = None,
         **strategy_options: Any,
     ) -> None:
         super().__init__()
         names = check_module_arguments(
-            model, loss_names, lr, optimizer, lr_decay_rate, lr_decay_steps, on_nonfinite
+            model,
+            loss_names,
+            lr,
+            optimizer,
+            weight_decay,
+            lr_decay_rate,
+            lr_decay_steps,
+            on_nonfinite,
+            max_consecutive_skips,
         )
         schedule, lbfgs = check_phases(schedule, lbfgs, lr_decay_rate)
         validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
+        drop_callables(self.hparams)  # predicates (target=...) cannot be pickled safely
         if isinstance(strategy, Strategy):  # hparams hold the name; the checkpoint the options
             self.hparams["strategy"] = strategy.name
         self.hparams.update(phase_hparams(schedule, lbfgs))  # data only, as the strategy
@@ -146,6 +165,7 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         self.lbfgs = lbfgs
         self.lbfgs_run = LBFGSRun()  # the L-BFGS phase's progress, saved in checkpoints
         self.on_nonfinite = on_nonfinite
+        self.max_consecutive_skips = max_consecutive_skips
         self.fp32_losses = fp32_losses
         self.field_names = tuple(field_names) if field_names is not None else None
         # Options for strategies built from a name later (set_strategy("adapters"), the
@@ -161,6 +181,8 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         """The latest training step (:class:`StepRecord`, device tensors); what callbacks read."""
         self.train_steps: int = 0  # counted here, not trainer.global_step (Lightning #17958)
         self.skipped_steps: int = 0
+        self.consecutive_skips: int = 0
+        self._paths_checked = False  # each loss reaches a parameter: checked at the first step
 
     # ----------------------------------------------------------------------- user surface
     def losses(self, batch: Any) -> dict[str, Tensor]:
@@ -178,7 +200,12 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """Evaluate the network (with adapters, if attached) at points ``x`` ``[N, d]``."""
+        """Evaluate the network (with adapters, if attached) at points ``x`` ``[N, d]``.
+
+        Raises:
+            TypeError: ``x`` is a floating tensor of another dtype than the parameters.
+        """
+        check_input_dtype(x, self.model)
         return self.model(x)
 
     @property
@@ -214,9 +241,19 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
                 also apply to later switches by name. None with an object.
 
         Raises:
-            ValueError: unknown strategy or option, or options given with an object.
+            ValueError: unknown strategy or option, options given with an object, adapters
+                that fit no layer, or adapters other than the attached ones (attached
+                adapters are never rebuilt). A failed switch changes nothing.
         """
         switch_strategy(self, strategy, options)
+
+    def check_strategy(self, strategy: str | Strategy, **options: Any) -> None:
+        """Raise what :meth:`set_strategy` would raise for these arguments; change nothing.
+
+        Raises:
+            ValueError: see :meth:`set_strategy`.
+        """
+        plan_switch(self, copy.deepcopy(strategy), options)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self)
@@ -225,14 +262,6 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
     def _grad_scaler(self) -> Any:
         """The fp16 gradient scaler of Lightning's precision plugin (``16-mixed``), or None."""
         return getattr(self.trainer.precision_plugin, "scaler", None)
-
-    def _handle_nonfinite(self, values: Tensor, jac: Tensor) -> None:
-        if self.on_nonfinite == "skip":
-            self.skipped_steps += 1
-            return
-        callback = self.trainer.checkpoint_callback
-        ckpt = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-        raise nonfinite_error(self.loss_names, values, jac, self.train_steps, ckpt)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         maybe_begin_lbfgs(self, batch)  # the switch to L-BFGS, when due
@@ -254,7 +283,9 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
             reduce = None
             if self.trainer.world_size > 1:
                 reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
-            jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce)  # (K, P)
+            check = None if self._paths_checked else self.loss_names
+            jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce, check)
+            self._paths_checked = True
         values = torch.stack([v.detach() for v in loss_list])  # (K,)
         # One host sync per step: a step with a non-finite loss or gradient must not touch the
         # weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
@@ -265,11 +296,15 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
             self.last_record = StepRecord(
                 self.train_steps + 1, values, jac, None, self.loss_weights, False
             )
-            self._handle_nonfinite(values, jac)
+            handle_nonfinite(self, values, jac)
             opt.zero_grad(set_to_none=True)
+            # A step with every .grad None: torch's optimizers leave such parameters and their
+            # state untouched, and Lightning counts the step toward max_steps.
+            opt.step()
             self.train_steps += 1
             self._log_skip()
             return values.sum()
+        self.consecutive_skips = 0
         update, weights = self._strategy.update(jac, values, self.parameter_blocks())  # (P,), (K,)
         self.last_record = StepRecord(self.train_steps + 1, values, jac, update, weights, True)
         # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
@@ -306,22 +341,9 @@ class PINNModule(LatestStepViews, ParameterViews, L.LightningModule):
     def _log_skip(self) -> None:
         self.log("nonfinite/skipped", float(self.skipped_steps), on_step=True, on_epoch=False)
 
-    # ---------------------------------------------------------------------- validation
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Accumulate the relative L2 error on ``(points, reference)`` batches."""
-        x, u_ref = batch
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            pred = self(x.float())
-        self.val_rel_l2.update(pred.reshape(u_ref.shape).float(), u_ref.float())
-
-    def on_validation_epoch_end(self) -> None:
-        pooled = self.val_rel_l2.compute()
-        self.log("val/rel_l2", pooled, sync_dist=False)
-        if self.field_names is not None and len(self.field_names) > 1:
-            per_field = self.val_rel_l2.compute_per_field()
-            for name, value in zip(self.field_names, per_field, strict=True):
-                self.log(f"val/rel_l2/{name}", value)
-        self.val_rel_l2.reset()
+    def on_train_end(self) -> None:
+        if self.consecutive_skips:
+            rank_zero_warn(skipped_at_end_message(self.consecutive_skips, self.skipped_steps))
 
     # --------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from lightning_pinn.adapters._layer import AdapterLinear
 
-__all__ = ["Target", "inject_adapters", "check_num_losses"]
+__all__ = ["Target", "check_num_losses", "inject_adapters", "select_layers"]
 
 Target = None | str | Sequence[str] | Callable[[str, nn.Module], bool]
 """Which layers get adapters: None (every ``nn.Linear``), a regex searched in the layer's
@@ -55,6 +56,70 @@ def _replace_everywhere(root: nn.Module, old: nn.Module, new: nn.Module) -> None
                 setattr(parent, child_name, new)
 
 
+def select_layers(
+    trunk: nn.Module,
+    num_losses: int,
+    rank: int = 4,
+    alpha: float | None = None,
+    target: Target = None,
+) -> list[tuple[str, nn.Linear]]:
+    """The ``(name, layer)`` pairs :func:`inject_adapters` would adapt; changes nothing.
+
+    Raises:
+        ValueError, TypeError: as :func:`inject_adapters`.
+    """
+    check_num_losses(num_losses)
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+        raise ValueError(f"rank must be a positive integer, got {rank!r}; try rank=4")
+    if alpha is None:
+        alpha = float(rank)
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise ValueError(
+            f"alpha must be positive and finite (or None for alpha = rank), got {alpha!r}"
+        )
+    existing = [n or "<root>" for n, m in trunk.named_modules() if isinstance(m, AdapterLinear)]
+    if existing:
+        raise ValueError(
+            f"the trunk already holds adapters (layers {existing}); wrap the plain trunk once, "
+            "or call merged() first to fold the existing adapters in"
+        )
+    match = _matcher(target)
+    chosen = [
+        (name, m)
+        for name, m in trunk.named_modules()
+        if isinstance(m, nn.Linear) and match(name, m)
+    ]
+    if target is None:  # default: trainable layers wide enough for the rank (not a scalar head)
+        chosen = [
+            (n, m)
+            for n, m in chosen
+            if rank <= min(m.in_features, m.out_features) and m.weight.requires_grad
+        ]
+    if not chosen:
+        types = sorted({type(m).__name__ for m in trunk.modules()})
+        widths = [
+            (n or "<root>", m.in_features, m.out_features)
+            for n, m in trunk.named_modules()
+            if isinstance(m, nn.Linear)
+        ]
+        raise ValueError(
+            f"no nn.Linear layer matches target={target!r} with rank={rank}; the trunk contains "
+            f"module types {types} and nn.Linear layers (name, in, out) {widths}. Adapters are "
+            "injected into nn.Linear layers only (by default only trainable ones), with "
+            "rank <= min(in, out): lower the rank, "
+            "or pass target=None for all of them, or a regex/names/predicate matching the "
+            "names in trunk.named_modules()"
+        )
+    for name, m in chosen:
+        if rank > min(m.in_features, m.out_features):
+            raise ValueError(
+                f"rank={rank} exceeds min(in, out) = {min(m.in_features, m.out_features)} of "
+                f"layer {name or '<root>'!r} ({m.in_features} -> {m.out_features}); lower the "
+                "rank or exclude that layer with target"
+            )
+    return chosen
+
+
 def inject_adapters(
     trunk: nn.Module,
     num_losses: int,
@@ -75,9 +140,10 @@ def inject_adapters(
         num_losses: K >= 2, one adapter per loss.
         rank: r >= 1, at most ``min(in, out)`` of every targeted layer.
         alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
-        target: which layers (see :data:`Target`); None adapts every ``nn.Linear`` with
-            ``min(in, out) >= rank`` (so a scalar output head or a 2-input first layer is
-            skipped at the default rank); an explicit target must only name such layers.
+        target: which layers (see :data:`Target`); None adapts every trainable ``nn.Linear``
+            with ``min(in, out) >= rank`` (so a scalar output head or a 2-input first layer is
+            skipped at the default rank, and layers the user froze keep their function); an
+            explicit target must only name layers wide enough, frozen ones included.
         seed: seed of the A factors.
 
     Returns:
@@ -85,52 +151,13 @@ def inject_adapters(
         ``nn.Linear``) and the qualified names of the adapted layers.
 
     Raises:
-        ValueError: bad ``num_losses`` or ``rank``, the trunk already holds adapters, or no
-            layer matches ``target`` (the message lists the module types found).
+        ValueError: bad ``num_losses``, ``rank`` or ``alpha`` (not positive and finite), the
+            trunk already holds adapters, or no layer matches ``target`` (the message lists
+            the module types found).
         TypeError: ``target`` of an unsupported type.
     """
-    check_num_losses(num_losses)
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise ValueError(f"rank must be a positive integer, got {rank!r}; try rank=4")
-    if alpha is None:
-        alpha = float(rank)
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive (or None for alpha = rank), got {alpha!r}")
-    existing = [n or "<root>" for n, m in trunk.named_modules() if isinstance(m, AdapterLinear)]
-    if existing:
-        raise ValueError(
-            f"the trunk already holds adapters (layers {existing}); wrap the plain trunk once, "
-            "or call merged() first to fold the existing adapters in"
-        )
-    match = _matcher(target)
-    chosen = [
-        (name, m)
-        for name, m in trunk.named_modules()
-        if isinstance(m, nn.Linear) and match(name, m)
-    ]
-    if target is None:  # default: the layers wide enough for the rank (not a scalar head)
-        chosen = [(n, m) for n, m in chosen if rank <= min(m.in_features, m.out_features)]
-    if not chosen:
-        types = sorted({type(m).__name__ for m in trunk.modules()})
-        widths = [
-            (n or "<root>", m.in_features, m.out_features)
-            for n, m in trunk.named_modules()
-            if isinstance(m, nn.Linear)
-        ]
-        raise ValueError(
-            f"no nn.Linear layer matches target={target!r} with rank={rank}; the trunk contains "
-            f"module types {types} and nn.Linear layers (name, in, out) {widths}. Adapters are "
-            "injected into nn.Linear layers only, with rank <= min(in, out): lower the rank, "
-            "or pass target=None for all of them, or a regex/names/predicate matching the "
-            "names in trunk.named_modules()"
-        )
-    for name, m in chosen:
-        if rank > min(m.in_features, m.out_features):
-            raise ValueError(
-                f"rank={rank} exceeds min(in, out) = {min(m.in_features, m.out_features)} of "
-                f"layer {name or '<root>'!r} ({m.in_features} -> {m.out_features}); lower the "
-                "rank or exclude that layer with target"
-            )
+    chosen = select_layers(trunk, num_losses, rank, alpha, target)
+    alpha = float(rank) if alpha is None else alpha
     generator = torch.Generator().manual_seed(int(seed))
     root = trunk
     for _, m in chosen:

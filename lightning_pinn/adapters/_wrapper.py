@@ -34,15 +34,17 @@ class PerLossAdapter(nn.Module):
         num_losses: K >= 2.
         rank: adapter rank r, ``1 <= r <= min(in, out)`` of every targeted layer.
         alpha: scaling numerator, ``scaling = alpha / r``; None means ``alpha = r``.
-        target: None (every ``nn.Linear`` with ``min(in, out) >= rank``: a scalar output head
-            is skipped), a regex searched in the layer's qualified name
-            (``re.search``), a sequence of exact names, or a predicate ``(name, module) -> bool``.
+        target: None (every trainable ``nn.Linear`` with ``min(in, out) >= rank``: a scalar
+            output head is skipped, and so are layers whose weight the user froze with
+            ``requires_grad_(False)``, which keep their function), a regex searched in the
+            layer's qualified name (``re.search``), a sequence of exact names, or a predicate
+            ``(name, module) -> bool`` (an explicit target may name frozen layers).
         seed: seed of the A factors (identical on every DDP rank, whatever the global RNG).
 
     Raises:
-        ValueError: ``num_losses < 2``; bad rank (the message names the layer); no layer
-            matches ``target`` (the message lists the module types found); the trunk is already
-            wrapped.
+        ValueError: ``num_losses < 2``; bad rank (the message names the layer) or alpha
+            (not positive and finite); no layer matches ``target`` (the message lists the
+            module types found); the trunk is already wrapped.
 
     Example:
         >>> trunk = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),

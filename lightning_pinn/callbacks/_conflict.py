@@ -21,6 +21,7 @@ from lightning_pinn.callbacks._report_logging import (
 )
 from lightning_pinn.callbacks._switching import (
     apply_intervention,
+    check_interventions,
     intervention_map,
     intervention_name,
 )
@@ -36,7 +37,7 @@ from lightning_pinn.diagnostics import (
     validate_thresholds,
 )
 from lightning_pinn.module import PINNModule, StepRecord
-from lightning_pinn.strategies import Strategy
+from lightning_pinn.strategies import Strategy, validate_strategy_options
 
 __all__ = ["ConflictCallback"]
 
@@ -117,6 +118,7 @@ class ConflictCallback(Callback):
         self.tau_mag = float(tau_mag)
         self.interventions = intervention_map(interventions)
         self.strategy_options = dict(strategy_options or {})
+        validate_strategy_options(self.strategy_options)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rate_window = rate_window if rate_window is not None else probe_steps
         self.report: ConflictReport | None = None
@@ -142,6 +144,11 @@ class ConflictCallback(Callback):
         if stage != "fit":
             return
         module = check_run(trainer, pl_module, self.probe_steps, self._log_interval(trainer))
+        if self.auto_switch:
+            check_interventions(module, self.interventions, self.strategy_options)
+        # A new fit starts a new probe; resuming restores the state after setup.
+        self.report = self.report_dir = self._probe = self._window = self._pending_state = None
+        self._missed = False
         self._pair_names = pair_names(module.loss_names)
 
     @override
@@ -244,7 +251,9 @@ class ConflictCallback(Callback):
             figure_path = self._write_files(directory, pl_module, buffers)
             self._log_report(trainer, pl_module, figure_path)
             rank_zero_info(self.report.to_markdown())
-        if self.auto_switch:
+        if not self.report.valid:
+            rank_zero_warn(f"ConflictCallback: no diagnosis, no switch: {self.report.reason}")
+        elif self.auto_switch:
             self._switch(pl_module)
 
     def _write_files(

@@ -12,7 +12,12 @@ from lightning_pinn.diagnostics import Regime, resolve_interventions
 from lightning_pinn.module import PINNModule
 from lightning_pinn.strategies import Strategy, strategy_names
 
-__all__ = ["apply_intervention", "intervention_map", "intervention_name"]
+__all__ = [
+    "apply_intervention",
+    "check_interventions",
+    "intervention_map",
+    "intervention_name",
+]
 
 
 def intervention_name(strategy: str | Strategy) -> str:
@@ -71,3 +76,30 @@ def apply_intervention(
         f"({regime}) at step {pl_module.train_steps}"
     )
     pl_module.set_strategy(choice, **strategy_options)
+
+
+def check_interventions(
+    pl_module: PINNModule,
+    interventions: Mapping[str, str | Strategy],
+    strategy_options: Mapping[str, Any],
+) -> None:
+    """Raise now what :func:`apply_intervention` would raise after the probe, for any regime.
+
+    Raises:
+        ValueError: an intervention the module cannot take (unknown option or rule, adapters
+            on a network without a suitable ``nn.Linear`` or already wrapped, ...).
+    """
+    for regime, choice in interventions.items():
+        kept = choice == pl_module.strategy_name and not strategy_options
+        if not isinstance(choice, Strategy) and kept:
+            continue  # apply_intervention keeps the strategy as it is
+        try:
+            if isinstance(choice, Strategy):
+                pl_module.check_strategy(choice)
+            else:
+                pl_module.check_strategy(choice, **strategy_options)
+        except ValueError as err:
+            raise ValueError(
+                f"ConflictCallback: the intervention for regime {regime!r} ({choice!r}) cannot "
+                f"be applied to this module, so the switch after the probe would fail: {err}"
+            ) from err

@@ -16,9 +16,12 @@ __all__ = [
     "DEFAULT_INTERVENTIONS",
     "DEFAULT_TAU_DIR",
     "DEFAULT_TAU_MAG",
+    "MIN_FINITE_SHARE",
+    "MIN_FINITE_STEPS",
     "Diagnosis",
     "Regime",
     "classify_regime",
+    "min_finite_steps",
     "resolve_interventions",
     "validate_thresholds",
 ]
@@ -27,6 +30,16 @@ DEFAULT_TAU_DIR = 0.5
 """Default conflict-rate threshold of the directional regime (a share of late steps)."""
 DEFAULT_TAU_MAG = 1.0
 """Default imbalance threshold of the magnitude regime, in decades (a factor 10)."""
+MIN_FINITE_STEPS = 2
+"""A probe with fewer finite steps than this (or than ``MIN_FINITE_SHARE`` of the window)
+diagnoses nothing: its report is marked invalid and no intervention is applied."""
+MIN_FINITE_SHARE = 0.1
+"""The share of the probe window that must be finite for a diagnosis."""
+
+
+def min_finite_steps(probe_steps: int) -> int:
+    """The fewest finite probe steps a diagnosis needs: ``max(2, ceil(0.1 T))``."""
+    return max(MIN_FINITE_STEPS, math.ceil(MIN_FINITE_SHARE * probe_steps))
 
 
 class Regime(str, Enum):

@@ -12,6 +12,7 @@ from lightning_pinn.diagnostics._regime import (
     DEFAULT_TAU_MAG,
     Regime,
     classify_regime,
+    min_finite_steps,
     resolve_interventions,
 )
 from lightning_pinn.diagnostics._statistics import pair_indices, pair_names
@@ -63,6 +64,10 @@ class ConflictReport:
         reason: one sentence explaining the decision.
         finite_steps: steps that entered the statistics (non-finite steps are excluded).
         interventions: the regime → strategy mapping used.
+        valid: whether enough probe steps were finite for a diagnosis
+            (:func:`~lightning_pinn.diagnostics.min_finite_steps`); an invalid report's
+            regime, strategy and statistics mean nothing, its ``reason`` says why, and
+            ``ConflictCallback`` does not switch on it.
 
     Example:
         >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
@@ -82,6 +87,7 @@ class ConflictReport:
     reason: str
     finite_steps: int
     interventions: dict[str, str] = field(default_factory=dict)
+    valid: bool = True
 
     def pair(self, first: str, second: str) -> PairStatistics:
         """Statistics of the pair ``{first, second}`` (in either order)."""
@@ -134,6 +140,9 @@ class ConflictReport:
                 f"| {s.name} | {s.median_norm:.3e} | {s.update_conflict_share:.2f} | "
                 f"{s.mean_update_cosine:+.3f} |"
             )
+        if not self.valid:
+            lines += ["", f"**No diagnosis** — {self.reason}", ""]
+            return "\n".join(lines)
         lines += [
             "",
             f"Median imbalance: {self.median_imbalance:.2f} decades; "
@@ -203,10 +212,20 @@ def build_report(
     )
     losses = tuple(LossStatistics(n, norm[k], share[k], mean_a[k]) for k, n in enumerate(names))
     mapping = resolve_interventions(interventions)
+    window = int(probe_steps if probe_steps is not None else stats.steps)
+    needed = min_finite_steps(window)
+    valid = int(stats.finite_steps) >= needed
+    reason = diagnosis.reason
+    if not valid:
+        reason = (
+            f"only {int(stats.finite_steps)} of {window} probe steps had finite losses and "
+            f"gradients (at least {needed} are needed): too few to diagnose a regime; the "
+            "strategy is left as it is"
+        )
     return ConflictReport(
         regime=diagnosis.regime.value,
         strategy=diagnosis.strategy,
-        probe_steps=int(probe_steps if probe_steps is not None else stats.steps),
+        probe_steps=window,
         loss_names=names,
         pairs=pairs,
         losses=losses,
@@ -214,7 +233,8 @@ def build_report(
         update_conflict_share=float(stats.update_conflict_share),
         tau_dir=float(tau_dir),
         tau_mag=float(tau_mag),
-        reason=diagnosis.reason,
+        reason=reason,
         finite_steps=int(stats.finite_steps),
         interventions={r.value: s for r, s in mapping.items()},
+        valid=valid,
     )
