@@ -13,8 +13,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 __all__ = [
     "Box",
@@ -23,6 +24,7 @@ __all__ = [
     "PointSet",
     "Region",
     "SamplingMethod",
+    "check_batch",
     "sample_unit",
 ]
 
@@ -139,6 +141,27 @@ class PointSet:
             raise ValueError(f"a point set needs n >= 1 points, got {self.n!r}")
 
 
+def check_batch(batch: Mapping[str, Tensor]) -> None:
+    """Check that every point set of a training batch holds at least one point.
+
+    The mean over an empty set is NaN: without this check an empty set shows up later as a
+    non-finite loss, far from its cause.
+
+    Args:
+        batch: ``{set name: [n, d] points}``.
+
+    Raises:
+        ValueError: a set with no points (named, with its shape).
+    """
+    empty = {name: tuple(pts.shape) for name, pts in batch.items() if pts.shape[0] == 0}
+    if empty:
+        raise ValueError(
+            f"empty point set(s) {sorted(empty)} in the training batch (shapes "
+            f"{[empty[k] for k in sorted(empty)]}); every set needs at least one point: check "
+            "the data module's point counts and regions"
+        )
+
+
 def _batch_seed(seed: int, rank: int, index: int) -> int:
     # A simple bijective mix of (seed, rank, index) into a 63-bit seed.
     return (seed * 1_000_003 + rank * 7_919 + index * 2_654_435_761) % (2**63 - 1)
@@ -169,7 +192,9 @@ class _CollocationStream(IterableDataset):
 
     def _draw(self, index: int) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.rank, index))
-        return {name: ps.region.sample(ps.n, gen, self.method) for name, ps in self.sets.items()}
+        batch = {name: ps.region.sample(ps.n, gen, self.method) for name, ps in self.sets.items()}
+        check_batch(batch)  # a region that returns no points
+        return batch
 
     def batch(self, index: int) -> dict[str, Tensor]:
         if self.resample:
@@ -184,6 +209,28 @@ class _CollocationStream(IterableDataset):
         while True:
             yield self.batch(index)
             index += 1
+
+
+class _Slices(Dataset):
+    """Evaluation data as whole ``[B, d]`` slices: item i is ``(points, values)`` of batch i.
+
+    Served with ``DataLoader(batch_size=None)``, a validation batch is one slice instead of B
+    indexed points stacked by the collate function (~0.35 s per pass, now a few ms).
+    """
+
+    def __init__(self, points: Tensor, values: Tensor, batch_size: int) -> None:
+        self.points = points
+        self.values = values
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-self.points.shape[0] // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        s = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.points[s], self.values[s]
 
 
 class CollocationDataModule(L.LightningDataModule):
@@ -260,9 +307,24 @@ class CollocationDataModule(L.LightningDataModule):
                 raise ValueError("eval_points needs a reference function or eval_values")
             with torch.no_grad():
                 self.eval_values = self.reference(self.eval_points).detach()
+        if self.eval_points.shape[0] == 0:
+            raise ValueError(
+                f"eval_points is empty (shape {tuple(self.eval_points.shape)}); pass at least "
+                "one evaluation point, or eval_points=None for no validation"
+            )
         values = self.eval_values.reshape(self.eval_points.shape[0], -1)
-        data = TensorDataset(self.eval_points.float(), values.float())
-        return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False)
+        data = _Slices(self.eval_points.float(), values.float(), self.eval_batch_size)
+        return DataLoader(data, batch_size=None, shuffle=False)
+
+    def setup(self, stage: str) -> None:
+        """Warn when a fit has no step budget: the stream is infinite, one epoch never ends."""
+        if stage == "fit" and self._trainer_attached() and self.trainer.max_steps in (-1, None):
+            rank_zero_warn(
+                "the collocation stream is infinite (one epoch never ends) and Trainer max_steps "
+                "is unset, so training stops only at the Trainer's max_time or when "
+                "interrupted; set Trainer(max_steps=N)",
+                category=UserWarning,
+            )
 
     def sample(self, index: int = 0, rank: int = 0) -> dict[str, Tensor]:
         """Batch ``index`` of the stream, as the training loop would receive it."""

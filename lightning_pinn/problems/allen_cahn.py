@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import os
+import tempfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +27,7 @@ __all__ = ["AllenCahn", "AllenCahnSolution", "cache_dir", "etdrk4_allen_cahn"]
 
 _VERSION = 1  # bump when the solver changes, so stale cache files are not reused
 _MEMO: dict[Path, AllenCahnSolution] = {}
+_CACHE_WARNED = False  # the unwritable-cache warning is given once per process
 
 
 def cache_dir() -> Path:
@@ -133,23 +138,55 @@ def load_or_solve(**solver_options: float) -> AllenCahnSolution:
     """The reference for ``solver_options``, from memory, the cache file, or a fresh solve.
 
     The solve (a few seconds) runs once; its result is saved as ``allen_cahn-<hash>.npz`` in
-    :func:`cache_dir` (written atomically) and reused by later processes.
+    :func:`cache_dir` and reused by later processes. The file is written to a unique temporary
+    file in the same directory and moved into place with ``os.replace``, so concurrent writers
+    never leave a partial file; an unreadable cache file is solved again. When the cache
+    directory cannot be created or written (read-only, under a regular file), the reference is
+    kept in memory only and a warning is given once per process.
     """
     key = repr(sorted({"version": _VERSION, **solver_options}.items()))
     path = cache_dir() / f"allen_cahn-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path in _MEMO:
         return _MEMO[path]
-    if path.exists():
-        with np.load(path) as f:
-            data = {name: f[name] for name in f.files}
-    else:
+    data = _read_cache(path)
+    if data is None:
         data = etdrk4_allen_cahn(**solver_options)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **data)
-        os.replace(tmp, path)
+        _write_cache(path, data)
     _MEMO[path] = AllenCahnSolution(data)
     return _MEMO[path]
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or ``None`` when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as fh, np.load(fh) as f:
+            return {name: f[name] for name in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cache(path: Path, data: Mapping[str, np.ndarray]) -> None:
+    """Write ``data`` to ``path`` atomically; on any ``OSError`` warn once and write nothing."""
+    global _CACHE_WARNED
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **data)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        if not _CACHE_WARNED:
+            _CACHE_WARNED = True
+            warnings.warn(
+                f"cannot write the Allen-Cahn reference cache in {str(path.parent)!r} ({err}); "
+                "the reference is kept in memory and solved again by each process. Set "
+                "LIGHTNING_PINN_CACHE to a writable directory to keep it.",
+                stacklevel=3,
+            )
 
 
 def _initial(x: Tensor) -> Tensor:

@@ -1,7 +1,16 @@
+import warnings
+
 import pytest
 import torch
 
-from lightning_pinn.data import Box, BoxBoundary, CollocationDataModule, PointSet, sample_unit
+from lightning_pinn.data import (
+    Box,
+    BoxBoundary,
+    CollocationDataModule,
+    PointSet,
+    check_batch,
+    sample_unit,
+)
 
 
 def _dm(method="uniform", seed=0):
@@ -108,3 +117,69 @@ def test_resampling_is_the_default_and_fixed_points_survive_a_resume():
 def test_resample_must_be_a_bool():
     with pytest.raises(TypeError, match="resample must be True or False"):
         _fixed_dm(resample="yes")
+
+
+class _EmptyRegion:
+    """A custom region that returns no points (e.g. a filter that rejects every sample)."""
+
+    dim = 2
+
+    def sample(self, n, generator, method):
+        return torch.empty(0, 2)
+
+
+def test_an_empty_point_set_is_named_not_a_nan_loss():
+    box = Box((0.0, 0.0), (1.0, 1.0))
+    dm = CollocationDataModule({"residual": (box, 8), "obstacle": (_EmptyRegion(), 8)})
+    with pytest.raises(ValueError, match=r"empty point set\(s\) \['obstacle'\]"):
+        next(iter(dm.train_dataloader()))
+    with pytest.raises(ValueError, match=r"\['initial'\].*\(0, 2\)"):
+        check_batch({"residual": torch.ones(3, 2), "initial": torch.ones(0, 2)})
+    empty_eval = CollocationDataModule(
+        {"residual": (box, 8)}, eval_points=torch.empty(0, 2), eval_values=torch.empty(0, 1)
+    )
+    with pytest.raises(ValueError, match="eval_points is empty"):
+        empty_eval.val_dataloader()
+
+
+def test_no_max_steps_warns_that_the_stream_is_infinite():
+    import lightning as L
+
+    dm = _dm()
+    dm.trainer = L.Trainer(max_time={"seconds": 1}, logger=False, enable_progress_bar=False)
+    with pytest.warns(UserWarning, match="stream is infinite.*max_steps is unset"):
+        dm.setup("fit")
+    dm.trainer = L.Trainer(max_steps=5, logger=False, enable_progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dm.setup("fit")
+
+
+def test_validation_is_batched_and_gives_the_same_number_as_point_by_point(tiny_burgers):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    problem = tiny_burgers()
+    module = problem.module()
+    dm = problem.datamodule(seed=0)
+    dm.eval_batch_size = 1000  # several batches, the last one partial
+    loader = dm.val_dataloader()
+    n = dm.eval_points.shape[0]
+    assert n % 1000 != 0 and len(loader) == -(-n // 1000)
+    assert loader.batch_size is None and loader.dataset[0][0].shape == (1000, 2)  # whole slices
+    x, y = next(iter(loader))
+    assert x.shape == (1000, 2) and torch.equal(x, dm.eval_points[:1000].float())
+
+    def validate(datamodule):
+        import lightning as L
+
+        trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+        return trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/rel_l2"]
+
+    class PointByPoint(type(dm)):
+        def val_dataloader(self):  # the loader before batching: a TensorDataset indexed per point
+            data = TensorDataset(self.eval_points.float(), self.eval_values.reshape(n, -1).float())
+            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False)
+
+    old = PointByPoint(dm.sets, eval_points=dm.eval_points, eval_values=dm.eval_values)
+    old.eval_batch_size = 1000
+    assert validate(dm) == pytest.approx(validate(old), rel=1e-7, abs=1e-7)
