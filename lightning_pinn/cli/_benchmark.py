@@ -86,7 +86,8 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=count,
         default=None,
-        help="torch threads per process (default: cores / jobs)",
+        help="torch threads per process (default: 1 with several jobs, else run's default: "
+        "$OMP_NUM_THREADS or min(cores, 4))",
     )
     p.add_argument(
         "--shard",
