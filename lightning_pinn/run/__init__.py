@@ -34,6 +34,7 @@ from lightning_pinn.run._plots import (
 from lightning_pinn.run._progress import LineProgressBar, progress_callbacks
 from lightning_pinn.run._threads import default_threads, oversubscription
 from lightning_pinn.run._trainer import (
+    AtomicCheckpointIO,
     build_trainer,
     claim_version_dir,
     make_logger,
@@ -42,6 +43,7 @@ from lightning_pinn.run._trainer import (
 
 __all__ = [
     "CHECKPOINT_EVERY_MAX",
+    "AtomicCheckpointIO",
     "TRAINER_DEFAULTS",
     "LineProgressBar",
     "LossCurve",

@@ -6,6 +6,7 @@ import csv
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -104,7 +105,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ``os.replace``: a run killed while saving leaves the previous checkpoint intact instead of a
     truncated one."""
 
-    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options=None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             super().save_checkpoint(checkpoint, tmp, storage_options)

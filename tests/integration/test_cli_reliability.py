@@ -227,3 +227,24 @@ def test_benchmark_gives_one_thread_per_process_with_several_jobs(tmp_path, monk
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     _cells.run_benchmark(cells, tmp_path / "b", jobs=1, progress=False)
     assert seen[2:] == [3, 3]
+
+
+def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from lightning.fabric.plugins.io import torch_io
+
+    from lightning_pinn.run import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1}, path)
+    before = path.read_bytes()
+
+    def dies_halfway(checkpoint, target):
+        Path(target).write_bytes(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt  # the process is stopped while writing
+
+    monkeypatch.setattr(torch_io, "_atomic_save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
