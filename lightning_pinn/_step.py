@@ -20,7 +20,7 @@ __all__ = [
     "nonfinite_losses",
     "skipped_at_end_message",
     "too_many_skips_error",
-    "check_input_dtype",
+    "input_dtype_error",
     "step_gradients",
     "step_metrics",
     "write_adapter_grads",
@@ -249,19 +249,20 @@ def too_many_skips_error(
     )
 
 
-def check_input_dtype(x: object, model: nn.Module) -> None:
-    """Raise a clear ``TypeError`` when floating points ``x`` and the parameters differ.
+def input_dtype_error(x: object, model: nn.Module) -> TypeError | None:
+    """A clear error when floating points ``x`` match no parameter's dtype, else None.
 
-    Under autocast the mix is autocast's business and nothing is checked.
+    Called when the forward failed, so a trunk that never mixes them is never refused.
     """
     if not (isinstance(x, Tensor) and x.is_floating_point()):
-        return
-    param = next(model.parameters(), None)
-    if param is None or x.dtype == param.dtype or torch.is_autocast_enabled(x.device.type):
-        return
-    raise TypeError(
-        f"the points are {x.dtype} but the model's parameters are {param.dtype}; convert "
-        f"one to the other: the data (x.to({param.dtype})) or the model "
+        return None
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if not dtypes or x.dtype in dtypes:
+        return None
+    dtype = sorted(dtypes, key=str)[0]
+    return TypeError(
+        f"the points are {x.dtype} but the model's parameters are {dtype}; convert "
+        f"one to the other: the data (x.to({dtype})) or the model "
         f"(model.to({x.dtype}), or Trainer(precision='64-true') for float64)"
     )
 

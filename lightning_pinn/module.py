@@ -20,9 +20,9 @@ from lightning_pinn._optimizers import configure_optimizers
 from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
-    check_input_dtype,
     check_losses,
     handle_nonfinite,
+    input_dtype_error,
     skipped_at_end_message,
     step_gradients,
     step_metrics,
@@ -205,8 +205,13 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         Raises:
             TypeError: ``x`` is a floating tensor of another dtype than the parameters.
         """
-        check_input_dtype(x, self.model)
-        return self.model(x)
+        try:
+            return self.model(x)
+        except RuntimeError as err:  # e.g. "mat1 and mat2 must have the same dtype"
+            clear = input_dtype_error(x, self.model)
+            if clear is None:
+                raise
+            raise clear from err
 
     @property
     def num_losses(self) -> int:
