@@ -36,7 +36,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from torch import nn
 from typing_extensions import override
 
@@ -190,6 +190,16 @@ def _config_signature() -> inspect.Signature:
 ConfigProblemModule.__init__.__signature__ = _config_signature()  # type: ignore[attr-defined]
 
 
+class _SaveConfigWhenLogged(SaveConfigCallback):
+    """Lightning's config saver, but only into a logger's directory: without a logger the run
+    writes no file (Lightning would fall back to the working directory)."""
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.loggers:
+            super().setup(trainer, pl_module, stage)
+
+
 class PINNLightningCLI(LightningCLI):
     """``LightningCLI`` with the problem linked from data to model, a progress display that
     stays readable in log files, and a final summary."""
@@ -229,7 +239,7 @@ class PINNLightningCLI(LightningCLI):
         for cb in trainer.callbacks:
             if isinstance(cb, ConflictCallback) and cb.report is not None:
                 lines.append(f"regime: {cb.report.regime} -> {cb.report.strategy}")
-        log_dir = Path(trainer.log_dir) if trainer.log_dir else None
+        log_dir = Path(trainer.log_dir) if trainer.loggers and trainer.log_dir else None
         if log_dir is not None:
             paths = save_prediction(model, model.problem, log_dir)
             lines.append(f"prediction figure: {paths['figure']}")
@@ -252,6 +262,7 @@ def fit_main(argv: Sequence[str] | None = None) -> PINNLightningCLI:
         ProblemDataModule,
         trainer_defaults=FIT_TRAINER_DEFAULTS,
         args=["fit", *(argv or [])],
+        save_config_callback=_SaveConfigWhenLogged,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

@@ -178,6 +178,7 @@ def _flat_config(tmp_path: Path, model_lines: str) -> Path:
 def test_flat_strategy_options_of_older_configs_still_work(tmp_path):
     config = _flat_config(tmp_path, "  strategy: adapters\n  rank: 2\n  routing: shared\n")
     cli = fit_main(["--config", str(config)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.yaml"]
     assert cli.model.strategy.rank == 2 and cli.model.strategy.routing == "shared"
 
 
@@ -185,6 +186,16 @@ def test_flat_and_nested_strategy_option_together_is_an_error(tmp_path, capsys):
     config = _flat_config(tmp_path, "  rank: 2\n  strategy_options: {rank: 3}\n")
     with pytest.raises((SystemExit, ValueError)):
         fit_main(["--config", str(config)])
+
+
+def test_fit_without_logger_writes_no_file(tmp_path, monkeypatch, capsys):
+    config = _flat_config(tmp_path, "")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    fit_main(["--config", str(config)])
+    assert list(work.iterdir()) == []
+    assert "relative L2 error:" in capsys.readouterr().out
 
 
 def test_fixed_points_from_yaml(tmp_path):
