@@ -9,12 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_pinn.data import check_batch
 from lightning_pinn.gradients import per_loss_gradients, row_norms, unflatten_into_grad
 
 __all__ = [
     "LatestStepViews",
     "StepRecord",
     "check_losses",
+    "check_point_sets",
     "handle_nonfinite",
     "nonfinite_error",
     "nonfinite_losses",
@@ -91,6 +93,12 @@ class LatestStepViews:
         if self.loss_weights is None:
             return iter(())
         return zip(self.loss_names, self.loss_weights.tolist(), strict=True)
+
+
+def check_point_sets(batch: object) -> None:
+    """A dict batch of point tensors (any data module's) has no empty set; named if it has."""
+    if isinstance(batch, Mapping):
+        check_batch({k: v for k, v in batch.items() if isinstance(v, Tensor) and v.ndim >= 1})
 
 
 def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Tensor]:

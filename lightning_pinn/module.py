@@ -21,6 +21,7 @@ from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
     check_losses,
+    check_point_sets,
     handle_nonfinite,
     input_dtype_error,
     skipped_at_end_message,
@@ -280,6 +281,8 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         # fp32_losses: the losses and their reverse passes (the double-backward of PDE
         # derivatives included) run with autocast off, so J is computed in full fp32.
         no_autocast = torch.autocast(device_type=self.device.type, enabled=False)
+        if not self._paths_checked:
+            check_point_sets(batch)
         with no_autocast if self.fp32_losses else contextlib.nullcontext():
             loss_list = check_losses(self.losses(batch), self.loss_names, type(self).__name__)
             extra = None

@@ -8,10 +8,13 @@ import json
 import threading
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader
 
+from lightning_pinn import problems
 from lightning_pinn.cli import main
 from lightning_pinn.run import (
     CHECKPOINT_EVERY_MAX,
@@ -248,3 +251,26 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mon
         io.save_checkpoint({"global_step": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_an_empty_set_from_a_users_own_data_module_is_named():
+    class _Empty(L.LightningDataModule):
+        def train_dataloader(self):
+            batch = {
+                "residual": torch.rand(8, 2),
+                "initial": torch.empty(0, 2),
+                "boundary": torch.rand(4, 2),
+            }
+            return DataLoader([batch] * 4, batch_size=None)
+
+    module = problems.get("burgers", n_residual=8, n_initial=4, n_boundary=4).module()
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    with pytest.raises(ValueError, match=r"empty point set\(s\) \['initial'\]"):
+        trainer.fit(module, datamodule=_Empty())
