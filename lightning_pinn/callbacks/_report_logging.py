@@ -84,6 +84,9 @@ def report_scalars(report: ConflictReport) -> dict[str, float]:
         out[f"conflict/report/mean_cos/{p.name}"] = p.mean_cosine
     for s in report.losses:
         out[f"conflict/report/median_norm/{s.name}"] = s.median_norm
+    if report.mean_alignment is not None and report.late_mean_alignment is not None:
+        out["conflict/report/mean_alignment"] = report.mean_alignment
+        out["conflict/report/late_mean_alignment"] = report.late_mean_alignment
     return out
 
 
@@ -166,12 +169,13 @@ def conflict_metrics(
     stats: StepStatistics,
     rate: Tensor,
 ) -> dict[str, Tensor]:
-    """The logged conflict scalars of one step (cosines, rates, imbalance, update cosines)."""
+    """The logged conflict scalars of one step (cosines, rates, imbalance, alignment, a_k)."""
     metrics: dict[str, Tensor] = {}
     for p, name in enumerate(pair_names):
         metrics[f"conflict/cos/{name}"] = stats.cosines[p]
         metrics[f"conflict/rate/{name}"] = rate[p]
     metrics["conflict/imbalance"] = stats.imbalance
+    metrics["conflict/alignment"] = stats.alignment
     for k, name in enumerate(loss_names):
         metrics[f"conflict/update_cos/{name}"] = stats.update_cosines[k]
     return metrics

@@ -29,6 +29,8 @@ from lightning_pinn.diagnostics._report import (
 )
 from lightning_pinn.diagnostics._statistics import (
     DEFAULT_FLOOR,
+    alignment_from_cosines,
+    alignment_score,
     conflict_indicator,
     gram_statistics,
     imbalance,
@@ -56,6 +58,8 @@ __all__ = [
     "StepStatistics",
     "WindowStatistics",
     "aggregate_window",
+    "alignment_from_cosines",
+    "alignment_score",
     "build_report",
     "classify_regime",
     "min_finite_steps",

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from lightning_pinn.diagnostics._statistics import (
     DEFAULT_FLOOR,
+    alignment_from_cosines,
     gram_statistics,
     imbalance,
     upper_pairs,
@@ -40,6 +41,11 @@ class StepStatistics:
     def imbalance(self) -> Tensor:
         """``log10(max n / min n)``, a 0-d tensor (computed on access, for logging)."""
         return imbalance(self.norms, self.floor)
+
+    @property
+    def alignment(self) -> Tensor:
+        """Gradient alignment score ``A`` of this step, 0-d (from the recorded cosines)."""
+        return alignment_from_cosines(self.cosines, self.norms)
 
 
 class ProbeRecorder:
@@ -219,6 +225,8 @@ class WindowStatistics:
         update_conflict_share: share of steps where some ``a_k < 0``, 0-d.
         loss_update_conflict_share: per-loss share of steps with ``a_k < 0`` ``[K]``.
         mean_update_cosine: per-loss mean ``a_k`` ``[K]``.
+        mean_alignment: mean gradient alignment score ``A``, 0-d.
+        late_mean_alignment: mean ``A`` over the late half, 0-d.
         steps: T, the window length.
         finite_steps: steps that entered the statistics.
         late_finite_steps: finite steps in the late half.
@@ -236,6 +244,8 @@ class WindowStatistics:
     steps: int
     finite_steps: int
     late_finite_steps: int
+    mean_alignment: Tensor | None = None
+    late_mean_alignment: Tensor | None = None
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -280,6 +290,7 @@ def aggregate_window(
     ucos = update_cosines.float()
     kept_norms = norms[finite]  # (n, K)
     imbs = imbalance(kept_norms, floor) if kept_norms.shape[0] else kept_norms.new_zeros(0)
+    align = alignment_from_cosines(cosines.float(), norms)[:, None]  # (T, 1)
     return WindowStatistics(
         conflict_rate=_masked_mean(conflicts, finite),
         late_conflict_rate=_masked_mean(conflicts, late),
@@ -293,4 +304,6 @@ def aggregate_window(
         steps=t,
         finite_steps=int(finite.sum()),
         late_finite_steps=int(late.sum()),
+        mean_alignment=_masked_mean(align, finite)[0],
+        late_mean_alignment=_masked_mean(align, late)[0],
     )

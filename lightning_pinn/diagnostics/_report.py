@@ -68,6 +68,10 @@ class ConflictReport:
             (:func:`~lightning_pinn.diagnostics.min_finite_steps`); an invalid report's
             regime, strategy and statistics mean nothing, its ``reason`` says why, and
             ``ConflictCallback`` does not switch on it.
+        mean_alignment: mean gradient alignment score ``A = 2‖mean_k g_k/‖g_k‖‖² − 1`` over
+            the probe (Wang et al. 2025; 1: all gradients agree); ``None`` in reports saved
+            before it existed.
+        late_mean_alignment: mean ``A`` over the late half of the probe.
 
     Example:
         >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
@@ -88,6 +92,8 @@ class ConflictReport:
     finite_steps: int
     interventions: dict[str, str] = field(default_factory=dict)
     valid: bool = True
+    mean_alignment: float | None = None
+    late_mean_alignment: float | None = None
 
     def pair(self, first: str, second: str) -> PairStatistics:
         """Statistics of the pair ``{first, second}`` (in either order)."""
@@ -146,7 +152,8 @@ class ConflictReport:
         lines += [
             "",
             f"Median imbalance: {self.median_imbalance:.2f} decades; "
-            f"steps where some a_k < 0: {self.update_conflict_share:.2f}.",
+            f"steps where some a_k < 0: {self.update_conflict_share:.2f}."
+            + _alignment_text(self.mean_alignment, self.late_mean_alignment),
             "",
             f"**Regime: {self.regime}** — {self.reason}",
             "",
@@ -237,4 +244,16 @@ def build_report(
         finite_steps=int(stats.finite_steps),
         interventions={r.value: s for r, s in mapping.items()},
         valid=valid,
+        mean_alignment=_optional_float(stats.mean_alignment),
+        late_mean_alignment=_optional_float(stats.late_mean_alignment),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _alignment_text(mean: float | None, late: float | None) -> str:
+    if mean is None or late is None:
+        return ""
+    return f" Gradient alignment A: mean {mean:+.3f}, late half {late:+.3f}."

@@ -21,6 +21,8 @@ from lightning_pinn.gradients import row_norms
 
 __all__ = [
     "DEFAULT_FLOOR",
+    "alignment_from_cosines",
+    "alignment_score",
     "conflict_indicator",
     "gram_statistics",
     "imbalance",
@@ -187,3 +189,42 @@ def update_cosines(jac: Tensor, update: Tensor) -> Tensor:
     if update.numel() != jac.shape[-1]:
         raise ValueError(f"update has {update.numel()} entries but jac has {jac.shape[-1]} columns")
     return gram_statistics(jac, update)[2]
+
+
+def alignment_from_cosines(cosines: Tensor, norms: Tensor) -> Tensor:
+    r"""Gradient alignment score from pair cosines and norms (no pass over ``J``).
+
+    ``A = 2 ‖(1/m) Σ_k g_k/‖g_k‖‖² − 1`` over the ``m`` non-zero rows (Wang et al. 2025,
+    "Gradient alignment in physics-informed neural networks"); expanding the square gives
+    ``A = 2 (m + 2 Σ_{i<j} c_ij) / m² − 1``, read from the recorded upper-triangle cosines (a
+    zero row has cosine 0 with every row, so it only leaves ``m``). ``A`` is 1 when every
+    non-zero row points the same way, ``c_12`` for two rows, and 0 when no row is non-zero.
+
+    Args:
+        cosines: pair cosines ``[..., K(K-1)/2]`` (:func:`upper_pairs` order).
+        norms: per-loss norms ``[..., K]`` (a row counts when its norm is > 0).
+
+    Returns:
+        ``[...]`` scores in ``[-1, 1]``.
+
+    Example:
+        >>> alignment_from_cosines(torch.tensor([0.5]), torch.tensor([1.0, 2.0]))
+        tensor(0.5000)
+    """
+    m = (norms > 0).sum(dim=-1).to(cosines.dtype)  # (...)
+    total = m + 2.0 * cosines.sum(dim=-1)  # (...) = ‖Σ_k unit g_k‖²
+    score = 2.0 * total / m.clamp_min(1.0).square() - 1.0
+    return torch.where(m > 0, score, torch.zeros_like(score)).clamp(-1.0, 1.0)
+
+
+def alignment_score(jac: Tensor) -> Tensor:
+    """Gradient alignment score ``A`` of the rows of ``J`` (:func:`alignment_from_cosines`).
+
+    Args:
+        jac: per-loss gradients ``[K, P]``.
+
+    Returns:
+        0-d score in ``[-1, 1]``; 1 for identical rows, ``cos θ`` for two rows at angle θ.
+    """
+    cos, norms, _ = gram_statistics(jac)
+    return alignment_from_cosines(upper_pairs(cos), norms)
