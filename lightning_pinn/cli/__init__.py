@@ -85,9 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line_errors(command: str, call: Callable[[], int]) -> int:
-    """``call()``, with a :data:`USER_ERRORS` exception turned into one line and exit code 2."""
+    """``call()``, with a :data:`USER_ERRORS` exception turned into one line and exit code 2,
+    and a run stopped by a non-finite loss (``FloatingPointError``, whose message names the
+    loss, the step and the fix) into one line and exit code 1."""
     try:
         return call()
+    except FloatingPointError as err:
+        if os.environ.get("LIGHTNING_PINN_TRACEBACK"):
+            raise
+        print(
+            f"lightning-pinn {command}: training stopped: {' '.join(str(err).split())}",
+            file=sys.stderr,
+        )
+        return 1
     except USER_ERRORS as err:
         if os.environ.get("LIGHTNING_PINN_TRACEBACK"):
             raise

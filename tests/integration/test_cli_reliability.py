@@ -274,3 +274,20 @@ def test_an_empty_set_from_a_users_own_data_module_is_named():
     )
     with pytest.raises(ValueError, match=r"empty point set\(s\) \['initial'\]"):
         trainer.fit(module, datamodule=_Empty())
+
+
+def test_a_run_stopped_by_a_nonfinite_loss_is_one_line_and_exit_1(capsys, monkeypatch):
+    from lightning_pinn.cli import _one_line_errors
+
+    def diverge() -> int:
+        raise FloatingPointError("non-finite loss or gradient for ['residual'] at step 7")
+
+    assert _one_line_errors("run", diverge) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "lightning-pinn run: training stopped: non-finite loss or gradient for ['residual'] "
+        "at step 7"
+    ]
+    monkeypatch.setenv("LIGHTNING_PINN_TRACEBACK", "1")
+    with pytest.raises(FloatingPointError):
+        _one_line_errors("run", diverge)
