@@ -9,13 +9,29 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from lightning_pinn.adapters._layer import AdapterLinear
+from lightning_pinn.adapters._layer import AdapterForm, AdapterLinear
 
 __all__ = ["Target", "check_num_losses", "inject_adapters", "select_layers"]
 
 Target = None | str | Sequence[str] | Callable[[str, nn.Module], bool]
-"""Which layers get adapters: None (every ``nn.Linear``), a regex searched in the layer's
-qualified name, a sequence of exact names, or a predicate ``(name, module) -> bool``."""
+"""Which layers get adapters: None (every ``nn.Linear``), ``"last:n"`` (the last n), a regex
+searched in the layer's qualified name, a sequence of exact names, or a predicate
+``(name, module) -> bool``."""
+
+_LAST = re.compile(r"^last:(\d+)$")
+
+
+def _last_count(target: Target) -> int | None:
+    """n for a ``"last:n"`` target (n >= 1), else None."""
+    if not isinstance(target, str):
+        return None
+    found = _LAST.match(target)
+    if found is None:
+        return None
+    count = int(found.group(1))
+    if count < 1:
+        raise ValueError(f"target={target!r}: the number of last layers must be >= 1")
+    return count
 
 
 def check_num_losses(num_losses: int) -> int:
@@ -83,18 +99,21 @@ def select_layers(
             f"the trunk already holds adapters (layers {existing}); wrap the plain trunk once, "
             "or call merged() first to fold the existing adapters in"
         )
-    match = _matcher(target)
+    last = _last_count(target)
+    match = _matcher(None if last is not None else target)
     chosen = [
         (name, m)
         for name, m in trunk.named_modules()
         if isinstance(m, nn.Linear) and match(name, m)
     ]
-    if target is None:  # default: trainable layers wide enough for the rank (not a scalar head)
+    if target is None or last is not None:  # trainable layers wide enough (not a scalar head)
         chosen = [
             (n, m)
             for n, m in chosen
             if rank <= min(m.in_features, m.out_features) and m.weight.requires_grad
         ]
+    if last is not None:
+        chosen = chosen[-last:]
     if not chosen:
         types = sorted({type(m).__name__ for m in trunk.modules()})
         widths = [
@@ -127,6 +146,7 @@ def inject_adapters(
     alpha: float | None = None,
     target: Target = None,
     seed: int = 0,
+    form: AdapterForm = "linear",
 ) -> tuple[nn.Module, list[str]]:
     """Replace the targeted ``nn.Linear`` layers of ``trunk`` by :class:`AdapterLinear`.
 
@@ -142,9 +162,11 @@ def inject_adapters(
         alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
         target: which layers (see :data:`Target`); None adapts every trainable ``nn.Linear``
             with ``min(in, out) >= rank`` (so a scalar output head or a 2-input first layer is
-            skipped at the default rank, and layers the user froze keep their function); an
-            explicit target must only name layers wide enough, frozen ones included.
+            skipped at the default rank, and layers the user froze keep their function);
+            ``"last:n"`` the last n of those (in ``named_modules()`` order); an explicit
+            target must only name layers wide enough, frozen ones included.
         seed: seed of the A factors.
+        form: ``"linear"`` (low-rank update of W) or ``"nonlinear"`` (a tanh branch of rank r).
 
     Returns:
         ``(root, names)``: the trunk (a new ``AdapterLinear`` if ``trunk`` itself was an
@@ -161,7 +183,7 @@ def inject_adapters(
     generator = torch.Generator().manual_seed(int(seed))
     root = trunk
     for _, m in chosen:
-        new = AdapterLinear(m, num_losses, rank, float(alpha), generator=generator)
+        new = AdapterLinear(m, num_losses, rank, float(alpha), generator=generator, form=form)
         if m is trunk:
             root = new
         else:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AdapterLinear"]
+__all__ = ["AdapterForm", "AdapterLinear", "Selection"]
+
+AdapterForm = Literal["linear", "nonlinear"]
+FORMS: tuple[str, ...] = ("linear", "nonlinear")
+
+Selection = None | int | Literal["mean", "trunk"]
+"""Which adapters a forward uses: None (all K summed), k (adapter k only), ``"mean"`` (the
+mean of the K adapters) or ``"trunk"`` (none: the base layer)."""
 
 
 class AdapterLinear(nn.Module):
@@ -24,6 +32,14 @@ class AdapterLinear(nn.Module):
     twice more (PDE derivatives), which makes an N-dependent adapter path expensive. The
     output is mathematically identical; ``F.linear`` lets autocast pick the compute dtype.
 
+    :attr:`active` selects the adapters a forward uses (see :data:`Selection`): None (all K,
+    the summed design), k (adapter k only, the per-loss design: ``W + s B_k A_k``, folded as
+    cheaply), ``"mean"`` or ``"trunk"``. :class:`PerLossAdapter` sets it.
+
+    ``form="nonlinear"`` replaces the low-rank update by a small branch per loss,
+    ``y = x Wᵀ + b + s · tanh(x A_kᵀ) B_kᵀ`` (two layers of rank r, ``B_k = 0`` at creation);
+    it cannot be folded into ``W``.
+
     Args:
         base_layer: the layer to wrap; its parameters are kept as they are (same tensors).
         num_losses: K, the number of adapters.
@@ -31,6 +47,7 @@ class AdapterLinear(nn.Module):
         alpha: scaling numerator; ``scaling = alpha / rank``.
         generator: CPU generator the A factors are drawn from (seeded by the caller, so the
             initialisation is identical on every DDP rank and independent of the global RNG).
+        form: ``"linear"`` (low-rank update of ``W``) or ``"nonlinear"`` (a tanh branch).
 
     Example:
         >>> layer = AdapterLinear(nn.Linear(3, 5), num_losses=2, rank=2, alpha=2.0)
@@ -45,10 +62,15 @@ class AdapterLinear(nn.Module):
         rank: int,
         alpha: float,
         generator: torch.Generator | None = None,
+        form: AdapterForm = "linear",
     ) -> None:
         super().__init__()
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"base_layer must be an nn.Linear, got {type(base_layer).__name__}")
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        self.form: str = form
+        self.active: Selection = None
         self.base_layer = base_layer
         self.num_losses = int(num_losses)
         self.rank = int(rank)
@@ -92,17 +114,64 @@ class AdapterLinear(nn.Module):
         b_cat = torch.cat(list(self.lora_B), dim=1)  # (out, K r)
         return a_cat, b_cat
 
+    def _selected(self) -> tuple[Tensor, Tensor, float] | None:
+        """``(A [m, in], B [out, m], coefficient)`` of the active adapters, None for none."""
+        active = self.active
+        if active is None:
+            a_cat, b_cat = self._factors()
+            return a_cat, b_cat, self.scaling
+        if active == "trunk":
+            return None
+        if active == "mean":
+            a_cat, b_cat = self._factors()
+            return a_cat, b_cat, self.scaling / self.num_losses
+        if isinstance(active, int) and 0 <= active < self.num_losses:
+            return self.lora_A[active], self.lora_B[active], self.scaling
+        raise ValueError(
+            f"active must be None, an adapter index in [0, {self.num_losses}), 'mean' or "
+            f"'trunk', got {active!r}"
+        )
+
+    def effective_weight(self) -> Tensor:
+        """``W + s · B A`` ``[out, in]`` of the active adapters (linear form; with autograd).
+
+        The forward and the forward-mode jet (:mod:`lightning_pinn.operators`) both use it.
+
+        Raises:
+            ValueError: the adapters have the nonlinear form (no single weight).
+        """
+        if self.form != "linear":
+            raise ValueError(
+                "a nonlinear adapter branch has no effective weight: it cannot be folded into W"
+            )
+        selected = self._selected()
+        if selected is None:
+            return self.base_layer.weight
+        a, b, coefficient = selected
+        return self.base_layer.weight + coefficient * (b @ a)  # (out, in)
+
     def forward(self, x: Tensor) -> Tensor:
-        """``[..., in]`` -> ``[..., out]``: base output plus all K adapters."""
-        a_cat, b_cat = self._factors()
-        weight = self.base_layer.weight + self.scaling * (b_cat @ a_cat)  # (out, in)
-        return F.linear(x, weight, self.base_layer.bias)
+        """``[..., in]`` -> ``[..., out]``: base output plus the active adapters."""
+        if self.form == "linear":
+            return F.linear(x, self.effective_weight(), self.base_layer.bias)
+        y = F.linear(x, self.base_layer.weight, self.base_layer.bias)
+        selected = self._selected()
+        if selected is None:
+            return y
+        a, b, coefficient = selected
+        return y + coefficient * F.linear(torch.tanh(F.linear(x, a)), b)  # (..., out)
 
     @torch.no_grad()
     def merged_weight(self) -> Tensor:
-        """``W + scaling * Σ_k B_k A_k`` ``[out, in]`` (a new tensor, no autograd)."""
-        a_cat, b_cat = self._factors()
-        return self.base_layer.weight + self.scaling * (b_cat @ a_cat)
+        """The effective weight of the active adapters (a new tensor, no autograd).
+
+        With every adapter active (the default), ``W + scaling * Σ_k B_k A_k`` ``[out, in]``.
+
+        Raises:
+            ValueError: the adapters have the nonlinear form.
+        """
+        return self.effective_weight().clone()
 
     def extra_repr(self) -> str:
-        return f"num_losses={self.num_losses}, rank={self.rank}, alpha={self.alpha:g}"
+        form = "" if self.form == "linear" else f", form={self.form}"
+        return f"num_losses={self.num_losses}, rank={self.rank}, alpha={self.alpha:g}{form}"

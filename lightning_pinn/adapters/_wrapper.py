@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from lightning_pinn.adapters._inject import Target, check_num_losses, inject_adapters
-from lightning_pinn.adapters._layer import AdapterLinear
+from lightning_pinn.adapters._layer import AdapterForm, AdapterLinear, Selection
 
-__all__ = ["PerLossAdapter"]
+__all__ = ["MODES", "PREDICTIONS", "Mode", "PerLossAdapter", "Prediction", "check_predict_with"]
+
+Mode = Literal["summed", "per_loss"]
+MODES: tuple[str, ...] = ("summed", "per_loss")
+Prediction = Literal["residual", "mean", "trunk"] | int
+PREDICTIONS: tuple[str, ...] = ("residual", "mean", "trunk")
+
+
+def check_predict_with(predict_with: object, num_losses: int) -> Selection:
+    """The layer selection of ``predict_with``: ``"residual"`` is adapter 0 (the first loss).
+
+    Raises:
+        ValueError: not one of :data:`PREDICTIONS` nor an adapter index in ``[0, K)``.
+    """
+    if predict_with == "residual":
+        return 0
+    if predict_with in ("mean", "trunk"):
+        return predict_with  # type: ignore[return-value]
+    is_index = isinstance(predict_with, int) and not isinstance(predict_with, bool)
+    if is_index and 0 <= predict_with < num_losses:  # type: ignore[operator]
+        return predict_with  # type: ignore[return-value]
+    raise ValueError(
+        f"predict_with must be one of {PREDICTIONS} or an adapter index in [0, {num_losses}), "
+        f"got {predict_with!r}"
+    )
 
 
 class PerLossAdapter(nn.Module):
@@ -20,8 +46,15 @@ class PerLossAdapter(nn.Module):
 
     Every targeted layer's effective weight becomes ``W + (alpha / r) Σ_k B_k A_k`` with
     ``B_k = 0`` at creation, so wrapping leaves the function unchanged (it can happen
-    mid-training). All adapters are active in every forward: one function ``u``; which loss
-    moves which adapter is the training loop's business (``adapter_parameters(k)``).
+    mid-training). Two designs (docs/concepts.md):
+
+    - ``mode="summed"`` (default): all adapters are active in every forward, one function
+      ``u``; which loss moves which adapter is the training loop's business
+      (``adapter_parameters(k)``).
+    - ``mode="per_loss"``: loss k is evaluated through the trunk and adapter k only,
+      ``u_k = f(x; W + s B_k A_k)``, inside :meth:`scope` ``(k)``; a forward outside any scope
+      (validation, plots) evaluates the prediction ``predict_with``: ``"residual"`` (adapter 0,
+      the first loss), ``"mean"`` (the mean of the adapters), ``"trunk"`` or an index.
 
     The trunk is modified in place (its ``nn.Linear`` layers are replaced by
     :class:`AdapterLinear` wrappers holding the original layers), so its parameters remain
@@ -39,12 +72,18 @@ class PerLossAdapter(nn.Module):
             ``requires_grad_(False)``, which keep their function), a regex searched in the
             layer's qualified name (``re.search``), a sequence of exact names, or a predicate
             ``(name, module) -> bool`` (an explicit target may name frozen layers).
+            ``"last:n"`` adapts the last n trainable layers wide enough for the rank.
         seed: seed of the A factors (identical on every DDP rank, whatever the global RNG).
+        mode: ``"summed"`` or ``"per_loss"`` (see above).
+        predict_with: the prediction of a forward outside any scope in ``"per_loss"`` mode.
+        form: ``"linear"`` (``W + s B_k A_k``) or ``"nonlinear"`` (a branch
+            ``s · tanh(x A_kᵀ) B_kᵀ`` per loss, which :meth:`merged` cannot fold).
 
     Raises:
         ValueError: ``num_losses < 2``; bad rank (the message names the layer) or alpha
             (not positive and finite); no layer matches ``target`` (the message lists the
-            module types found); the trunk is already wrapped.
+            module types found); the trunk is already wrapped; unknown ``mode``, ``form`` or
+            ``predict_with``.
 
     Example:
         >>> trunk = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
@@ -64,8 +103,15 @@ class PerLossAdapter(nn.Module):
         alpha: float | None = None,
         target: Target = None,
         seed: int = 0,
+        mode: Mode = "summed",
+        predict_with: Prediction = "residual",
+        form: AdapterForm = "linear",
     ) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if form not in ("linear", "nonlinear"):
+            raise ValueError(f"form must be one of ('linear', 'nonlinear'), got {form!r}")
         if isinstance(trunk, PerLossAdapter):
             raise ValueError(
                 "trunk is already a PerLossAdapter; wrap the plain trunk once (use "
@@ -74,8 +120,9 @@ class PerLossAdapter(nn.Module):
         if not isinstance(trunk, nn.Module):
             raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}")
         check_num_losses(num_losses)
+        prediction = check_predict_with(predict_with, num_losses)
         root, _ = inject_adapters(
-            trunk, num_losses, rank=rank, alpha=alpha, target=target, seed=seed
+            trunk, num_losses, rank=rank, alpha=alpha, target=target, seed=seed, form=form
         )
         self.trunk = root
         self.num_losses = num_losses
@@ -83,9 +130,62 @@ class PerLossAdapter(nn.Module):
         self.alpha = float(rank if alpha is None else alpha)
         self.scaling = self.alpha / rank
         self.seed = seed
+        self.mode: str = mode
+        self.form: str = form
+        self.predict_with = predict_with
+        self._prediction: Selection = prediction
+        self._scope: Selection = None  # the adapter of the loss being evaluated (per-loss)
+        self._forced = False  # a scope that nested scopes cannot change (the fallback)
+        self.untagged_calls = 0  # per-loss forwards outside any scope, since the last reset
+        self.untagged = False  # set by the module when losses() was found not to tag
+        self._select(self._default())
+
+    def _default(self) -> Selection:
+        return self._prediction if self.mode == "per_loss" else None
+
+    def _select(self, selection: Selection) -> None:
+        for _, layer in self._adapter_layers():
+            layer.active = selection
+
+    def set_predict_with(self, predict_with: Prediction) -> None:
+        """Change the prediction of forwards outside any scope (``"per_loss"`` mode).
+
+        Raises:
+            ValueError: not one of :data:`PREDICTIONS` nor an adapter index.
+        """
+        self._prediction = check_predict_with(predict_with, self.num_losses)
+        self.predict_with = predict_with
+        if self._scope is None:
+            self._select(self._default())
+
+    @contextlib.contextmanager
+    def scope(self, k: int, *, force: bool = False) -> Iterator[None]:
+        """Evaluate every forward inside through the trunk and adapter ``k`` only.
+
+        A no-op in ``"summed"`` mode. Inside a ``force=True`` scope, nested scopes change
+        nothing (the module's exact fallback for a ``losses()`` that does not tag).
+
+        Raises:
+            IndexError: ``k`` outside ``[0, num_losses)``.
+        """
+        if not 0 <= k < self.num_losses:
+            raise IndexError(f"adapter index {k} out of range for num_losses={self.num_losses}")
+        if self.mode != "per_loss" or self._forced:
+            yield
+            return
+        previous = self._scope
+        self._scope, self._forced = k, force
+        self._select(k)
+        try:
+            yield
+        finally:
+            self._scope, self._forced = previous, False
+            self._select(self._default() if previous is None else previous)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Evaluate the trunk (with adapters); same signature as the trunk."""
+        if self.mode == "per_loss" and self._scope is None:
+            self.untagged_calls += 1
         return self.trunk(*args, **kwargs)
 
     def _adapter_layers(self) -> list[tuple[str, AdapterLinear]]:
@@ -111,18 +211,34 @@ class PerLossAdapter(nn.Module):
         adapters = {id(p) for k in range(self.num_losses) for p in self.adapter_parameters(k)}
         return [p for p in self.trunk.parameters() if id(p) not in adapters]
 
-    def merged(self) -> nn.Module:
-        """A deep copy of the plain trunk with the adapters folded into the weights.
+    def merged(self, which: Prediction | None = None) -> nn.Module:
+        """A deep copy of the plain trunk with adapters folded into the weights.
 
-        Every :class:`AdapterLinear` becomes an ``nn.Linear`` with weight
-        ``W + scaling Σ_k B_k A_k``; outputs equal this module's to floating-point tolerance.
-        A layer whose weight is parametrised (e.g. by random weight factorisation) becomes a
-        plain ``nn.Linear`` holding the folded effective weight.
+        ``which`` chooses the function: None is this module's own (every adapter summed in
+        ``"summed"`` mode, ``predict_with`` in ``"per_loss"`` mode); an index k folds adapter k
+        only (``W + s B_k A_k``: trunk + adapter k at no extra inference cost); ``"residual"``,
+        ``"mean"`` and ``"trunk"`` as ``predict_with``. Every :class:`AdapterLinear` becomes an
+        ``nn.Linear``; outputs equal this module's (in that selection) to floating-point
+        tolerance. A layer whose weight is parametrised (e.g. by random weight
+        factorisation) becomes a plain ``nn.Linear`` holding the folded effective weight.
+
+        Raises:
+            ValueError: nonlinear adapter branches (they cannot be folded into a weight;
+                ``merged("trunk")`` still works, dropping them), or a bad ``which``.
         """
+        selection = self._default() if which is None else check_predict_with(which, self.num_losses)
+        if self.form != "linear" and selection != "trunk":
+            raise ValueError(
+                "nonlinear adapter branches cannot be folded into the weights; keep the "
+                "PerLossAdapter for inference (its forward is the prediction), or use "
+                "merged('trunk') for the trunk without adapters"
+            )
         trunk = copy.deepcopy(self.trunk)
+        layers = {id(m): m for m in trunk.modules() if isinstance(m, AdapterLinear)}
+        for layer in layers.values():
+            layer.active = selection
         if isinstance(trunk, AdapterLinear):
             return _fold(trunk)
-        layers = {id(m): m for m in trunk.modules() if isinstance(m, AdapterLinear)}
         plain = {key: _fold(m) for key, m in layers.items()}
         parents = [p for _, p in trunk.named_modules(remove_duplicate=False)]
         for parent in parents:
@@ -132,14 +248,20 @@ class PerLossAdapter(nn.Module):
         return trunk
 
     def extra_repr(self) -> str:
+        design = (
+            "" if self.mode == "summed" else f", mode=per_loss, predict_with={self.predict_with!r}"
+        )
+        form = "" if self.form == "linear" else f", form={self.form}"
         return (
             f"num_losses={self.num_losses}, rank={self.rank}, alpha={self.alpha:g}, "
-            f"layers={self.adapted_layer_names}"
+            f"layers={self.adapted_layer_names}{design}{form}"
         )
 
 
 def _fold(layer: AdapterLinear) -> nn.Linear:
     plain = layer.base_layer
+    if layer.active == "trunk":  # nothing to fold (any form)
+        return plain
     weight = layer.merged_weight()  # (out, in)
     if parametrize.is_parametrized(plain, "weight"):
         # A parametrised weight (e.g. RWF) is computed from its originals: a copy into it is

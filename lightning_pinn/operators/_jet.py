@@ -73,11 +73,13 @@ def jet_layers(fn: object) -> list[nn.Module] | None:
 
     Supported: ``nn.Sequential``, :class:`~lightning_pinn.networks.MLP` and
     :class:`~lightning_pinn.PerLossAdapter` containers (nested freely) of ``nn.Linear``,
-    :class:`~lightning_pinn.adapters.AdapterLinear`, ``nn.Identity`` and the activations in
-    :data:`ACTIVATIONS`.
+    :class:`~lightning_pinn.adapters.AdapterLinear` (linear form, whichever adapters are
+    active), ``nn.Identity`` and the activations in :data:`ACTIVATIONS`.
     """
     if not isinstance(fn, nn.Module):
         return None
+    if isinstance(fn, AdapterLinear) and fn.form != "linear":
+        return None  # a nonlinear adapter branch: the reverse-mode path handles it
     if isinstance(fn, (nn.Linear, AdapterLinear, nn.Identity)) or type(fn) in ACTIVATIONS:
         return [fn]
     children = _children(fn)
@@ -93,11 +95,13 @@ def jet_layers(fn: object) -> list[nn.Module] | None:
 
 
 def _affine(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
-    """Effective ``(W [out, in], b [out])`` of an affine layer, computed as its forward does."""
+    """Effective ``(W [out, in], b [out])`` of an affine layer, computed as its forward does.
+
+    An adapter layer's weight is its own :meth:`~AdapterLinear.effective_weight` (the adapters
+    active in the current per-loss scope, or all of them), so both paths share one formula.
+    """
     if isinstance(layer, AdapterLinear):
-        a_cat = torch.cat(list(layer.lora_A), dim=0)  # (K r, in)
-        b_cat = torch.cat(list(layer.lora_B), dim=1)  # (out, K r)
-        return layer.base_layer.weight + layer.scaling * (b_cat @ a_cat), layer.bias
+        return layer.effective_weight(), layer.bias
     return layer.weight, layer.bias
 
 
