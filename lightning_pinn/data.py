@@ -7,6 +7,7 @@ own points. With ``resample=False`` every step sees batch 0: fixed collocation p
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -189,6 +190,8 @@ class _CollocationStream(IterableDataset):
         self.start = start
         self.resample = resample
         self._fixed: dict[str, Tensor] | None = None
+        self.next_index = start  # the index the iterator draws next (moved by a rewind)
+        self.drawn: deque[int] = deque()  # indices drawn and not yet handed to the model
 
     def _draw(self, index: int) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.rank, index))
@@ -205,10 +208,13 @@ class _CollocationStream(IterableDataset):
         return {name: pts.clone() for name, pts in self._fixed.items()}
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        index = self.start
+        self.next_index = self.start
+        self.drawn.clear()
         while True:
+            index = self.next_index
+            self.next_index += 1
+            self.drawn.append(index)
             yield self.batch(index)
-            index += 1
 
 
 class _Slices(Dataset):
@@ -291,13 +297,36 @@ class CollocationDataModule(L.LightningDataModule):
         self.eval_values = eval_values
         self.eval_batch_size = eval_batch_size
         self.consumed = 0  # training batches handed to the model so far
+        self._stream: _CollocationStream | None = None
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self._trainer_attached() else 0
         stream = _CollocationStream(
             self.sets, self.seed, self.method, rank, self.consumed, self.resample
         )
+        self._stream = stream
         return DataLoader(stream, batch_size=None, num_workers=0)
+
+    def rewind(self, index: int) -> None:
+        """Make the next training batch batch ``index`` of the stream (the guarded switch).
+
+        Batches the loader has already drawn ahead (Lightning prefetches one) are drawn again
+        with the right indices when they are handed to the model, so the step after a rewind
+        sees exactly the batch an uninterrupted stream at ``index`` would give.
+        """
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index!r}")
+        self.consumed = int(index)
+        if self._stream is not None:
+            self._stream.next_index = self.consumed + len(self._stream.drawn)
+
+    def held_out(self, index: int = 2**40, seed_offset: int = 7_777_777) -> dict[str, Tensor]:
+        """A batch no training step sees: drawn from another seed, resampled, rank 0.
+
+        The same on every rank; fresh points even with ``resample=False``.
+        """
+        seed = self.seed + seed_offset
+        return _CollocationStream(self.sets, seed, self.method, 0, 0, True).batch(index)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.eval_points is None:
@@ -333,6 +362,9 @@ class CollocationDataModule(L.LightningDataModule):
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self._trainer_attached() and self.trainer.training:
+            stream = self._stream
+            if stream is not None and stream.drawn and stream.drawn.popleft() != self.consumed:
+                batch = stream.batch(self.consumed)  # drawn ahead before a rewind
             self.consumed += 1
         return batch
 

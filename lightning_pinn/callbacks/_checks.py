@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_pinn.module import PINNModule
 
-__all__ = ["check_run"]
+if TYPE_CHECKING:
+    from lightning_pinn.callbacks._conflict import ConflictCallback
+
+__all__ = ["check_run", "check_trial", "check_trial_arguments"]
 
 
 def check_run(
@@ -43,3 +48,61 @@ def check_run(
             "flushes logged values on its own interval, so some values will be dropped"
         )
     return pl_module
+
+
+def check_trial_arguments(trial_steps: object, auto_switch: bool, trial_score: object) -> None:
+    """Raise for a bad ``trial_steps`` or ``trial_score`` (in the constructor)."""
+    from lightning_pinn.diagnostics import TRIAL_SCORES
+
+    if trial_steps is not None and (
+        isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps <= 0
+    ):
+        raise ValueError(f"trial_steps must be a positive integer or None, got {trial_steps!r}")
+    if trial_steps is not None and not auto_switch:
+        raise ValueError("trial_steps needs auto_switch=True (the trials end in a switch)")
+    if trial_score not in TRIAL_SCORES:
+        raise ValueError(f"trial_score must be one of {TRIAL_SCORES}, got {trial_score!r}")
+
+
+def check_trial(
+    trainer: L.Trainer, module: PINNModule, callback: ConflictCallback, trial_steps: int
+) -> None:
+    """Raise now what the guarded switch would hit later.
+
+    Raises:
+        ValueError: no data module with a rewindable stream and held-out points, a step
+            budget that ends before the trials do, or a candidate the module cannot take.
+    """
+    from lightning_pinn.callbacks._trial import max_candidates, rank_candidates
+
+    datamodule = trainer.datamodule
+    if not (hasattr(datamodule, "rewind") and hasattr(datamodule, "held_out")):
+        raise ValueError(
+            "ConflictCallback(trial_steps=...) replays the collocation stream and scores on "
+            "held-out points: fit with a lightning_pinn CollocationDataModule (got "
+            f"{type(datamodule).__name__ if datamodule is not None else 'no data module'})"
+        )
+    n = max_candidates(callback.candidates, callback.interventions)
+    needed = callback.probe_steps + n * trial_steps
+    if trainer.max_steps is not None and 0 < trainer.max_steps <= needed:
+        raise ValueError(
+            f"Trainer(max_steps={trainer.max_steps}) leaves no step after the probe "
+            f"({callback.probe_steps}) and up to {n} trials of trial_steps={trial_steps} "
+            f"({needed} steps); lower trial_steps or raise max_steps above {needed}"
+        )
+    seen = set()
+    for value in callback.interventions.values():
+        for c in rank_candidates(value, callback.candidates):
+            if id(c) in seen or (c == module.strategy_name and not callback.strategy_options):
+                continue
+            seen.add(id(c))
+            try:
+                if isinstance(c, str):
+                    module.check_strategy(c, **({} if c == "none" else callback.strategy_options))
+                else:
+                    module.check_strategy(c)
+            except ValueError as err:
+                raise ValueError(
+                    f"ConflictCallback: the trial candidate {c!r} cannot be applied to this "
+                    f"module: {err}"
+                ) from err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,12 +12,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_pinn.callbacks._checks import check_run
+from lightning_pinn.callbacks._checks import check_run, check_trial, check_trial_arguments
 from lightning_pinn.callbacks._report_logging import (
     conflict_metrics,
     log_report,
     report_directory,
     write_report_files,
+    write_report_text,
 )
 from lightning_pinn.callbacks._switching import (
     apply_intervention,
@@ -25,12 +26,14 @@ from lightning_pinn.callbacks._switching import (
     intervention_map,
     intervention_name,
 )
+from lightning_pinn.callbacks._trial import GuardedTrial, check_candidates, rank_candidates
 from lightning_pinn.diagnostics import (
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     ConflictReport,
     ProbeRecorder,
     Regime,
+    TrialScore,
     aggregate_window,
     build_report,
     pair_names,
@@ -79,6 +82,17 @@ class ConflictCallback(Callback):
             no logger and no ``output_dir`` nothing is written).
         rate_window: trailing window of ``conflict/rate`` after the probe (default
             ``probe_steps``).
+        trial_steps: the guarded switch (docs/concepts.md): after the probe, train each
+            candidate this many steps from the probe's end state (weights, adapters,
+            optimizer, schedule, strategy state, data stream), score it on held-out points and
+            continue from the best one's end state. Needs a ``CollocationDataModule``; trial
+            steps count against ``max_steps``. ``None``: the diagnosis alone decides.
+        candidates: interventions tried besides the diagnosed one (names or strategy
+            objects; default ``["none", "reweight"]``); ``none`` is always tried. Order:
+            diagnosed first, then as listed (the diagnosis rank in the report).
+        trial_score: ``"geomean"`` (geometric mean over losses of the unweighted held-out
+            loss ratio after/before), ``"sum"`` (ratio of the unweighted sums) or
+            ``"residual"`` (the first loss's ratio); lower is better.
 
     Raises:
         ValueError: invalid arguments (here) or an unsuitable run (in ``setup``).
@@ -102,6 +116,9 @@ class ConflictCallback(Callback):
         strategy_options: Mapping[str, Any] | None = None,
         output_dir: str | Path | None = None,
         rate_window: int | None = None,
+        trial_steps: int | None = None,
+        candidates: Sequence[str | Strategy] | None = None,
+        trial_score: TrialScore = "geomean",
     ) -> None:
         super().__init__()
         if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
@@ -111,6 +128,11 @@ class ConflictCallback(Callback):
         if rate_window is not None and rate_window < 1:
             raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
         validate_thresholds(tau_dir, tau_mag)
+        check_trial_arguments(trial_steps, auto_switch, trial_score)
+        self.trial_steps = trial_steps
+        self.candidates = check_candidates(candidates)
+        self.trial_score: TrialScore = trial_score
+        self._trial: GuardedTrial | None = None
         self.probe_steps = probe_steps
         self.auto_switch = auto_switch
         self.log_every_n_steps = log_every_n_steps
@@ -146,6 +168,9 @@ class ConflictCallback(Callback):
         module = check_run(trainer, pl_module, self.probe_steps, self._log_interval(trainer))
         if self.auto_switch:
             check_interventions(module, self.interventions, self.strategy_options)
+        if self.trial_steps is not None:
+            check_trial(trainer, module, self, self.trial_steps)
+        self._trial = None
         # A new fit starts a new probe; resuming restores the state after setup.
         self.report = self.report_dir = self._probe = self._window = self._pending_state = None
         self._missed = False
@@ -166,6 +191,7 @@ class ConflictCallback(Callback):
             return
         jac, step, finite = record.jacobian, record.step, record.finite
         update = record.update if finite else None
+        in_trial = self._trial is not None and self._trial.active  # begun before this step
         if self.report is None and step <= self.probe_steps:
             recorder = self._recorder(pl_module, jac, probe=True)
             stats = recorder.record(jac, update, finite=finite, index=step - 1)
@@ -184,6 +210,8 @@ class ConflictCallback(Callback):
             rate = recorder.conflict_rate()
             metrics = conflict_metrics(self._pair_names, pl_module.loss_names, stats, rate)
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        if in_trial and self._trial is not None and self._trial.step(trainer, pl_module):
+            self._finish_trial(trainer, pl_module)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -192,6 +220,7 @@ class ConflictCallback(Callback):
             "probe": self._probe.state_dict() if self._probe is not None else None,
             "window": self._window.state_dict() if self._window is not None else None,
             "report": self.report.to_dict() if self.report is not None else None,
+            "trial": self._trial.state_dict() if self._trial is not None else None,
         }
 
     @override
@@ -206,6 +235,12 @@ class ConflictCallback(Callback):
         # Buffers are rebuilt on the module's device at the next recorded step.
         self._probe = self._window = None
         self._pending_state = state_dict
+        self._trial = None
+        if state_dict.get("trial") is not None and self.report is not None:
+            self._trial = GuardedTrial(
+                self.trial_steps or 0, self.trial_score, self.strategy_options
+            )
+            self._trial.load_state_dict(state_dict["trial"], self._ranked(self.report.regime))
 
     # ------------------------------------------------------------------------------ helpers
     def _log_interval(self, trainer: L.Trainer) -> int:
@@ -253,8 +288,28 @@ class ConflictCallback(Callback):
             rank_zero_info(self.report.to_markdown())
         if not self.report.valid:
             rank_zero_warn(f"ConflictCallback: no diagnosis, no switch: {self.report.reason}")
+        elif self.trial_steps is not None:
+            self._trial = self._new_trial()
+            ranked = self._ranked(self.report.regime)
+            self._trial.begin(trainer, pl_module, ranked)
         elif self.auto_switch:
             self._switch(pl_module)
+
+    def _new_trial(self) -> GuardedTrial:
+        return GuardedTrial(self.trial_steps or 0, self.trial_score, self.strategy_options)
+
+    def _ranked(self, regime: str) -> list[str | Strategy]:
+        return rank_candidates(self.interventions[regime], self.candidates)
+
+    def _finish_trial(self, trainer: L.Trainer, pl_module: PINNModule) -> None:
+        assert self.report is not None and self._trial is not None
+        self.report = self._trial.finished_report(self.report)
+        directory = report_directory(trainer, self.output_dir)
+        if trainer.is_global_zero:
+            if directory is not None:
+                write_report_text(directory, self.report)
+            self._log_report(trainer, pl_module, None)
+            rank_zero_info(self.report.to_markdown())
 
     def _write_files(
         self, directory: Path | None, pl_module: PINNModule, buffers: dict[str, Tensor]

@@ -16,6 +16,7 @@ from lightning_pinn.diagnostics import ConflictReport, StepStatistics, plot_prob
 __all__ = [
     "LOSS_COLUMNS",
     "PAIR_COLUMNS",
+    "TRIAL_COLUMNS",
     "REPORT_FIGURE",
     "REPORT_JSON",
     "REPORT_MARKDOWN",
@@ -24,6 +25,7 @@ __all__ = [
     "report_directory",
     "report_scalars",
     "write_report_files",
+    "write_report_text",
 ]
 
 REPORT_JSON = "conflict_report.json"
@@ -31,6 +33,7 @@ REPORT_MARKDOWN = "conflict_report.md"
 REPORT_FIGURE = "conflict_probe.png"
 
 PAIR_COLUMNS = ["pair", "conflict_rate", "late_conflict_rate", "mean_cosine", "late_mean_cosine"]
+TRIAL_COLUMNS = ["candidate", "score", "diagnosis_rank", "chosen"]
 LOSS_COLUMNS = ["loss", "median_norm", "update_conflict_share", "mean_update_cosine"]
 
 
@@ -72,6 +75,13 @@ def write_report_files(
     return path
 
 
+def write_report_text(directory: Path, report: ConflictReport) -> None:
+    """(Re)write ``conflict_report.json`` and ``conflict_report.md`` (after the trials)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    (directory / REPORT_MARKDOWN).write_text(report.to_markdown())
+
+
 def report_scalars(report: ConflictReport) -> dict[str, float]:
     """The report's numbers as flat ``conflict/report/...`` scalars for any logger."""
     out = {
@@ -87,6 +97,10 @@ def report_scalars(report: ConflictReport) -> dict[str, float]:
     if report.mean_alignment is not None and report.late_mean_alignment is not None:
         out["conflict/report/mean_alignment"] = report.mean_alignment
         out["conflict/report/late_mean_alignment"] = report.late_mean_alignment
+    for r in report.trial:
+        out[f"conflict/trial/score/{r.candidate}"] = r.score
+    if report.trial:
+        out["conflict/trial/steps_spent"] = float(report.trial_steps_spent)
     return out
 
 
@@ -112,6 +126,11 @@ def _log_wandb(logger: Logger, report: ConflictReport, figure: Path | None, step
         "conflict/report_losses": losses,
         "trainer/global_step": step,
     }
+    if report.trial:
+        payload["conflict/trial_table"] = wandb.Table(
+            columns=TRIAL_COLUMNS,
+            data=[[r.candidate, r.score, r.rank, r.chosen] for r in report.trial],
+        )
     if figure is not None and figure.exists():
         payload["conflict/probe_figure"] = wandb.Image(str(figure), caption=report.reason)
     experiment = logger.experiment  # type: ignore[attr-defined]

@@ -41,6 +41,12 @@ from lightning_pinn.diagnostics._statistics import (
     update_cosines,
     upper_pairs,
 )
+from lightning_pinn.diagnostics._trial import (
+    TRIAL_SCORES,
+    TrialResult,
+    TrialScore,
+    trial_score,
+)
 
 __all__ = [
     "DEFAULT_FLOOR",
@@ -49,6 +55,10 @@ __all__ = [
     "DEFAULT_TAU_MAG",
     "MIN_FINITE_SHARE",
     "MIN_FINITE_STEPS",
+    "TRIAL_SCORES",
+    "TrialResult",
+    "TrialScore",
+    "trial_score",
     "ConflictReport",
     "Diagnosis",
     "LossStatistics",

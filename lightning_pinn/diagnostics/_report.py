@@ -16,6 +16,7 @@ from lightning_pinn.diagnostics._regime import (
     resolve_interventions,
 )
 from lightning_pinn.diagnostics._statistics import pair_indices, pair_names
+from lightning_pinn.diagnostics._trial import TrialResult, trial_markdown
 
 __all__ = ["ConflictReport", "LossStatistics", "PairStatistics", "build_report"]
 
@@ -72,6 +73,11 @@ class ConflictReport:
             the probe (Wang et al. 2025; 1: all gradients agree); ``None`` in reports saved
             before it existed.
         late_mean_alignment: mean ``A`` over the late half of the probe.
+        trial: the guarded switch's table (empty without ``trial_steps``); ``strategy`` is
+            then the candidate chosen.
+        trial_steps: steps per candidate of the guarded switch (0: none).
+        trial_steps_spent: training steps the trials took from the budget.
+        trial_score: the score used (``"geomean"``, ``"sum"`` or ``"residual"``).
 
     Example:
         >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
@@ -94,6 +100,10 @@ class ConflictReport:
     valid: bool = True
     mean_alignment: float | None = None
     late_mean_alignment: float | None = None
+    trial: tuple[TrialResult, ...] = ()
+    trial_steps: int = 0
+    trial_steps_spent: int = 0
+    trial_score: str | None = None
 
     def pair(self, first: str, second: str) -> PairStatistics:
         """Statistics of the pair ``{first, second}`` (in either order)."""
@@ -108,6 +118,7 @@ class ConflictReport:
         out["loss_names"] = list(self.loss_names)
         out["pairs"] = [asdict(p) for p in self.pairs]
         out["losses"] = [asdict(s) for s in self.losses]
+        out["trial"] = [r.to_dict() for r in self.trial]
         return out
 
     @classmethod
@@ -118,6 +129,7 @@ class ConflictReport:
         values["pairs"] = tuple(PairStatistics(**p) for p in values["pairs"])
         values["losses"] = tuple(LossStatistics(**s) for s in values["losses"])
         values["interventions"] = dict(values.get("interventions", {}))
+        values["trial"] = tuple(TrialResult.from_dict(r) for r in values.get("trial", ()))
         return cls(**values)
 
     def to_markdown(self) -> str:
@@ -160,6 +172,10 @@ class ConflictReport:
             f"**Intervention: {self.strategy}**",
             "",
         ]
+        if self.trial:
+            how = self.trial_score or "geomean"
+            lines += trial_markdown(self.trial, self.trial_steps, self.trial_steps_spent, how)
+            lines.append("")
         return "\n".join(lines)
 
 

@@ -1,0 +1,211 @@
+"""The guarded switch: after the probe, train each candidate intervention ``trial_steps`` steps
+from the same state, score it on held-out points, keep the best (docs/concepts.md).
+
+Order of work, all at step boundaries (``on_train_batch_end``): at the end of the probe the
+state is snapshotted (weights with the adapter structure, optimizer and schedules, strategy
+and its state, module counters, the data index) and the held-out losses measured; candidate 1
+is set. After each trial its held-out losses are scored and its end state snapshotted; the
+start state is restored and the next candidate set. After the last one the scores are
+all-reduced (mean; identical on every rank), the best is chosen and its end state restored,
+so training continues as if the winner alone had been trained from the probe on.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import Tensor
+
+from lightning_pinn._snapshot import restore_snapshot, take_snapshot, to_cpu
+from lightning_pinn.callbacks._switching import apply_intervention, intervention_name
+from lightning_pinn.diagnostics import ConflictReport, TrialResult, TrialScore, trial_score
+from lightning_pinn.module import PINNModule
+from lightning_pinn.strategies import Strategy, strategy_names
+
+__all__ = ["DEFAULT_CANDIDATES", "GuardedTrial", "check_candidates", "rank_candidates"]
+
+DEFAULT_CANDIDATES: tuple[str, ...] = ("none", "reweight")
+"""Tried besides the diagnosed intervention when ``candidates`` is not given."""
+
+
+def check_candidates(candidates: Sequence[str | Strategy] | None) -> list[str | Strategy] | None:
+    """Validate the user's candidate list (names or strategy objects); ``None`` stays ``None``.
+
+    Raises:
+        ValueError: empty list, an unknown name or an unregistered strategy class.
+        TypeError: an entry that is neither a name nor a strategy object.
+    """
+    if candidates is None:
+        return None
+    if isinstance(candidates, str) or not candidates:
+        raise ValueError(f"candidates must be a non-empty list, got {candidates!r}")
+    out: list[str | Strategy] = []
+    for c in candidates:
+        if not isinstance(c, str | Strategy):
+            raise TypeError(f"a candidate is a strategy name or object, got {c!r}")
+        if intervention_name(c) not in strategy_names():
+            raise ValueError(
+                f"unknown candidate {c!r}; registered strategies: {', '.join(strategy_names())}"
+            )
+        out.append(c)
+    return out
+
+
+def _key(c: str | Strategy) -> str:
+    return c if isinstance(c, str) else repr(c)
+
+
+def rank_candidates(
+    diagnosed: str | Strategy, candidates: Sequence[str | Strategy] | None
+) -> list[str | Strategy]:
+    """The diagnosis's prior: the diagnosed intervention first, then the candidates in the
+    order given (default ``none``, ``reweight``), duplicates dropped, ``none`` always in."""
+    given = list(candidates) if candidates is not None else list(DEFAULT_CANDIDATES)
+    ranked: list[str | Strategy] = []
+    for c in [diagnosed, *given, "none"]:
+        if _key(c) not in {_key(r) for r in ranked}:
+            ranked.append(c)
+    return ranked
+
+
+def max_candidates(candidates: Sequence[str | Strategy] | None, interventions: Mapping) -> int:
+    """The most candidates any diagnosis can give (for the step-budget check in setup)."""
+    return max(len(rank_candidates(v, candidates)) for v in interventions.values())
+
+
+class GuardedTrial:
+    """The trials of one fit: candidates, scores and snapshots; saved in checkpoints."""
+
+    def __init__(self, steps: int, score: TrialScore, options: Mapping[str, Any]) -> None:
+        self.steps = steps
+        self.score = score
+        self.options = dict(options)  # strategy_options of a candidate given by name
+        self.candidates: list[str | Strategy] = []
+        self.current = -1  # index of the candidate being trained; -1: not started
+        self.done_steps = 0  # steps of the current trial so far
+        self.start: dict[str, Any] | None = None  # the snapshot at the end of the probe
+        self.before: Tensor | None = None  # held-out losses at the start [K]
+        self.ends: list[dict[str, Any]] = []  # each finished candidate's end snapshot
+        self.after: list[Tensor] = []  # each finished candidate's held-out losses [K]
+        self.results: tuple[TrialResult, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return 0 <= self.current < len(self.candidates)
+
+    def begin(
+        self,
+        trainer: L.Trainer,
+        module: PINNModule,
+        ranked: list[str | Strategy],
+    ) -> None:
+        """Snapshot the start, measure the held-out losses and set the first candidate."""
+        self.candidates = ranked
+        datamodule = trainer.datamodule
+        self.start = take_snapshot(module, trainer, datamodule.consumed)
+        self.before = _held_out_losses(module, datamodule)
+        self.current, self.done_steps = 0, 0
+        self._set(module)
+
+    def step(self, trainer: L.Trainer, module: PINNModule) -> bool:
+        """Count one trained step; at a trial's end move on. True when the trials are over."""
+        self.done_steps += 1
+        if self.done_steps < self.steps:
+            return False
+        datamodule = trainer.datamodule
+        self.after.append(_held_out_losses(module, datamodule))
+        self.ends.append(take_snapshot(module, trainer, datamodule.consumed))
+        self.current += 1
+        self.done_steps = 0
+        assert self.start is not None
+        if self.current < len(self.candidates):
+            datamodule.rewind(restore_snapshot(module, trainer, self.start))
+            self._set(module)
+            return False
+        self._choose(trainer, module)
+        return True
+
+    def _set(self, module: PINNModule) -> None:
+        choice = self.candidates[self.current]
+        rank_zero_info(f"ConflictCallback: trial {self.current + 1}/{len(self.candidates)}")
+        apply_intervention(module, choice, "trial", {} if choice == "none" else self.options)
+
+    def finished_report(self, report: ConflictReport) -> ConflictReport:
+        """``report`` with the trial table, the chosen candidate and the steps spent."""
+        return dataclasses.replace(
+            report,
+            strategy=intervention_name(self.chosen),
+            trial=self.results,
+            trial_steps=self.steps,
+            trial_steps_spent=self.steps * len(self.results),
+            trial_score=self.score,
+        )
+
+    def _choose(self, trainer: L.Trainer, module: PINNModule) -> None:
+        assert self.before is not None
+        local = torch.stack([trial_score(self.before, a, self.score) for a in self.after])
+        scores = trainer.strategy.reduce(local.to(module.device), reduce_op="mean")
+        scores = scores.detach().cpu().double()  # (n,), identical on every rank
+        scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("inf")), scores)
+        best = int(torch.argmin(scores))  # ties: the better diagnosis rank
+        trainer.datamodule.rewind(restore_snapshot(module, trainer, self.ends[best]))
+        names = module.loss_names
+        self.results = tuple(
+            TrialResult(
+                candidate=_key(intervention_name(c) if isinstance(c, str) else c),
+                score=float(scores[i]),
+                rank=i + 1,
+                chosen=i == best,
+                losses={n: float(v) for n, v in zip(names, self.after[i].tolist(), strict=True)},
+            )
+            for i, c in enumerate(self.candidates)
+        )
+        self.start, self.ends = None, []  # the snapshots are no longer needed
+        rank_zero_info(
+            f"ConflictCallback: guarded switch keeps {self.results[best].candidate!r} "
+            f"(score {float(scores[best]):.4g}) at step {module.train_steps}"
+        )
+
+    @property
+    def chosen(self) -> str | Strategy:
+        return self.candidates[next(i for i, r in enumerate(self.results) if r.chosen)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "done_steps": self.done_steps,
+            "candidates": [_key(c) for c in self.candidates],
+            "start": self.start,
+            "before": to_cpu(self.before),
+            "ends": self.ends,
+            "after": [to_cpu(a) for a in self.after],
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], ranked: list[str | Strategy]) -> None:
+        """Restore; ``ranked`` is this callback's candidate list for the saved diagnosis."""
+        if [_key(c) for c in ranked] != list(state["candidates"]):
+            raise ValueError(
+                f"the checkpoint's trial candidates {state['candidates']} differ from this "
+                f"callback's {[_key(c) for c in ranked]}; resume with the same candidates"
+            )
+        self.candidates = ranked
+        self.current, self.done_steps = int(state["current"]), int(state["done_steps"])
+        self.start, self.ends = state["start"], list(state["ends"])
+        self.before, self.after = state["before"], list(state["after"])
+        self.results = tuple(TrialResult.from_dict(r) for r in state["results"])
+
+
+def _held_out_losses(module: PINNModule, datamodule: Any) -> Tensor:
+    """The unweighted losses ``[K]`` on the data module's held-out points (CPU, float64)."""
+    batch = datamodule.held_out()
+    batch = module.transfer_batch_to_device(copy.copy(batch), module.device, 0)
+    with torch.enable_grad():  # derivatives of the network's output
+        values = module.losses(batch)
+    return torch.stack([values[n].detach().double().cpu() for n in module.loss_names])
