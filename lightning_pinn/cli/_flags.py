@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-__all__ = ["add_dataclass_flags", "argparse_type", "config_from_args"]
+__all__ = ["add_dataclass_flags", "argparse_type", "config_from_args", "given_fields"]
 
 T = TypeVar("T")
 
@@ -102,12 +102,37 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, config: type) -> None:
         parser.add_argument(
             flag,
             dest=field.name,
+            action=_Given,
             type=argparse_type(parse),
             default=default,
             choices=meta.get("choices") or _choices(annotation),
             metavar=meta.get("metavar") or flag.lstrip("-").replace("-", "_").upper(),
             help=_help(meta["help"], default),
         )
+
+
+GIVEN = "given_fields"
+"""The namespace attribute listing the fields whose flag was on the command line."""
+
+
+class _Given(argparse.Action):
+    """Store the value (as argparse's default action does) and record the field as given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.dest})
+
+
+def given_fields(args: argparse.Namespace) -> frozenset[str]:
+    """The fields whose value flag was on the command line (switches are not recorded: a
+    switch that is on differs from its default), e.g. to let them override a recipe."""
+    return frozenset(getattr(args, GIVEN, ()))
 
 
 def config_from_args(config: type[T], args: argparse.Namespace) -> T:

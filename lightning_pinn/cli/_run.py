@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from lightning_pinn import problems, run
-from lightning_pinn.cli._flags import add_dataclass_flags, config_from_args
+from lightning_pinn.cli._flags import add_dataclass_flags, config_from_args, given_fields
 from lightning_pinn.run import RunConfig, StrategyFlags, format_summary
+from lightning_pinn.run._recipes import apply_recipe, load_recipe
 from lightning_pinn.run._threads import default_threads, oversubscription
 
 __all__ = ["add_list", "add_report", "add_run"]
@@ -24,8 +25,10 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="probe, diagnose, switch and train one problem",
         description="Train a registered problem. By default (--strategy auto) the first "
         "--probe-steps steps run unmodified, the conflict report picks the intervention and "
-        "the module switches to it in place. How the probe decides: docs/concepts.md; every "
-        "flag: docs/cli.md.",
+        "the module switches to it in place. The problem's recipe (examples/recipes/) sets the "
+        "trunk, optimiser phases, weighting, points and steps; flags given explicitly override "
+        "it, --recipe vanilla is the plain MLP + Adam set-up. How the probe decides: "
+        "docs/concepts.md; every flag: docs/cli.md.",
     )
     add_dataclass_flags(p, RunConfig)
     strategy = p.add_argument_group(
@@ -42,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         problems.get(args.problem)  # raises with close matches
     cfg = config_from_args(RunConfig, args)
     cfg.module_options = config_from_args(StrategyFlags, args).merged_into(cfg.module_options)
+    given = set(given_fields(args)) | ({"resample"} if not cfg.resample else set())
+    cfg = apply_recipe(cfg, load_recipe(cfg.problem, cfg.recipe or "default"), given)
     cfg.validate()  # bad paths and options fail here, before the threads notice and any work
     if cfg.threads is None:
         cfg.threads = default_threads()

@@ -9,6 +9,8 @@
   and output directory checked before training, the default torch threads;
 - :mod:`~lightning_pinn.run._experiment`: :func:`run_experiment` (probe, diagnose, switch,
   train, report) and its summary;
+- :mod:`~lightning_pinn.run._recipes`: :class:`Recipe`, :func:`load_recipe` and
+  :func:`apply_recipe` (a problem's recommended set-up, YAML under ``examples/recipes/``);
 - :mod:`~lightning_pinn.run._plots`: prediction-vs-reference figures and the error field.
 """
 
@@ -32,6 +34,7 @@ from lightning_pinn.run._plots import (
     save_prediction,
 )
 from lightning_pinn.run._progress import LineProgressBar, progress_callbacks
+from lightning_pinn.run._recipes import Recipe, apply_recipe, load_recipe, recipe_names
 from lightning_pinn.run._threads import default_threads, oversubscription
 from lightning_pinn.run._trainer import (
     AtomicCheckpointIO,
@@ -48,20 +51,24 @@ __all__ = [
     "LineProgressBar",
     "LossCurve",
     "PredictionField",
+    "Recipe",
     "RunConfig",
     "StrategyFlags",
     "ValidationCurve",
+    "apply_recipe",
     "build_trainer",
     "check_checkpoint",
     "check_out_dir",
     "claim_version_dir",
     "default_threads",
     "format_summary",
+    "load_recipe",
     "make_logger",
     "plot_prediction",
     "prediction_field",
     "oversubscription",
     "progress_callbacks",
+    "recipe_names",
     "resumed_version_dir",
     "run_experiment",
     "save_prediction",

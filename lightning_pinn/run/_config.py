@@ -135,6 +135,47 @@ class RunConfig:
         parse=parse_points,
         metavar="NAME=COUNT,...",
     )
+    recipe: str | None = option(
+        None,
+        "the training recipe: default (the problem's own, examples/recipes/), vanilla (tanh "
+        "MLP 64x4, constant-rate Adam, no phases: the set-up before recipes), another name "
+        "under examples/recipes/, or a YAML path (`run` default: default; flags given "
+        "explicitly override the recipe's values, docs/cli.md)",
+        metavar="NAME|PATH",
+    )
+    trunk: dict[str, Any] | None = option(
+        None,
+        'trunk as JSON {"class_path": ..., "init_args": {...}}; in_dim/out_dim come from '
+        "the problem (default: the recipe's, else the tanh MLP 64x4)",
+        parse=json_object,
+        metavar="JSON",
+    )
+    rule: dict[str, Any] | None = option(
+        None,
+        'reweighting rule with options as JSON, e.g. \'{"name": "gradnorm", "every": 100}\' '
+        "(--reweighting or a reweighting key in --module-options wins)",
+        parse=json_object,
+        metavar="JSON",
+    )
+    schedule: dict[str, Any] | None = option(
+        None,
+        "learning-rate schedule as JSON, WarmupExponential's arguments, e.g. "
+        '\'{"warmup_steps": 200, "decay_rate": 0.9, "decay_steps": 1000}\'',
+        parse=json_object,
+        metavar="JSON",
+    )
+    lbfgs: dict[str, Any] | None = option(
+        None,
+        "L-BFGS phase as JSON, LBFGSPhase's arguments with the switch as after (steps) or "
+        "after_fraction of --max-steps, e.g. '{\"after_fraction\": 0.6}'",
+        parse=json_object,
+        metavar="JSON",
+    )
+    resample: bool = option(
+        True,
+        "draw the collocation points once (default: fresh points every step)",
+        flag="--fixed-points",
+    )
     problem_options: dict[str, Any] = option(
         help="problem parameters as JSON, e.g. '{\"beta\": 10}'", parse=json_object, factory=dict
     )

@@ -21,6 +21,7 @@ from lightning_pinn import problems
 from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
+from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
 from lightning_pinn.run._trainer import build_trainer, make_logger
 
 __all__ = ["LossCurve", "ValidationCurve", "format_summary", "run_experiment"]
@@ -84,6 +85,27 @@ def _own_run_dir(logger: Logger | None, cfg: RunConfig, name: str) -> Path | Non
     return None
 
 
+def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
+    """The trunk, rule, schedule and L-BFGS phase of ``cfg`` as module arguments (only those
+    that are set: an unset one leaves the module's default, so a config without them trains
+    exactly as before). A reweighting rule named in ``module_options`` wins over ``cfg.rule``."""
+    options: dict[str, Any] = {}
+    if cfg.trunk is not None:
+        options["trunk"] = build_trunk(cfg.trunk, problem.input_dim, problem.output_dim)
+    if cfg.rule is not None and not {"reweighting", "rule"} & set(cfg.module_options):
+        rule = dict(cfg.rule)
+        if "name" not in rule:
+            raise ValueError(f"rule needs a name, e.g. {{'name': 'gradnorm'}}, got {rule}")
+        options["reweighting"] = rule.pop("name")
+        if rule and "reweighting_options" not in cfg.module_options:
+            options["reweighting_options"] = rule
+    if cfg.schedule is not None:
+        options["schedule"] = dict(cfg.schedule)
+    if cfg.lbfgs is not None:
+        options["lbfgs"] = lbfgs_phase(cfg.lbfgs, cfg.max_steps)
+    return options
+
+
 def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     """Train ``cfg.problem`` and return a JSON-ready summary.
 
@@ -102,9 +124,10 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         strategy=start_strategy,
         lr_decay_rate=cfg.lr_decay_rate,
         lr_decay_steps=cfg.lr_decay_steps,
+        **_phase_options(cfg, problem),
         **cfg.module_options,
     )
-    datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points)
+    datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
     name = cfg.name or problem.name
     logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
     run_dir = _own_run_dir(logger, cfg, name)
@@ -150,6 +173,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "strategy": cfg.strategy,
         "final_strategy": module.strategy_name,
         "seed": cfg.seed,
+        "recipe": cfg.recipe,
         "steps": module.train_steps,
         "max_steps": cfg.max_steps,
         "resumed_from_step": start.step if cfg.resume is not None else None,

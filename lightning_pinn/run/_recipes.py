@@ -1,0 +1,250 @@
+"""Recipes: a problem's recommended set-up as data (YAML under ``examples/recipes/``).
+
+A recipe names the trunk (``class_path``/``init_args``, built by jsonargparse with ``in_dim``
+and ``out_dim`` filled in from the problem), the strategy and its reweighting rule, problem
+options (hard constraints, causal weighting), the collocation points and whether they are
+resampled, the learning rate, its schedule, an L-BFGS phase placed at a *fraction* of the run,
+and the number of steps. :func:`load_recipe` finds the file for a problem (the exact name, then
+the family before ``-``, then ``default.yaml``); :func:`apply_recipe` writes it into a
+:class:`~lightning_pinn.run.RunConfig`, leaving the fields given on the command line alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from lightning_pinn.run._config import RunConfig
+
+__all__ = [
+    "RECIPE_DIR",
+    "Recipe",
+    "apply_recipe",
+    "build_trunk",
+    "lbfgs_phase",
+    "load_recipe",
+    "recipe_names",
+]
+
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "examples" / "recipes"
+"""Where the recipe files live (``examples/recipes/`` of this repository)."""
+
+_FIELDS_TO_CONFIG = {
+    "steps": "max_steps",
+    "lr": "lr",
+    "strategy": "strategy",
+    "rule": "rule",
+    "trunk": "trunk",
+    "schedule": "schedule",
+    "lbfgs": "lbfgs",
+    "points": "points",
+    "resample": "resample",
+}
+"""Recipe field -> the :class:`RunConfig` field it sets (``problem_options`` is merged)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A recommended training set-up (one YAML file under ``examples/recipes/``).
+
+    Args:
+        name: the recipe's name (the file stem).
+        steps: training steps (``--max-steps`` overrides).
+        lr: first-order learning rate.
+        strategy: ``auto`` or a registered strategy from the start.
+        rule: the reweighting rule and its options, e.g. ``{"name": "gradnorm", "every": 100}``
+            (``None``: the strategy's default rule).
+        trunk: ``{"class_path": ..., "init_args": {...}}`` (``None``: the tanh MLP 64x4).
+        schedule: :class:`~lightning_pinn.optim.WarmupExponential` arguments (``None``:
+            constant rate).
+        lbfgs: :class:`~lightning_pinn.optim.LBFGSPhase` arguments, the switch given as
+            ``after_fraction`` of the run's steps (``None``: no L-BFGS phase).
+        points: point counts per set (``None``: the problem's).
+        resample: fresh collocation points every step, or one fixed draw.
+        problem_options: problem parameters, e.g. ``{"causal_eps": 1.0}``.
+        source: the file it was read from.
+    """
+
+    name: str
+    steps: int
+    lr: float = 1e-3
+    strategy: str = "auto"
+    rule: dict[str, Any] | None = None
+    trunk: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    lbfgs: dict[str, Any] | None = None
+    points: dict[str, int] | None = None
+    resample: bool = True
+    problem_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str | None = None
+
+
+def recipe_names(recipe_dir: Path | str = RECIPE_DIR) -> list[str]:
+    """The recipe files' names (stems), sorted."""
+    return sorted(p.stem for p in Path(recipe_dir).glob("*.yaml"))
+
+
+def _lookup(problem: str, recipe_dir: Path) -> Path:
+    """Exact name, then the family before ``-``, then ``default.yaml``."""
+    for stem in (problem, problem.split("-", 1)[0], "default"):
+        path = recipe_dir / f"{stem}.yaml"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no recipe for {problem!r} and no default.yaml in {recipe_dir}; recipes: "
+        f"{', '.join(recipe_names(recipe_dir)) or 'none'}"
+    )
+
+
+def load_recipe(
+    problem: str, recipe: str = "default", *, recipe_dir: Path | str = RECIPE_DIR
+) -> Recipe:
+    """The recipe for ``problem``.
+
+    Args:
+        problem: a registered problem name (used by ``recipe="default"``).
+        recipe: ``"default"`` (the problem's recipe: ``<problem>.yaml``, else
+            ``<family>.yaml`` with the family the name before ``-``, else ``default.yaml``),
+            another recipe name under ``recipe_dir`` (e.g. ``"vanilla"``), or a YAML path.
+        recipe_dir: where recipe files are looked up.
+
+    Returns:
+        The validated :class:`Recipe`.
+
+    Raises:
+        ValueError: an unknown recipe name (the valid names are listed), an unknown or
+            ill-typed key, a bad ``lbfgs`` phase.
+
+    Example:
+        >>> load_recipe("convection-b40").name
+        'convection'
+    """
+    recipe_dir = Path(recipe_dir)
+    if recipe == "default":
+        path = _lookup(problem, recipe_dir)
+    elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
+        path = Path(recipe)
+        if not path.is_file():
+            raise ValueError(f"recipe file {recipe!r} does not exist")
+    else:
+        path = recipe_dir / f"{recipe}.yaml"
+        if not path.is_file():
+            raise ValueError(
+                f"unknown recipe {recipe!r}; valid: default (the problem's own), "
+                f"{', '.join(recipe_names(recipe_dir))}, or a path to a YAML file"
+            )
+    data = yaml.safe_load(path.read_text()) or {}
+    return _parse(data, name=path.stem, source=str(path))
+
+
+def _parse(data: Any, *, name: str, source: str) -> Recipe:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"recipe {source}: expected a mapping of keys, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "source"}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"recipe {source}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    if "steps" not in data:
+        raise ValueError(f"recipe {source}: 'steps' is required")
+    steps = data["steps"]
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"recipe {source}: steps must be a positive integer, got {steps!r}")
+    for key in ("rule", "trunk", "schedule", "lbfgs", "points", "problem_options"):
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise ValueError(f"recipe {source}: {key} must be a mapping, got {data[key]!r}")
+    trunk = data.get("trunk")
+    if trunk is not None and "class_path" not in trunk:
+        raise ValueError(f"recipe {source}: trunk needs a class_path, got {dict(trunk)}")
+    if data.get("lbfgs") is not None:
+        lbfgs_phase(dict(data["lbfgs"]), steps)  # validates the fraction and the options
+    values = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    return Recipe(name=name, source=source, **values)
+
+
+def apply_recipe(cfg: RunConfig, recipe: Recipe, given: Iterable[str] = ()) -> RunConfig:
+    """``cfg`` with the recipe's values, except for the fields in ``given``.
+
+    Args:
+        cfg: the run's config (the command line's values).
+        recipe: the recipe.
+        given: :class:`RunConfig` fields set explicitly (e.g. ``max_steps`` from
+            ``--max-steps``); they keep ``cfg``'s value. Problem options given in ``cfg`` win
+            over the recipe's key by key.
+
+    Returns:
+        A new config; its ``recipe`` field names the recipe.
+    """
+    given = set(given)
+    updates: dict[str, Any] = {"recipe": recipe.name}
+    for field, target in _FIELDS_TO_CONFIG.items():
+        if target not in given:
+            updates[target] = getattr(recipe, field)
+    updates["problem_options"] = {**recipe.problem_options, **cfg.problem_options}
+    return dataclasses.replace(cfg, **updates)
+
+
+def lbfgs_phase(spec: Mapping[str, Any] | None, max_steps: int) -> dict[str, Any] | None:
+    """L-BFGS phase arguments with the switch step resolved for a run of ``max_steps``.
+
+    ``after_fraction`` (in ``[0, 1)``) becomes ``after = round(after_fraction * max_steps)``,
+    at most ``max_steps - 1``, so the phase scales with ``--max-steps``; an explicit ``after``
+    is kept as is (and must be below ``max_steps`` when ``fit`` starts).
+
+    Raises:
+        ValueError: both or neither of ``after`` and ``after_fraction``, a fraction outside
+            ``[0, 1)``, or an option :class:`~lightning_pinn.optim.LBFGSPhase` refuses.
+    """
+    if spec is None:
+        return None
+    from lightning_pinn.optim import LBFGSPhase
+
+    options = dict(spec)
+    if ("after" in options) == ("after_fraction" in options):
+        raise ValueError(
+            f"lbfgs needs exactly one of 'after' (steps) and 'after_fraction', got {options}"
+        )
+    if "after_fraction" in options:
+        fraction = options.pop("after_fraction")
+        if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise ValueError(f"lbfgs after_fraction must be in [0, 1), got {fraction!r}")
+        options["after"] = min(round(fraction * max_steps), max_steps - 1)
+    try:
+        LBFGSPhase(**options)
+    except TypeError as err:
+        raise ValueError(f"lbfgs: {err}") from None
+    return options
+
+
+def build_trunk(spec: Mapping[str, Any], in_dim: int, out_dim: int) -> nn.Module:
+    """The trunk ``spec`` (``class_path``/``init_args``) built by jsonargparse.
+
+    ``in_dim``/``out_dim`` are filled in from the problem where the spec leaves them out (and
+    an embedding's ``in_dim`` likewise).
+
+    Raises:
+        ValueError: a missing class or a bad argument (jsonargparse's message, which names it).
+    """
+    from jsonargparse import ArgumentParser
+
+    spec = dict(spec)
+    args = dict(spec.get("init_args") or {})
+    args.setdefault("in_dim", in_dim)
+    args.setdefault("out_dim", out_dim)
+    embedding = args.get("embedding")
+    if isinstance(embedding, Mapping) and "class_path" in embedding:
+        emb_args = dict(embedding.get("init_args") or {})
+        emb_args.setdefault("in_dim", in_dim)
+        args["embedding"] = {**embedding, "init_args": emb_args}
+    spec["init_args"] = args
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--trunk", type=nn.Module)
+    try:
+        cfg = parser.parse_object({"trunk": spec})
+    except Exception as err:  # jsonargparse's ArgumentError: the class or argument it refused
+        raise ValueError(f"cannot build trunk {spec.get('class_path')!r}: {err}") from None
+    return parser.instantiate(cfg).trunk

@@ -1,0 +1,119 @@
+"""``lightning-pinn run`` with recipes: the problem's recipe by default, ``--recipe vanilla`` as
+before, explicit flags over the recipe, a tiny run through the L-BFGS phase."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from lightning_pinn.cli import main
+from lightning_pinn.run import RunConfig
+
+
+@pytest.fixture
+def seen_config(monkeypatch):
+    """The RunConfig that ``run`` would train (run_experiment replaced)."""
+    seen: dict[str, RunConfig] = {}
+
+    def fake_run(cfg):
+        seen["cfg"] = cfg
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("lightning_pinn.cli._run.run.run_experiment", fake_run)
+
+    def call(*argv: str) -> RunConfig:
+        assert main(["run", *argv, "--threads", "1"]) == 2
+        return seen["cfg"]
+
+    return call
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--max-steps", "12", "--points", "residual=32", "--lr", "0.01", "--strategy", "none")],
+)
+def test_vanilla_recipe_is_the_config_before_recipes(seen_config, extra):
+    cfg = seen_config("burgers", "--recipe", "vanilla", *extra)
+    assert cfg.recipe == "vanilla"
+    before = {"max_steps": 2000, "lr": 1e-3, "strategy": "auto", "points": None}
+    if extra:
+        before = {"max_steps": 12, "lr": 0.01, "strategy": "none", "points": {"residual": 32}}
+    expected = RunConfig(problem="burgers", threads=1, **before)
+    assert dataclasses.replace(cfg, recipe=None) == expected
+
+
+def test_default_is_the_problems_recipe_and_flags_override_it(seen_config):
+    cfg = seen_config("burgers")
+    assert cfg.recipe == "burgers" and cfg.max_steps == 2000 and cfg.strategy == "reweight"
+    assert cfg.trunk["class_path"] == "lightning_pinn.networks.ModifiedMLP"
+    assert cfg.lbfgs == {"after_fraction": 0.9, "max_iter": 5, "history_size": 50}
+    cfg = seen_config("burgers", "--max-steps", "300", "--lr", "0.002", "--fixed-points")
+    assert (cfg.max_steps, cfg.lr, cfg.resample) == (300, 0.002, False)
+    assert cfg.schedule == {"warmup_steps": 200, "decay_rate": 0.9, "decay_steps": 1000}
+    cfg = seen_config("convection-b40", "--problem-options", '{"causal_eps": 0.5}')
+    assert cfg.recipe == "convection"
+    assert cfg.problem_options == {
+        "hard_constraints": ["initial"],
+        "causal_eps": 0.5,
+        "causal_chunks": 32,
+    }
+
+
+def test_unknown_recipe_is_a_one_line_error(capsys):
+    assert main(["run", "burgers", "--recipe", "fancy", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown recipe 'fancy'" in err and "vanilla" in err
+
+
+def test_recipe_naming_a_missing_trunk_fails_before_training(tmp_path, capsys):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("steps: 5\ntrunk: {class_path: lightning_pinn.networks.NoSuchNet}\n")
+    code = main(
+        [
+            "run",
+            "burgers",
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp_path),
+            "--logger",
+            "none",
+            "--threads",
+            "1",
+            "--no-progress-bar",
+        ]
+    )
+    assert code == 2
+    assert "lightning_pinn.networks.NoSuchNet" in capsys.readouterr().err
+
+
+def test_tiny_default_recipe_run_goes_through_lbfgs(tmp_path):
+    code = main(
+        [
+            "run",
+            "burgers",
+            "--max-steps",
+            "30",
+            "--points",
+            "residual=64,initial=16,boundary=16",
+            "--out",
+            str(tmp_path),
+            "--no-progress-bar",
+            "--no-plots",
+            "--threads",
+            "1",
+            "--json",
+            "--log-every",
+            "5",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert summary["recipe"] == "burgers" and summary["final_strategy"] == "reweight"
+    assert summary["max_steps"] == 30 and 0 < summary["rel_l2"] < 10
+    with next(tmp_path.rglob("metrics.csv")).open() as f:
+        phases = {row["optim/phase"] for row in csv.DictReader(f) if row.get("optim/phase")}
+    assert {float(p) for p in phases} == {0.0, 1.0}  # Adam, then L-BFGS (after step 27)

@@ -1,0 +1,156 @@
+"""Recipes: lookup, validation, application to a RunConfig, and that every registered problem's
+recipe builds its module (no training)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from torch import nn
+
+from lightning_pinn import problems
+from lightning_pinn.networks import MLP, FourierFeatures, ModifiedMLP, PeriodicEmbedding
+from lightning_pinn.run import RunConfig
+from lightning_pinn.run._experiment import _phase_options
+from lightning_pinn.run._recipes import (
+    RECIPE_DIR,
+    apply_recipe,
+    build_trunk,
+    lbfgs_phase,
+    load_recipe,
+    recipe_names,
+)
+
+
+@pytest.mark.parametrize(
+    "problem, expected",
+    [
+        ("burgers", "burgers"),
+        ("convection-b40", "convection"),
+        ("convection", "convection"),
+        ("helmholtz-a6", "helmholtz"),
+        ("burgers_inverse", "default"),
+        ("poisson_nd-d10", "default"),
+    ],
+)
+def test_lookup_exact_then_family_then_default(problem, expected):
+    assert load_recipe(problem).name == expected
+
+
+def test_named_recipe_and_path(tmp_path):
+    assert load_recipe("burgers", "vanilla").name == "vanilla"
+    path = tmp_path / "mine.yaml"
+    path.write_text("steps: 7\nlr: 0.01\n")
+    recipe = load_recipe("burgers", str(path))
+    assert (recipe.name, recipe.steps, recipe.lr, recipe.source) == ("mine", 7, 0.01, str(path))
+
+
+def test_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown recipe 'fancy'") as err:
+        load_recipe("burgers", "fancy")
+    for name in ("vanilla", "burgers", "convection"):
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("steps: 10\ntrunck: {}\n", r"unknown key\(s\) \['trunck'\]"),
+        ("lr: 0.1\n", "'steps' is required"),
+        ("steps: 0\n", "positive integer"),
+        ("steps: 10\nlbfgs: {after_fraction: 1.5}\n", r"after_fraction must be in \[0, 1\)"),
+        ("steps: 10\nlbfgs: {after: 3, after_fraction: 0.5}\n", "exactly one of"),
+        ("steps: 10\nlbfgs: {after_fraction: 0.5, histroy: 3}\n", "lbfgs: .*histroy"),
+        ("steps: 10\ntrunk: {init_args: {width: 3}}\n", "needs a class_path"),
+        ("[1, 2]\n", "expected a mapping"),
+    ],
+)
+def test_bad_recipe_files_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_recipe("burgers", str(path))
+
+
+def test_missing_trunk_class_is_named():
+    with pytest.raises(ValueError, match="lightning_pinn.networks.NoSuchNet"):
+        build_trunk({"class_path": "lightning_pinn.networks.NoSuchNet"}, 2, 1)
+    with pytest.raises(ValueError, match="widht"):
+        build_trunk({"class_path": "lightning_pinn.networks.MLP", "init_args": {"widht": 3}}, 2, 1)
+
+
+def test_lbfgs_fraction_scales_with_the_run():
+    assert lbfgs_phase({"after_fraction": 0.9, "max_iter": 5}, 2000) == {
+        "after": 1800,
+        "max_iter": 5,
+    }
+    assert lbfgs_phase({"after_fraction": 0.9}, 30)["after"] == 27
+    assert lbfgs_phase({"after_fraction": 0.9}, 1)["after"] == 0  # always below max_steps
+    assert lbfgs_phase({"after": 12}, 30) == {"after": 12}
+    assert lbfgs_phase(None, 30) is None
+
+
+def test_vanilla_is_the_config_before_recipes():
+    before = RunConfig(problem="burgers")
+    after = apply_recipe(before, load_recipe("burgers", "vanilla"))
+    assert dataclasses.replace(after, recipe=None) == before
+    assert after.recipe == "vanilla"
+    assert _phase_options(after, problems.get("burgers")) == {}  # the module's defaults
+
+
+def test_given_fields_keep_their_values():
+    recipe = load_recipe("burgers")
+    cfg = RunConfig(problem="burgers", max_steps=30, lr=0.01, problem_options={"nu": 0.01})
+    applied = apply_recipe(cfg, recipe, given={"max_steps", "lr"})
+    assert (applied.max_steps, applied.lr) == (30, 0.01)
+    assert applied.trunk == recipe.trunk and applied.schedule == recipe.schedule
+    assert applied.problem_options == {"nu": 0.01}
+    conv = apply_recipe(
+        RunConfig(problem="convection", problem_options={"causal_eps": 0.1}),
+        load_recipe("convection"),
+    )
+    assert conv.problem_options["causal_eps"] == 0.1  # the user's key wins
+    assert conv.problem_options["hard_constraints"] == ["initial"]
+
+
+def test_burgers_default_recipe_builds_the_intended_module():
+    cfg = apply_recipe(RunConfig(problem="burgers"), load_recipe("burgers"))
+    problem = problems.get(cfg.problem, **cfg.problem_options)
+    module = problem.module(lr=cfg.lr, strategy=cfg.strategy, **_phase_options(cfg, problem))
+    assert isinstance(module.model, ModifiedMLP)
+    assert any(nn.utils.parametrize.is_parametrized(m) for m in module.model.modules())  # RWF
+    assert module.strategy_name == "reweight"
+    assert (
+        module.hparams["lbfgs"]["after"] == 1800 and module.hparams["lbfgs"]["history_size"] == 50
+    )
+    assert module.hparams["schedule"]["warmup_steps"] == 200
+    assert cfg.points == {"residual": 4000} and cfg.max_steps == 2000
+
+
+def test_periodic_and_fourier_trunks():
+    conv = apply_recipe(RunConfig(problem="convection-b40"), load_recipe("convection-b40"))
+    trunk = build_trunk(conv.trunk, 2, 1)
+    assert isinstance(trunk, ModifiedMLP) and any(
+        isinstance(m, PeriodicEmbedding) for m in trunk.modules()
+    )
+    wave = build_trunk(load_recipe("wave").trunk, 2, 1)
+    assert any(isinstance(m, FourierFeatures) for m in wave.modules())
+    assert isinstance(build_trunk(load_recipe("helmholtz").trunk, 2, 1), MLP)
+
+
+@pytest.mark.parametrize("name", problems.names())
+def test_every_problem_recipe_builds_a_module(name):
+    cfg = apply_recipe(RunConfig(problem=name), load_recipe(name))
+    cfg.validate()
+    problem = problems.get(name, **cfg.problem_options)
+    strategy = "none" if cfg.strategy == "auto" else cfg.strategy  # as run_experiment starts
+    module = problem.module(lr=cfg.lr, strategy=strategy, **_phase_options(cfg, problem))
+    problem.datamodule(points=cfg.points, resample=cfg.resample)
+    assert module.hparams["lbfgs"]["after"] < cfg.max_steps
+
+
+def test_every_recipe_file_loads():
+    assert {"default", "vanilla", "burgers"} <= set(recipe_names())
+    for name in recipe_names():
+        load_recipe("burgers", name)
+    assert (RECIPE_DIR / "default.yaml").is_file()
