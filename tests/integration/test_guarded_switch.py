@@ -1,0 +1,224 @@
+"""The guarded switch: ConflictCallback(trial_steps=...) tries candidates from one restored
+state, keeps the best by a held-out score, and continues from its end state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _support import tiny_burgers, tiny_trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from lightning_pinn import ConflictCallback
+from lightning_pinn.strategies import AdapterStrategy, NoneStrategy
+from lightning_pinn.strategies._registry import _REGISTRY
+
+PROBE, TRIAL, AFTER = 6, 4, 3
+ALL_REGIMES = ("directional", "magnitude", "low")
+
+
+class Ascent(NoneStrategy):
+    """A candidate known to be worse: gradient ascent on the summed loss."""
+
+    name = "ascent"
+
+    def update(self, *args, **kwargs):
+        update, weights = super().update(*args, **kwargs)
+        return -update, weights
+
+
+class AscentAdapters(AdapterStrategy):
+    """Worse and with adapters (parameters the restore must remove): ascent on θ_s."""
+
+    name = "ascent_adapters"
+
+    def update(self, *args, **kwargs):
+        update, weights = super().update(*args, **kwargs)
+        return -update, weights
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    monkeypatch.setitem(_REGISTRY, "ascent", Ascent)
+    monkeypatch.setitem(_REGISTRY, "ascent_adapters", AscentAdapters)
+
+
+BAD = "ascent_adapters"
+
+
+def _everywhere(choice):
+    return dict.fromkeys(ALL_REGIMES, choice)
+
+
+def _fit(steps, callbacks=(), ckpt_path=None, **trainer_kw):
+    torch.manual_seed(0)
+    problem = tiny_burgers()
+    module, datamodule = problem.module(), problem.datamodule()
+    trainer = tiny_trainer(steps, callbacks, **trainer_kw)
+    trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+    return module, datamodule, trainer
+
+
+def _optimizer_state(trainer):
+    state = trainer.optimizers[0].state_dict()
+    return state["state"], state["param_groups"]
+
+
+def _assert_same_state(a, b):
+    (ma, da, ta), (mb, db, tb) = a, b
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+    (state_a, groups_a), (state_b, groups_b) = _optimizer_state(ta), _optimizer_state(tb)
+    assert [g["lr"] for g in groups_a] == [g["lr"] for g in groups_b]
+    assert [len(g["params"]) for g in groups_a] == [len(g["params"]) for g in groups_b]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        for name, value in state_a[key].items():
+            assert torch.equal(value, state_b[key][name]), (key, name)
+    assert (da.consumed, ma.train_steps) == (db.consumed, mb.train_steps)
+    assert ma.strategy_name == mb.strategy_name and not ma.has_adapters
+
+
+@pytest.mark.parametrize("bad_first", [True, False], ids=["bad-then-none", "none-then-bad"])
+def test_trying_a_candidate_then_none_is_bitwise_the_plain_run(bad_first):
+    """The adapters candidate is tried and thrown away: weights (adapter structure included),
+    optimizer, schedule and data stream end bitwise as in a run that never tried it."""
+    interventions = _everywhere(BAD if bad_first else "none")
+    candidates = ["none"] if bad_first else [BAD]
+    cb = ConflictCallback(
+        probe_steps=PROBE, trial_steps=TRIAL, interventions=interventions, candidates=candidates
+    )
+    guarded = _fit(PROBE + 2 * TRIAL + AFTER, [cb])
+    assert [(r.candidate, r.chosen) for r in cb.report.trial][0 if not bad_first else 1] == (
+        "none",
+        True,
+    )
+    assert cb.report.strategy == "none" and cb.report.trial_steps_spent == 2 * TRIAL
+    assert guarded[2].global_step == PROBE + 2 * TRIAL + AFTER
+    plain = _fit(PROBE + TRIAL + AFTER)
+    _assert_same_state(guarded, plain)
+
+
+@pytest.mark.parametrize("score", ["geomean", "sum", "residual"])
+@pytest.mark.parametrize("bad", [BAD, Ascent()], ids=["adapters", "object"])
+def test_known_worse_candidate_is_never_chosen(bad, score):
+    for seed_candidates in (["reweight", "none"], ["none", "reweight"]):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=TRIAL,
+            interventions=_everywhere(bad),
+            candidates=seed_candidates,
+            trial_score=score,
+        )
+        module, _, _ = _fit(PROBE + 3 * TRIAL + 1, [cb])
+        rows = {r.candidate: r for r in cb.report.trial}
+        assert [r.rank for r in cb.report.trial] == [1, 2, 3]
+        assert cb.report.trial[0].candidate == (bad if isinstance(bad, str) else repr(bad))
+        assert not cb.report.trial[0].chosen
+        assert cb.report.trial[0].score == max(r.score for r in cb.report.trial)
+        chosen = [name for name, r in rows.items() if r.chosen]
+        assert chosen in (["none"], ["reweight"]) and module.strategy_name == chosen[0]
+        assert not module.has_adapters
+        assert "trial" in cb.report.to_dict() and "### Guarded switch" in cb.report.to_markdown()
+
+
+def test_without_trial_steps_nothing_changes():
+    cb = ConflictCallback(probe_steps=PROBE, interventions=_everywhere("reweight"))
+    module, _, _ = _fit(PROBE + 3, [cb])
+    assert cb.report.trial == () and cb.report.trial_steps_spent == 0
+    assert cb.report.to_dict()["trial"] == [] and module.strategy_name == "reweight"
+
+
+def test_resume_mid_trial_equals_uninterrupted(tmp_path: Path):
+    def run(root: Path, ckpt_path: str | None = None):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=TRIAL,
+            interventions=_everywhere("adapters"),
+            candidates=["reweight", "none"],
+        )
+        ckpt = ModelCheckpoint(
+            dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}"
+        )
+        out = _fit(PROBE + 3 * TRIAL + AFTER, [cb, ckpt], ckpt_path, enable_checkpointing=True)
+        return cb, out
+
+    full_cb, full = run(tmp_path / "full")
+    # Mid-trial of the first (adapters) and of the second candidate, and at a trial boundary.
+    for step in (PROBE + 2, PROBE + TRIAL, PROBE + TRIAL + 1):
+        ckpt = tmp_path / "full" / f"step={step}.ckpt"
+        assert ckpt.exists()
+        resumed_cb, resumed = run(tmp_path / f"resumed{step}", str(ckpt))
+        assert resumed_cb.report.to_dict() == full_cb.report.to_dict()
+        sa, sb = full[0].state_dict(), resumed[0].state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), step
+        assert full[1].consumed == resumed[1].consumed
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("steps", [0, -3, 1.5, True, "10"])
+def test_bad_trial_steps(steps):
+    with pytest.raises(ValueError, match="trial_steps"):
+        ConflictCallback(probe_steps=5, trial_steps=steps)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown candidate"):
+        ConflictCallback(probe_steps=5, trial_steps=2, candidates=["none", "sugery"])
+    with pytest.raises(ValueError, match="trial_score"):
+        ConflictCallback(probe_steps=5, trial_steps=2, trial_score="mean")
+    with pytest.raises(ValueError, match="auto_switch"):
+        ConflictCallback(probe_steps=5, trial_steps=2, auto_switch=False)
+
+
+def _fails_in_setup(cb, steps, module=None, datamodule=True, match=""):
+    problem = tiny_burgers()
+    module = module or problem.module()
+    trainer = tiny_trainer(steps, [cb])
+    with pytest.raises(ValueError, match=match):
+        if datamodule:
+            trainer.fit(module, problem.datamodule())
+        else:
+            trainer.fit(module, problem.datamodule().train_dataloader())
+    assert module.train_steps == 0  # before the first step
+
+
+def test_trials_longer_than_the_budget_fail_in_setup():
+    # probe 5 + 3 candidates x 5 = 20 steps: max_steps must be above that.
+    cb = ConflictCallback(probe_steps=5, trial_steps=5)
+    _fails_in_setup(cb, 20, match="max_steps=20")
+
+
+class _NoLinear(nn.Module):
+    """A trunk with no nn.Linear: adapters have nothing to attach to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(2, 16) * 0.5)
+        self.w2 = nn.Parameter(torch.randn(16, 1) * 0.5)
+
+    def forward(self, x):
+        return torch.tanh(x @ self.w1) @ self.w2
+
+
+def test_candidate_the_module_cannot_take_fails_in_setup():
+    cb = ConflictCallback(probe_steps=3, trial_steps=2, interventions=_everywhere("reweight"))
+    cb2 = ConflictCallback(
+        probe_steps=3, trial_steps=2, interventions=_everywhere("none"), candidates=["adapters"]
+    )
+    for callback in (cb, cb2):
+        module = tiny_burgers().module(trunk=_NoLinear())
+        if callback is cb:  # reweight and none fit this trunk: the fit runs
+            tiny_trainer(12, [callback]).fit(module, tiny_burgers().datamodule())
+            continue
+        _fails_in_setup(callback, 12, module=module, match="trial candidate 'adapters'")
+
+
+def test_trial_needs_the_collocation_data_module():
+    cb = ConflictCallback(probe_steps=3, trial_steps=2)
+    _fails_in_setup(cb, 20, datamodule=False, match="CollocationDataModule")
