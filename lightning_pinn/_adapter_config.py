@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lightning_pinn.adapters import PerLossAdapter
+from lightning_pinn.adapters import PREDICTIONS, PerLossAdapter
 from lightning_pinn.adapters._inject import select_layers
 from lightning_pinn.adapters._layer import AdapterLinear
 from lightning_pinn.strategies import Strategy
@@ -20,21 +20,52 @@ __all__ = [
     "check_adapter_config",
     "check_foldable",
     "fold_and_unwrap",
+    "resolve_predict_with",
     "wrap_in_adapters",
 ]
 
 ADAPTER_KEYS = ("rank", "alpha", "target", "seed")
+DESIGN_DEFAULTS: dict[str, Any] = {"mode": "summed", "predict_with": "residual", "form": "linear"}
+"""The design options of a build (older checkpoints lack them: these defaults apply)."""
 
 
 def adapter_config_of(strategy: Strategy) -> dict[str, Any]:
-    """The layer options (``rank``, ``alpha``, ``target``, ``seed``) and ``lr_mult``."""
+    """The layer options (``rank``, ``alpha``, ``target``, ``seed``), the design options
+    (``mode``, ``predict_with``, ``form``) and ``lr_mult``."""
     options = strategy.adapter_options()
     config = {key: options[key] for key in ADAPTER_KEYS}
+    config.update({key: options.get(key, value) for key, value in DESIGN_DEFAULTS.items()})
     config["lr_mult"] = float(getattr(strategy, "adapter_lr_mult", 1.0))
     return config
 
 
-def check_adapter_config(model: nn.Module, num_losses: int, config: dict[str, Any]) -> list[str]:
+def _design(config: dict[str, Any], key: str) -> Any:
+    return config.get(key, DESIGN_DEFAULTS[key])
+
+
+def resolve_predict_with(predict_with: object, loss_names: tuple[str, ...]) -> str | int:
+    """``predict_with`` for :class:`PerLossAdapter`: a loss name becomes its index.
+
+    Raises:
+        ValueError: neither one of ``("residual", "mean", "trunk")``, a loss name nor a loss
+            index (the message lists the valid values).
+    """
+    if predict_with in PREDICTIONS:
+        return predict_with  # type: ignore[return-value]
+    if isinstance(predict_with, str) and predict_with in loss_names:
+        return loss_names.index(predict_with)
+    is_index = isinstance(predict_with, int) and not isinstance(predict_with, bool)
+    if is_index and 0 <= predict_with < len(loss_names):  # type: ignore[operator]
+        return predict_with  # type: ignore[return-value]
+    raise ValueError(
+        f"predict_with={predict_with!r} names no loss; valid values are {list(PREDICTIONS)}, "
+        f"a loss name of {list(loss_names)} or an index in [0, {len(loss_names)})"
+    )
+
+
+def check_adapter_config(
+    model: nn.Module, loss_names: tuple[str, ...], config: dict[str, Any]
+) -> list[str]:
     """The layers :func:`wrap_in_adapters` would adapt; raises what it would raise.
 
     Raises:
@@ -47,15 +78,25 @@ def check_adapter_config(model: nn.Module, num_losses: int, config: dict[str, An
             "wrap it again; pass the plain trunk (model.trunk, or model.merged() to fold the "
             "adapters in) and let the strategy attach the adapters"
         )
-    chosen = select_layers(model, num_losses, config["rank"], config["alpha"], config["target"])
+    resolve_predict_with(_design(config, "predict_with"), loss_names)
+    k = len(loss_names)
+    chosen = select_layers(model, k, config["rank"], config["alpha"], config["target"])
     return [name for name, _ in chosen]
 
 
-def wrap_in_adapters(model: nn.Module, num_losses: int, config: dict[str, Any]) -> PerLossAdapter:
-    """``model`` wrapped in :class:`PerLossAdapter` built from ``config``, on its device."""
+def wrap_in_adapters(
+    model: nn.Module, loss_names: tuple[str, ...], config: dict[str, Any]
+) -> PerLossAdapter:
+    """``model`` wrapped in :class:`PerLossAdapter` built from ``config``, on its device.
+
+    Raises:
+        ValueError: as :class:`PerLossAdapter`, or a ``predict_with`` naming no loss.
+    """
     device = next(model.parameters()).device
-    layer_options = {key: config[key] for key in ADAPTER_KEYS}
-    return PerLossAdapter(model, num_losses=num_losses, **layer_options).to(device)
+    options = {key: config[key] for key in ADAPTER_KEYS}
+    options.update({key: _design(config, key) for key in ("mode", "form")})
+    options["predict_with"] = resolve_predict_with(_design(config, "predict_with"), loss_names)
+    return PerLossAdapter(model, num_losses=len(loss_names), **options).to(device)
 
 
 def adapter_differences(
@@ -78,9 +119,13 @@ def adapter_differences(
         out.append(f"seed {attached['seed']} -> {config['seed']}")
     if float(config["lr_mult"]) != float(attached["lr_mult"]):
         out.append(f"adapter_lr_mult {attached['lr_mult']:g} -> {config['lr_mult']:g}")
+    for key in ("mode", "form"):  # predict_with changes in place (no rebuild)
+        if _design(config, key) != _design(attached, key):
+            out.append(f"{key} {_design(attached, key)} -> {_design(config, key)}")
     target = config["target"]
     if target is not attached["target"] and target != attached["target"]:
-        chosen = select_layers(model.merged(), model.num_losses, rank, new_alpha, target)
+        plain = model.merged("trunk")  # the layers only (any form)
+        chosen = select_layers(plain, model.num_losses, rank, new_alpha, target)
         names = [name for name, _ in chosen]
         if names != model.adapted_layer_names:
             out.append(f"layers {model.adapted_layer_names} -> {names}")
@@ -90,6 +135,12 @@ def adapter_differences(
 def check_foldable(model: PerLossAdapter) -> None:
     """Raise unless :func:`fold_and_unwrap` can fold every adapter in place."""
     layers = [m for m in model.trunk.modules() if isinstance(m, AdapterLinear)]
+    if model.form != "linear":
+        raise ValueError(
+            "the attached adapters are nonlinear branches, which cannot be folded into the "
+            "weights to rebuild them with other options; switch with the attached adapter "
+            "options, or build a new module with the adapter options you want"
+        )
     if any(parametrize.is_parametrized(m.base_layer, "weight") for m in layers):
         raise ValueError(
             "the attached adapters sit on parametrised weights (e.g. random weight "

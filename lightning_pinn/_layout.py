@@ -75,6 +75,7 @@ class ParameterViews:
 
     model: nn.Module
     num_losses: int
+    loss_names: tuple[str, ...]
     lr: float
     _adapter_config: dict[str, Any] | None
     _layout: ParameterLayout | None
@@ -125,7 +126,7 @@ class ParameterViews:
         return [p for group in self._adapter_groups() for p in group]
 
     def _attach_adapters(self, config: dict[str, Any]) -> None:
-        self.model = wrap_in_adapters(self.model, self.num_losses, config)
+        self.model = wrap_in_adapters(self.model, self.loss_names, config)
         self._adapter_config = dict(config)
         self._layout = None
 

@@ -20,6 +20,7 @@ __all__ = [
     "handle_nonfinite",
     "nonfinite_error",
     "nonfinite_losses",
+    "skip_nonfinite_step",
     "skipped_at_end_message",
     "too_many_skips_error",
     "input_dtype_error",
@@ -301,3 +302,19 @@ def handle_nonfinite(module: Any, values: Tensor, jac: Tensor) -> None:
     callback = module.trainer.checkpoint_callback
     ckpt = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
     raise nonfinite_error(module.loss_names, values, jac, module.train_steps, ckpt)
+
+
+def skip_nonfinite_step(module: Any, opt: Any, values: Tensor, jac: Tensor) -> Tensor:
+    """Record, handle (:func:`handle_nonfinite`) and count a step with non-finite ``values``
+    ``[K]`` or ``J`` ``[K, P]``; the weights stay untouched. Returns the summed losses."""
+    module.last_record = StepRecord(
+        module.train_steps + 1, values, jac, None, module.loss_weights, False
+    )
+    handle_nonfinite(module, values, jac)
+    opt.zero_grad(set_to_none=True)
+    # A step with every .grad None: torch's optimizers leave such parameters and their
+    # state untouched, and Lightning counts the step toward max_steps.
+    opt.step()
+    module.train_steps += 1
+    module._log_skip()
+    return values.sum()

@@ -11,6 +11,7 @@ from lightning_pinn._adapter_config import (
     check_adapter_config,
     check_foldable,
     fold_and_unwrap,
+    resolve_predict_with,
 )
 from lightning_pinn._optimizers import add_adapter_param_group, replace_adapter_param_group
 from lightning_pinn.strategies import (
@@ -54,13 +55,14 @@ def plan_switch(
         return new, None
     config = adapter_config_of(new)
     if not module.has_adapters:
-        check_adapter_config(module.model, module.num_losses, config)
+        check_adapter_config(module.model, module.loss_names, config)
         return new, config
     assert module._adapter_config is not None
     if not adapter_differences(module.model, module._adapter_config, config):
+        resolve_predict_with(config["predict_with"], module.loss_names)  # set in place
         return new, None
     check_foldable(module.model)
-    check_adapter_config(module.model.merged(), module.num_losses, config)
+    check_adapter_config(module.model.merged(), module.loss_names, config)
     return new, config
 
 
@@ -75,6 +77,10 @@ def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[
     elif config is not None:
         module._attach_adapters(config)
         add_adapter_param_group(module)
+    elif new.uses_adapters and module.has_adapters:  # the same adapters: predict_with in place
+        predict_with = adapter_config_of(new)["predict_with"]
+        module.model.set_predict_with(resolve_predict_with(predict_with, module.loss_names))
+        module._adapter_config = {**(module._adapter_config or {}), "predict_with": predict_with}
     if isinstance(strategy, str):
         module._switch_defaults.update(options)
     module._strategy = new

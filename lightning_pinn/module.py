@@ -17,13 +17,14 @@ from lightning_pinn._arguments import check_module_arguments, drop_callables
 from lightning_pinn._checkpoint import load_module_state, save_module_state
 from lightning_pinn._layout import ParameterLayout, ParameterViews
 from lightning_pinn._optimizers import configure_optimizers
+from lightning_pinn._per_loss import adapter_inputs, evaluate_losses, loss_scope, strategy_update
 from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
     check_losses,
     check_point_sets,
-    handle_nonfinite,
     input_dtype_error,
+    skip_nonfinite_step,
     skipped_at_end_message,
     step_gradients,
     step_metrics,
@@ -44,10 +45,7 @@ from lightning_pinn.optim._phase_step import (
     phase_metrics,
     save_phase_state,
 )
-from lightning_pinn.strategies import (
-    Strategy,
-    validate_strategy_options,
-)
+from lightning_pinn.strategies import Strategy, validate_strategy_options
 
 __all__ = ["PINNModule", "StepRecord"]
 
@@ -200,12 +198,18 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             f"{type(self).__name__} must override losses(batch) -> dict[str, Tensor]"
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, loss: str | None = None) -> Tensor:
         """Evaluate the network (with adapters, if attached) at points ``x`` ``[N, d]``.
+
+        ``loss``: the loss this forward belongs to (per-loss adapters: trunk + its adapter).
 
         Raises:
             TypeError: ``x`` is a floating tensor of another dtype than the parameters.
+            ValueError: under per-loss adapters, ``loss`` names no loss.
         """
+        if loss is not None:
+            with loss_scope(self, loss):
+                return self.forward(x)
         try:
             return self.model(x)
         except RuntimeError as err:  # e.g. "mat1 and mat2 must have the same dtype"
@@ -213,6 +217,10 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             if clear is None:
                 raise
             raise clear from err
+
+    def loss_scope(self, loss: str) -> contextlib.AbstractContextManager[None]:
+        """``with self.loss_scope(name):`` every forward inside belongs to loss ``name``."""
+        return loss_scope(self, loss)
 
     @property
     def num_losses(self) -> int:
@@ -284,10 +292,9 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         if not self._paths_checked:
             check_point_sets(batch)
         with no_autocast if self.fp32_losses else contextlib.nullcontext():
-            loss_list = check_losses(self.losses(batch), self.loss_names, type(self).__name__)
-            extra = None
-            if self.has_adapters and self._strategy.uses_adapters:
-                extra = self._strategy.adapter_inputs(self._adapter_groups())
+            out = evaluate_losses(self, batch)  # per-loss adapters: loss k via adapter k
+            loss_list = check_losses(out, self.loss_names, type(self).__name__)
+            extra = adapter_inputs(self)  # the adapter gradients the strategy routes
             reduce = None
             if self.trainer.world_size > 1:
                 reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
@@ -301,19 +308,10 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             torch.isfinite(values).all() & torch.isfinite(jac).all()
         )
         if not finite:
-            self.last_record = StepRecord(
-                self.train_steps + 1, values, jac, None, self.loss_weights, False
-            )
-            handle_nonfinite(self, values, jac)
-            opt.zero_grad(set_to_none=True)
-            # A step with every .grad None: torch's optimizers leave such parameters and their
-            # state untouched, and Lightning counts the step toward max_steps.
-            opt.step()
-            self.train_steps += 1
-            self._log_skip()
-            return values.sum()
+            return skip_nonfinite_step(self, opt, values, jac)
         self.consecutive_skips = 0
-        update, weights = self._strategy.update(jac, values, self.parameter_blocks())  # (P,), (K,)
+        blocks = self.parameter_blocks()
+        update, weights = strategy_update(self._strategy, jac, values, blocks, own)  # (P,), (K,)
         self.last_record = StepRecord(self.train_steps + 1, values, jac, update, weights, True)
         # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
         # step when the update is not finite, so write S-scaled gradients.

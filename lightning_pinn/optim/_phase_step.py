@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_pinn._per_loss import evaluate_losses
 from lightning_pinn._step import StepRecord, check_losses, step_gradients, step_metrics
 from lightning_pinn.optim._lbfgs import LBFGSPhase
 from lightning_pinn.optim._schedule import WarmupExponential
@@ -156,7 +157,8 @@ def maybe_begin_lbfgs(module: PINNModule, batch: Any) -> None:
 
 def _record(module: PINNModule, batch: Any) -> tuple[Tensor, Tensor]:
     """Losses ``[K]`` and ``J`` ``[K, P]`` at the current parameters, as a step computes them."""
-    loss_list = check_losses(module.losses(batch), module.loss_names, type(module).__name__)
+    out = evaluate_losses(module, batch)  # per-loss adapters: loss k through adapter k
+    loss_list = check_losses(out, module.loss_names, type(module).__name__)
     reduce = None
     if module.trainer.world_size > 1:
         reduce = lambda t: module.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
@@ -202,7 +204,7 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
 
     def closure() -> Tensor:
         with ctx:
-            out = module.losses(frozen)
+            out = evaluate_losses(module, frozen)
             check_losses(out, module.loss_names, type(module).__name__)
             raw = torch.stack([out[n].reshape(()) for n in module.loss_names])  # (K,)
             total = (weights.to(raw.dtype) * raw).sum()

@@ -9,27 +9,45 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lightning_pinn.adapters import Target
+from lightning_pinn.adapters import MODES, PREDICTIONS, AdapterForm, Mode, Target
+from lightning_pinn.gradients import row_norms
 from lightning_pinn.strategies._base import check_num_losses
-from lightning_pinn.strategies._rules import ReweightRule
+from lightning_pinn.strategies._rules import FixedRule, ReweightRule
 from lightning_pinn.strategies.reweight import ReweightStrategy, RuleName
 
-__all__ = ["AdapterStrategy", "Routing"]
+__all__ = ["DEFAULT_MAX_WEIGHT", "AdapterStrategy", "Routing"]
 
 Routing = Literal["own", "shared"]
 _ROUTINGS = ("own", "shared")
+_FORMS = ("linear", "nonlinear")
+_DESIGN_DEFAULTS = {"mode": "summed", "predict_with": "residual", "form": "linear"}
+
+DEFAULT_MAX_WEIGHT = 100.0
+"""Upper bound of the adaptive rule's weights under adapters when the rule sets none: an
+adapter can absorb its loss and drive that loss's gradient norm towards zero."""
 
 
 class AdapterStrategy(ReweightStrategy):
     """Per-loss adapters (``PerLossAdapter``) with a reweighted shared update.
 
-    The shared update is the reweighted combination ``λ @ J`` of :class:`ReweightStrategy`;
-    the weights' norms are those of ``J`` (shared parameters only, not the adapters). The
-    module wraps its network in ``PerLossAdapter(**adapter_options())``, computes for each
+    The shared update is the reweighted combination ``λ @ J`` of :class:`ReweightStrategy`.
+    The module wraps its network in ``PerLossAdapter(**adapter_options())``, computes for each
     loss the adapter gradients :meth:`adapter_inputs` asks for, and writes what
     :meth:`adapter_updates` returns: with ``routing="own"`` adapter k moves on
     ``λ_k ∇_{φ_k} L_k`` only; with ``"shared"`` every adapter moves on ``Σ_k λ_k ∇_φ L_k``
     (the ablation). See docs/concepts.md.
+
+    Two designs: ``mode="summed"`` (default; every adapter in one function, adapter k's
+    gradient masked to loss k) and ``mode="per_loss"`` (loss k evaluated through the trunk and
+    adapter k only, so ``Σ_k λ_k L_k(θ, φ_k)`` is an objective and routes the adapters by
+    construction; L-BFGS works on it).
+
+    Weights: with ``pathway_norms`` the rule sees each loss's gradient norm over its whole
+    pathway, ``n_k = sqrt(‖g_k‖² + ‖h_k‖²)`` (shared parameters and its adapter gradient
+    ``h_k``), so an adapter absorbing its loss does not blow the weight up; and an adaptive
+    rule without ``max_weight`` is bounded by :data:`DEFAULT_MAX_WEIGHT` (100). Refreshing
+    the weights on an interval (``rule=GradNormRule(every=100)``) is recommended; the
+    default rule refreshes every step.
 
     Args:
         num_losses: K >= 2, one adapter per loss (optional: the module supplies it).
@@ -42,10 +60,22 @@ class AdapterStrategy(ReweightStrategy):
             default 0.1, chosen on the regime map, see docs/results.md).
         target: which ``nn.Linear`` layers get adapters (None: all wide enough for the rank).
         adapter_seed: seed of the adapter initialisation (identical on every DDP rank).
-        rule: the rule as an object, e.g. ``GradNormRule(every=100)``.
+        mode: ``"summed"`` or ``"per_loss"`` (see above).
+        predict_with: the solution reported in ``"per_loss"`` mode (validation, figures,
+            ``merged()``): ``"residual"`` (trunk + the first loss's adapter), ``"mean"``
+            (trunk + the mean of the adapters), ``"trunk"``, or a loss name (the module
+            resolves it; an unknown name raises a ``ValueError`` listing the losses).
+        form: ``"linear"`` (``W + s B_k A_k``) or ``"nonlinear"`` (a tanh branch of rank r;
+            not foldable by ``merged()``).
+        pathway_norms: measure the rule's norms over shared parameters and the loss's own
+            adapter; None (default) means True in ``"per_loss"`` mode and False in
+            ``"summed"`` mode (whose default weights are unchanged).
+        rule: the rule as an object, e.g. ``GradNormRule(every=100)``. An adaptive rule with
+            ``max_weight=None`` is given ``max_weight=DEFAULT_MAX_WEIGHT``.
 
     Raises:
-        ValueError: bad routing, rank, alpha, learning-rate multiplier or ``num_losses``.
+        ValueError: bad routing, rank, alpha, learning-rate multiplier, ``mode``, ``form``,
+            ``predict_with`` or ``num_losses``.
 
     Example:
         >>> s = AdapterStrategy(rank=4, routing="own", rule=GradNormRule(every=100))
@@ -67,11 +97,27 @@ class AdapterStrategy(ReweightStrategy):
         adapter_lr_mult: float = 0.1,
         target: Target = None,
         adapter_seed: int = 0,
+        mode: Mode = "summed",
+        predict_with: str | int = "residual",
+        form: AdapterForm = "linear",
+        pathway_norms: bool | None = None,
         *,
         rule: ReweightRule | None = None,
     ) -> None:
         if routing not in _ROUTINGS:
             raise ValueError(f"routing must be one of {_ROUTINGS}, got {routing!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if form not in _FORMS:
+            raise ValueError(f"form must be one of {_FORMS}, got {form!r}")
+        is_index = isinstance(predict_with, int) and not isinstance(predict_with, bool)
+        if not (isinstance(predict_with, str) or (is_index and predict_with >= 0)):
+            raise ValueError(
+                f"predict_with must be one of {PREDICTIONS}, a loss name or a loss index, "
+                f"got {predict_with!r}"
+            )
+        if pathway_norms is not None and not isinstance(pathway_norms, bool):
+            raise ValueError(f"pathway_norms must be True, False or None, got {pathway_norms!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
             raise ValueError(f"rank must be a positive integer, got {rank!r}; try rank=4")
         if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
@@ -88,7 +134,44 @@ class AdapterStrategy(ReweightStrategy):
         self.adapter_lr_mult = float(adapter_lr_mult)
         self.target = target
         self.adapter_seed = int(adapter_seed)
+        self.mode = mode
+        self.predict_with = predict_with
+        self.form = form
+        self.pathway_norms = pathway_norms
         super().__init__(num_losses, reweighting, reweighting_options, rule=rule)
+        if self.rule.max_weight is None and not isinstance(self.rule, FixedRule):
+            self.rule.max_weight = DEFAULT_MAX_WEIGHT
+
+    @property
+    def uses_pathway_norms(self) -> bool:
+        """Whether the rule's norms include the adapter gradients (see ``pathway_norms``)."""
+        if self.pathway_norms is None:
+            return self.mode == "per_loss"
+        return self.pathway_norms
+
+    def update(
+        self,
+        jac: Tensor,
+        losses: Tensor,
+        blocks: Sequence[slice] | None = None,
+        adapter_grads: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``(λ @ J, λ)``; with pathway norms, the rule sees ``sqrt(‖g_k‖² + ‖h_k‖²)``.
+
+        Args:
+            jac: per-loss gradients over the shared parameters ``[K, P]``.
+            losses: raw loss values ``[K]``.
+            blocks: unused.
+            adapter_grads: for each loss k, the flat gradient ``h_k`` of ``L_k`` over the
+                parameters :meth:`adapter_inputs` named (None: shared norms only).
+        """
+        if adapter_grads is None or not self.uses_pathway_norms:
+            return super().update(jac, losses, blocks)
+        self._check_rows(jac)
+        own = torch.stack([row_norms(h.reshape(1, -1).to(jac.dtype))[0] for h in adapter_grads])
+        norms = torch.hypot(row_norms(jac), own)  # (K,), no overflow of the squares
+        weights = self.rule(norms, losses.detach().reshape(-1).to(jac.device), jac)
+        return weights.to(jac.dtype) @ jac, weights
 
     def _check_num_losses(self, num_losses: int) -> None:
         try:
@@ -100,14 +183,26 @@ class AdapterStrategy(ReweightStrategy):
             ) from None
 
     def adapter_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``PerLossAdapter(trunk, **adapter_options())``."""
+        """Keyword arguments for ``PerLossAdapter(trunk, **adapter_options())``.
+
+        ``mode``, ``predict_with`` and ``form`` appear only where they differ from their
+        defaults.
+        """
         return {
             "num_losses": self.num_losses,
             "rank": self.rank,
             "alpha": self.alpha,
             "target": self.target,
             "seed": self.adapter_seed,
+            **self._design_options(),
         }
+
+    def _design_options(self) -> dict[str, Any]:
+        """``mode``, ``predict_with`` and ``form`` where they differ from the defaults (the
+        summed design's options stay what they were); a loss name in ``predict_with`` is
+        resolved to its index by the module."""
+        design = {"mode": self.mode, "predict_with": self.predict_with, "form": self.form}
+        return {k: v for k, v in design.items() if v != _DESIGN_DEFAULTS[k]}
 
     def adapter_inputs(self, adapters: Sequence[Sequence[Tensor]]) -> list[list[Tensor]]:
         """For each loss k, the adapter parameters whose gradient of ``L_k`` is needed.
@@ -150,4 +245,8 @@ class AdapterStrategy(ReweightStrategy):
             "adapter_lr_mult": self.adapter_lr_mult,
             "target": self.target,
             "adapter_seed": self.adapter_seed,
+            "mode": self.mode,
+            "predict_with": self.predict_with,
+            "form": self.form,
+            "pathway_norms": self.pathway_norms,
         }
