@@ -117,3 +117,30 @@ def test_tiny_default_recipe_run_goes_through_lbfgs(tmp_path):
     with next(tmp_path.rglob("metrics.csv")).open() as f:
         phases = {row["optim/phase"] for row in csv.DictReader(f) if row.get("optim/phase")}
     assert {float(p) for p in phases} == {0.0, 1.0}  # Adam, then L-BFGS (after step 27)
+
+
+def test_vanilla_run_trains_bitwise_as_a_plain_config(tmp_path):
+    from lightning_pinn.run import run_experiment
+
+    tiny = {"max_steps": 12, "probe_steps": 6, "points": {"residual": 32, "initial": 8}}
+    code = main([
+        "run", "burgers", "--recipe", "vanilla", "--max-steps", "12", "--probe-steps", "6",
+        "--points", "residual=32,initial=8", "--out", str(tmp_path / "cli"), "--logger", "none",
+        "--no-progress-bar", "--no-plots", "--no-checkpoint", "--threads", "1",
+    ])  # fmt: skip
+    assert code == 0
+    cli = json.loads(next((tmp_path / "cli").rglob("summary.json")).read_text())
+    plain = run_experiment(
+        RunConfig(
+            problem="burgers",
+            out=str(tmp_path / "plain"),
+            logger="none",
+            progress_bar=False,
+            plots=False,
+            checkpoint=False,
+            threads=1,
+            **tiny,
+        )  # fmt: skip
+    )
+    assert cli["final_losses"] == plain["final_losses"] and cli["rel_l2"] == plain["rel_l2"]
+    assert cli["recipe"] == "vanilla" and plain["recipe"] is None
