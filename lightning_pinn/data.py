@@ -320,13 +320,15 @@ class CollocationDataModule(L.LightningDataModule):
         if self._stream is not None:
             self._stream.next_index = self.consumed + len(self._stream.drawn)
 
-    def held_out(self, index: int = 2**40, seed_offset: int = 7_777_777) -> dict[str, Tensor]:
-        """A batch no training step sees: drawn from another seed, resampled, rank 0.
+    def held_out(
+        self, index: int = 2**40, rank: int = 0, seed_offset: int = 7_777_777
+    ) -> dict[str, Tensor]:
+        """A batch no training step sees: drawn from another seed, always resampled.
 
-        The same on every rank; fresh points even with ``resample=False``.
+        Fresh points even with ``resample=False``; each rank draws its own.
         """
         seed = self.seed + seed_offset
-        return _CollocationStream(self.sets, seed, self.method, 0, 0, True).batch(index)
+        return _CollocationStream(self.sets, seed, self.method, rank, 0, True).batch(index)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.eval_points is None:

@@ -109,7 +109,7 @@ class GuardedTrial:
         self.candidates = ranked
         datamodule = trainer.datamodule
         self.start = take_snapshot(module, trainer, datamodule.consumed)
-        self.before = _held_out_losses(module, datamodule)
+        self.before = _held_out_losses(module, trainer)
         self.current, self.done_steps = 0, 0
         self._set(module)
 
@@ -119,7 +119,7 @@ class GuardedTrial:
         if self.done_steps < self.steps:
             return False
         datamodule = trainer.datamodule
-        self.after.append(_held_out_losses(module, datamodule))
+        self.after.append(_held_out_losses(module, trainer))
         self.ends.append(take_snapshot(module, trainer, datamodule.consumed))
         self.current += 1
         self.done_steps = 0
@@ -150,8 +150,9 @@ class GuardedTrial:
     def _choose(self, trainer: L.Trainer, module: PINNModule) -> None:
         assert self.before is not None
         local = torch.stack([trial_score(self.before, a, self.score) for a in self.after])
-        scores = trainer.strategy.reduce(local.to(module.device), reduce_op="mean")
-        scores = scores.detach().cpu().double()  # (n,), identical on every rank
+        reduce = trainer.strategy.reduce
+        scores = reduce(local.to(module.device), reduce_op="mean").detach().cpu().double()  # (n,)
+        after = reduce(torch.stack(self.after).to(module.device), reduce_op="mean").cpu()  # (n, K)
         scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("inf")), scores)
         best = int(torch.argmin(scores))  # ties: the better diagnosis rank
         trainer.datamodule.rewind(restore_snapshot(module, trainer, self.ends[best]))
@@ -162,7 +163,7 @@ class GuardedTrial:
                 score=float(scores[i]),
                 rank=i + 1,
                 chosen=i == best,
-                losses={n: float(v) for n, v in zip(names, self.after[i].tolist(), strict=True)},
+                losses={n: float(v) for n, v in zip(names, after[i].tolist(), strict=True)},
             )
             for i, c in enumerate(self.candidates)
         )
@@ -202,9 +203,10 @@ class GuardedTrial:
         self.results = tuple(TrialResult.from_dict(r) for r in state["results"])
 
 
-def _held_out_losses(module: PINNModule, datamodule: Any) -> Tensor:
-    """The unweighted losses ``[K]`` on the data module's held-out points (CPU, float64)."""
-    batch = datamodule.held_out()
+def _held_out_losses(module: PINNModule, trainer: L.Trainer) -> Tensor:
+    """The unweighted losses ``[K]`` on this rank's held-out points (CPU, float64); the
+    scores of all ranks are averaged before the choice."""
+    batch = trainer.datamodule.held_out(rank=trainer.global_rank)
     batch = module.transfer_batch_to_device(copy.copy(batch), module.device, 0)
     with torch.enable_grad():  # derivatives of the network's output
         values = module.losses(batch)

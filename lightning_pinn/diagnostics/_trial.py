@@ -55,7 +55,8 @@ class TrialResult:
         score: its trial score (lower is better; all-reduced under DDP).
         rank: its place in the diagnosis's prior (1 = the diagnosed intervention).
         chosen: whether training continued from it.
-        losses: the unweighted held-out losses at the end of its trial, by loss name.
+        losses: the unweighted held-out losses at the end of its trial, by loss name (mean
+            over DDP ranks).
     """
 
     candidate: str

@@ -1,6 +1,8 @@
 """Worker for test_ddp.py: a 2-process gloo DDP run that dumps what each rank saw.
 
-Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER]
+Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial]]
+
+With ``trial`` the callback runs the guarded switch (3 candidates x 2 steps after the probe).
 """
 
 import json
@@ -31,12 +33,13 @@ class Dump(L.Callback):
 def main():
     out, strategy = sys.argv[1], sys.argv[2]
     launcher = sys.argv[3] if len(sys.argv) > 3 else "ddp"
+    trial = len(sys.argv) > 4 and sys.argv[4] == "trial"
     L.seed_everything(0)
     p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
     module = p.module(strategy=strategy, aggregator="pcgrad")
     torch.save(module.state_dict(), f"{out}/init.pt")
     trainer = L.Trainer(
-        max_steps=8,
+        max_steps=14 if trial else 8,
         accelerator="cpu",
         devices=2,
         strategy=launcher,
@@ -46,7 +49,12 @@ def main():
         enable_model_summary=False,
         limit_val_batches=0,
         callbacks=[
-            ConflictCallback(probe_steps=4, auto_switch=strategy == "none", output_dir=out),
+            ConflictCallback(
+                probe_steps=4,
+                auto_switch=strategy == "none",
+                output_dir=out,
+                trial_steps=2 if trial else None,
+            ),
             Dump(out),
         ],
     )

@@ -14,9 +14,9 @@ from lightning_pinn.gradients import per_loss_gradients
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _launch(tmp_path, strategy, launcher):
+def _launch(tmp_path, strategy, launcher, *extra):
     proc = subprocess.run(
-        [sys.executable, str(WORKER), str(tmp_path), strategy, launcher],
+        [sys.executable, str(WORKER), str(tmp_path), strategy, launcher, *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -55,3 +55,18 @@ def test_two_process_ddp_gives_one_jacobian_one_report_one_model(tmp_path, strat
     r0 = json.loads((tmp_path / "report0.json").read_text())
     r1 = json.loads((tmp_path / "report1.json").read_text())
     assert r0 is not None and r0 == r1
+
+
+@pytest.mark.slow
+def test_two_process_guarded_switch_gives_one_choice(tmp_path):
+    """Both ranks score the candidates alike (all-reduced), choose alike, end alike."""
+    _launch(tmp_path, "none", "ddp", "trial")
+    r0 = json.loads((tmp_path / "report0.json").read_text())
+    r1 = json.loads((tmp_path / "report1.json").read_text())
+    assert r0["trial"] and r0["trial"] == r1["trial"]  # scores from each rank's own points
+    assert len(r0["trial"]) == 3 and sum(row["chosen"] for row in r0["trial"]) == 1
+    assert r0["strategy"] == r1["strategy"] and r0["trial_steps_spent"] == 6
+    f0, f1 = torch.load(tmp_path / "final0.pt"), torch.load(tmp_path / "final1.pt")
+    assert f0.keys() == f1.keys()
+    for k in f0:
+        assert torch.equal(f0[k], f1[k]), k
