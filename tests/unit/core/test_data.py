@@ -183,3 +183,45 @@ def test_validation_is_batched_and_gives_the_same_number_as_point_by_point(tiny_
     old = PointByPoint(dm.sets, eval_points=dm.eval_points, eval_values=dm.eval_values)
     old.eval_batch_size = 1000
     assert validate(dm) == pytest.approx(validate(old), rel=1e-7, abs=1e-7)
+
+
+def test_rewind_replays_the_stream_with_batches_drawn_ahead():
+    """After rewind(i) the next batch handed on is batch i, even if the loader had drawn
+    batches ahead (Lightning prefetches one)."""
+    from types import SimpleNamespace
+
+    line = Box((0.0,), (1.0,))
+    dm = CollocationDataModule({"residual": (line, 8), "b": (BoxBoundary(line, (0,)), 2)}, seed=3)
+    dm.trainer = SimpleNamespace(global_rank=0, training=True, max_steps=10)
+    it = iter(dm.train_dataloader())
+
+    def hand(batch):
+        return dm.on_before_batch_transfer(batch, 0)
+
+    ahead = next(it)  # prefetched
+    got = []
+    for _ in range(4):
+        nxt = next(it)
+        got.append(hand(ahead))
+        ahead = nxt
+    assert dm.consumed == 4
+    dm.rewind(1)
+    replay = []
+    for _ in range(3):
+        nxt = next(it)
+        replay.append(hand(ahead))
+        ahead = nxt
+    for a, b in zip(got[1:4], replay, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert dm.consumed == 4
+    with pytest.raises(ValueError, match="index"):
+        dm.rewind(-1)
+
+
+def test_held_out_is_fresh_per_rank_and_never_a_training_batch():
+    line = Box((0.0,), (1.0,))
+    dm = CollocationDataModule({"residual": (line, 16)}, seed=0, resample=False)
+    held = dm.held_out()["residual"]
+    assert torch.equal(held, dm.held_out()["residual"])
+    assert not torch.equal(held, dm.sample(0)["residual"])
+    assert not torch.equal(held, dm.held_out(rank=1)["residual"])
