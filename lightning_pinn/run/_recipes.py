@@ -174,7 +174,8 @@ def apply_recipe(cfg: RunConfig, recipe: Recipe, given: Iterable[str] = ()) -> R
         recipe: the recipe.
         given: :class:`RunConfig` fields set explicitly (e.g. ``max_steps`` from
             ``--max-steps``); they keep ``cfg``'s value. Problem options given in ``cfg`` win
-            over the recipe's key by key.
+            over the recipe's key by key; a given ``lr_decay_rate``/``lr_decay_steps`` (the
+            older step decay) drops the recipe's schedule.
 
     Returns:
         A new config; its ``recipe`` field names the recipe.
@@ -184,6 +185,8 @@ def apply_recipe(cfg: RunConfig, recipe: Recipe, given: Iterable[str] = ()) -> R
     for field, target in _FIELDS_TO_CONFIG.items():
         if target not in given:
             updates[target] = getattr(recipe, field)
+    if {"lr_decay_rate", "lr_decay_steps"} & given and "schedule" not in given:
+        updates["schedule"] = None  # the older step decay asked for replaces the schedule
     updates["problem_options"] = {**recipe.problem_options, **cfg.problem_options}
     return dataclasses.replace(cfg, **updates)
 

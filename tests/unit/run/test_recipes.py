@@ -111,6 +111,8 @@ def test_given_fields_keep_their_values():
     )
     assert conv.problem_options["causal_eps"] == 0.1  # the user's key wins
     assert conv.problem_options["hard_constraints"] == ["initial"]
+    decay = apply_recipe(RunConfig(lr_decay_rate=0.5), recipe, given={"lr_decay_rate"})
+    assert decay.schedule is None and decay.lr_decay_rate == 0.5  # not both: an error
 
 
 def test_burgers_default_recipe_builds_the_intended_module():
