@@ -3,11 +3,13 @@ plain and the causally weighted mean squared residual."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_pinn._per_loss import per_loss_adapter
 from lightning_pinn.data import Box
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "grid",
     "mse",
     "random_points",
+    "shared_forward_losses",
 ]
 
 
@@ -133,3 +136,21 @@ def check_positive(problem: str, **values: float) -> None:
     for key, value in values.items():
         if not value > 0:
             raise ValueError(f"{problem}: {key} must be > 0, got {value!r}")
+
+
+def shared_forward_losses(
+    module: Any, names: Sequence[str], compute: Callable[[], dict[str, Tensor]]
+) -> dict[str, Tensor]:
+    """Losses ``names`` that ``compute()`` derives from one shared forward, tagged.
+
+    Computed once; under per-loss adapters (each loss through its own adapter) once per loss,
+    inside its loss scope, keeping that loss's value. ``compute`` may evaluate the network
+    untagged: the scope says which loss its forwards belong to.
+    """
+    if per_loss_adapter(module) is None:
+        return compute()
+    out = {}
+    for name in names:
+        with module.loss_scope(name):
+            out[name] = compute()[name]
+    return out

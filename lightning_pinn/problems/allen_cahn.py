@@ -235,18 +235,18 @@ class AllenCahn(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - self.diffusion * u_xx + self.reaction * (u**3 - u)
         out = {"residual": self.residual_loss(module, residual, xt)}
         if "initial" in self.loss_names:
             x0 = batch["initial"]
-            out["initial"] = mse(module(x0) - _initial(x0[:, :1]))
+            out["initial"] = mse(module(x0, loss="initial") - _initial(x0[:, :1]))
         left = batch["boundary"]
         right = left + torch.tensor([2.0, 0.0], dtype=left.dtype, device=left.device)
         ends = torch.cat([left, right]).requires_grad_(True)  # (2B, 2)
-        u_b = module(ends)
+        u_b = module(ends, loss="boundary")
         ux_b = gradient(u_b, ends)[:, :1]
         n = left.shape[0]
         out["boundary"] = mse(u_b[:n] - u_b[n:]) + mse(ux_b[:n] - ux_b[n:])

@@ -97,7 +97,7 @@ class Burgers(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         du = gradient(u, xt)  # (N, 2): u_x, u_t from one reverse pass
         u_x, u_t = du[:, :1], du[:, 1:2]
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)  # one more pass
@@ -105,9 +105,9 @@ class Burgers(TimeDependentProblem):
         out = {"residual": self.residual_loss(module, residual, xt)}
         if "initial" in self.loss_names:
             x0 = batch["initial"]
-            out["initial"] = mse(module(x0) + torch.sin(math.pi * x0[:, :1]))
+            out["initial"] = mse(module(x0, loss="initial") + torch.sin(math.pi * x0[:, :1]))
         if "boundary" in self.loss_names:
-            out["boundary"] = mse(module(batch["boundary"]))
+            out["boundary"] = mse(module(batch["boundary"], loss="boundary"))
         return out
 
     def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:

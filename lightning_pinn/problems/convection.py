@@ -61,15 +61,15 @@ class Convection(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        du = gradient(module(xt), xt)  # (N, 2): u_x, u_t
+        du = gradient(module(xt, loss="residual"), xt)  # (N, 2): u_x, u_t
         residual = du[:, 1:2] + self.beta * du[:, :1]
         out = {"residual": self.residual_loss(module, residual, xt)}
         if "initial" in self.loss_names:
             x0 = batch["initial"]
-            out["initial"] = mse(module(x0) - torch.sin(x0[:, :1]))
+            out["initial"] = mse(module(x0, loss="initial") - torch.sin(x0[:, :1]))
         left = batch["boundary"]
         right = left + torch.tensor([_TWO_PI, 0.0], dtype=left.dtype, device=left.device)
-        out["boundary"] = mse(module(left) - module(right))
+        out["boundary"] = mse(module(left, loss="boundary") - module(right, loss="boundary"))
         return out
 
     def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:

@@ -60,16 +60,16 @@ class DiffusionReaction(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - self.diffusion * u_xx - self.rate * u * (1 - u)
         out = {"residual": self.residual_loss(module, residual, xt)}
         if "initial" in self.loss_names:
             x0 = batch["initial"]
-            out["initial"] = mse(module(x0) - self.reference(x0))
+            out["initial"] = mse(module(x0, loss="initial") - self.reference(x0))
         xb = batch["boundary"]
-        out["boundary"] = mse(module(xb) - self.reference(xb))
+        out["boundary"] = mse(module(xb, loss="boundary") - self.reference(xb))
         return out
 
     def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:

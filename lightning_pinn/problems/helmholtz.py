@@ -65,10 +65,13 @@ class Helmholtz(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xy = batch["residual"].requires_grad_(True)
-        u = module(xy)
+        u = module(xy, loss="residual")
         u_xx, u_yy = hessian_diag(u, xy).unbind(dim=1)  # (N,) each: three reverse passes
         residual = (u_xx + u_yy).unsqueeze(1) + self.k**2 * u - self.source(xy.detach())
-        return {"residual": mse(residual), "boundary": mse(module(batch["boundary"]))}
+        return {
+            "residual": mse(residual),
+            "boundary": mse(module(batch["boundary"], loss="boundary")),
+        }
 
     def reference(self, points: Tensor) -> Tensor:
         x, y = points[:, :1], points[:, 1:2]

@@ -72,9 +72,11 @@ class PoissonND(Problem):
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         x = batch["residual"]
         source = (math.pi**2 / 4) * self.reference(x)
-        residual = -laplacian_fwd(module.model, x) - source  # module(x) == module.model(x)
+        with module.loss_scope("residual"):  # module.model(x) == module(x) here
+            residual = -laplacian_fwd(module.model, x) - source
         xb = batch["boundary"]
-        return {"residual": mse(residual), "boundary": mse(module(xb) - self.reference(xb))}
+        boundary = mse(module(xb, loss="boundary") - self.reference(xb))
+        return {"residual": mse(residual), "boundary": boundary}
 
     def reference(self, points: Tensor) -> Tensor:
         return torch.sin(math.pi * points / 2).sum(dim=1, keepdim=True)
@@ -126,16 +128,17 @@ class HeatND(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"]
-        lap = laplacian_fwd(module.model, xt, dims=range(self.dim))  # the network module(x) runs
         xt_g = xt.detach().requires_grad_(True)
-        u_t = gradient(module(xt_g), xt_g)[:, -1:]
+        with module.loss_scope("residual"):  # the network module(x) runs
+            lap = laplacian_fwd(module.model, xt, dims=range(self.dim))
+            u_t = gradient(module(xt_g), xt_g)[:, -1:]
         r2 = xt[:, :-1].pow(2).sum(dim=1, keepdim=True)
         source = (1 - self.dim - r2) * self.reference(xt)
         x0, xb = batch["initial"], batch["boundary"]
         return {
             "residual": mse(u_t - lap - source),
-            "initial": mse(module(x0) - self.reference(x0)),
-            "boundary": mse(module(xb) - self.reference(xb)),
+            "initial": mse(module(x0, loss="initial") - self.reference(x0)),
+            "boundary": mse(module(xb, loss="boundary") - self.reference(xb)),
         }
 
     def reference(self, points: Tensor) -> Tensor:

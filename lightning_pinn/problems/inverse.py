@@ -43,7 +43,8 @@ def _check_data_options(problem: Problem) -> None:
 
 
 def _data_loss(module: ProblemModule) -> Tensor:
-    return mse(module(module.fixed["x_data"])[:, :1] - module.fixed["u_data"])
+    u = module(module.fixed["x_data"], loss="data")
+    return mse(u[:, :1] - module.fixed["u_data"])
 
 
 @dataclasses.dataclass
@@ -93,12 +94,12 @@ class BurgersInverse(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] + u * du[:, :1] - module.coefficients["nu"] * u_xx
         x0 = batch["initial"]
-        initial = module(x0) + torch.sin(math.pi * x0[:, :1])
+        initial = module(x0, loss="initial") + torch.sin(math.pi * x0[:, :1])
         return {"residual": mse(residual), "initial": mse(initial), "data": _data_loss(module)}
 
     def reference(self, points: Tensor) -> Tensor:
@@ -156,13 +157,13 @@ class HeatInverse(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         du = gradient(u, xt)  # (N, 2): u_x, u_t
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - module.coefficients["kappa"] * u_xx
         return {
             "residual": mse(residual),
-            "boundary": mse(module(batch["boundary"])),
+            "boundary": mse(module(batch["boundary"], loss="boundary")),
             "data": _data_loss(module),
         }
 
@@ -230,11 +231,11 @@ class PoissonInverse(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xy = batch["residual"].requires_grad_(True)
-        out = module(xy)
+        out = module(xy, loss="residual")
         flux = out[:, 1:2] * gradient(out[:, :1], xy)  # (N, 2): a ∇u
         div = divergence(flux, xy)  # (N, 1): ∇·(a ∇u)
         xb = batch["boundary"]
-        boundary = mse(module(xb) - self.reference(xb))
+        boundary = mse(module(xb, loss="boundary") - self.reference(xb))
         return {
             "residual": mse(-div - self.source(xy.detach())),
             "boundary": boundary,

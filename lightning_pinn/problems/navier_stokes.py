@@ -13,7 +13,7 @@ from torch import Tensor
 from lightning_pinn.data import Box, BoxBoundary, PointSet
 from lightning_pinn.operators import divergence, jacobian
 from lightning_pinn.problems._base import Problem, ProblemModule
-from lightning_pinn.problems._common import check_positive, grid, mse
+from lightning_pinn.problems._common import check_positive, grid, mse, shared_forward_losses
 
 __all__ = ["Kovasznay", "ThermalFlow"]
 
@@ -64,18 +64,27 @@ class Kovasznay(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xy = batch["residual"].requires_grad_(True)
-        out = module(xy)
-        u, v = out[:, :1], out[:, 1:2]
-        du, dv, dp = jacobian(out, xy).unbind(dim=1)  # (N, 2) each: one pass per field
-        mom_x = u * du[:, :1] + v * du[:, 1:2] + dp[:, :1] - _laplacian_2d(du, xy) / self.re
-        mom_y = u * dv[:, :1] + v * dv[:, 1:2] + dp[:, 1:2] - _laplacian_2d(dv, xy) / self.re
+
+        def residuals() -> dict[str, Tensor]:  # three losses from one forward
+            out = module(xy)
+            u, v = out[:, :1], out[:, 1:2]
+            du, dv, dp = jacobian(out, xy).unbind(dim=1)  # (N, 2) each: one pass per field
+            mom_x = u * du[:, :1] + v * du[:, 1:2] + dp[:, :1] - _laplacian_2d(du, xy) / self.re
+            mom_y = u * dv[:, :1] + v * dv[:, 1:2] + dp[:, 1:2] - _laplacian_2d(dv, xy) / self.re
+            return {
+                "momentum_x": mse(mom_x),
+                "momentum_y": mse(mom_y),
+                "continuity": mse(du[:, :1] + dv[:, 1:2]),
+            }
+
+        losses = shared_forward_losses(
+            module, ("momentum_x", "momentum_y", "continuity"), residuals
+        )
         xb, xp = batch["boundary"], batch["pressure"]
         return {
-            "momentum_x": mse(mom_x),
-            "momentum_y": mse(mom_y),
-            "continuity": mse(du[:, :1] + dv[:, 1:2]),
-            "boundary": mse(module(xb)[:, :2] - self.reference(xb)[:, :2]),
-            "pressure": mse(module(xp)[:, 2:] - self.reference(xp)[:, 2:]),
+            **losses,
+            "boundary": mse(module(xb, loss="boundary")[:, :2] - self.reference(xb)[:, :2]),
+            "pressure": mse(module(xp, loss="pressure")[:, 2:] - self.reference(xp)[:, 2:]),
         }
 
     def reference(self, points: Tensor) -> Tensor:
@@ -149,32 +158,40 @@ class ThermalFlow(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xyt = batch["residual"].requires_grad_(True)
-        out = module(xyt)
-        u, v, temp = out[:, :1], out[:, 1:2], out[:, 3:4]
-        du, dv, dp, dT = jacobian(out, xyt).unbind(dim=1)  # (N, 3) each: one pass per field
 
-        def transport(d: Tensor) -> Tensor:  # f_t + u f_x + v f_y
-            return d[:, 2:3] + u * d[:, :1] + v * d[:, 1:2]
+        def residuals() -> dict[str, Tensor]:  # four losses from one forward
+            out = module(xyt)
+            u, v, temp = out[:, :1], out[:, 1:2], out[:, 3:4]
+            du, dv, dp, dT = jacobian(out, xyt).unbind(dim=1)  # (N, 3) each: one pass per field
 
-        q_v, q_t = self.sources(xyt.detach())
-        mom_x = transport(du) + dp[:, :1] - self.nu * _laplacian_2d(du, xyt)
-        mom_y = (
-            transport(dv)
-            + dp[:, 1:2]
-            - self.nu * _laplacian_2d(dv, xyt)
-            - self.richardson * temp
-            - q_v
-        )
-        energy = transport(dT) - self.alpha * _laplacian_2d(dT, xyt) - q_t
+            def transport(d: Tensor) -> Tensor:  # f_t + u f_x + v f_y
+                return d[:, 2:3] + u * d[:, :1] + v * d[:, 1:2]
+
+            q_v, q_t = self.sources(xyt.detach())
+            mom_x = transport(du) + dp[:, :1] - self.nu * _laplacian_2d(du, xyt)
+            mom_y = (
+                transport(dv)
+                + dp[:, 1:2]
+                - self.nu * _laplacian_2d(dv, xyt)
+                - self.richardson * temp
+                - q_v
+            )
+            energy = transport(dT) - self.alpha * _laplacian_2d(dT, xyt) - q_t
+            return {
+                "momentum_x": mse(mom_x),
+                "momentum_y": mse(mom_y),
+                "continuity": mse(du[:, :1] + dv[:, 1:2]),
+                "energy": mse(energy),
+            }
+
+        names = ("momentum_x", "momentum_y", "continuity", "energy")
+        losses = shared_forward_losses(module, names, residuals)
         x0, xb = batch["initial"], batch["boundary"]
-        initial = module(x0)[:, [0, 1, 3]] - self.reference(x0)[:, [0, 1, 3]]
+        initial = module(x0, loss="initial")[:, [0, 1, 3]] - self.reference(x0)[:, [0, 1, 3]]
         return {
-            "momentum_x": mse(mom_x),
-            "momentum_y": mse(mom_y),
-            "continuity": mse(du[:, :1] + dv[:, 1:2]),
-            "energy": mse(energy),
+            **losses,
             "initial": mse(initial),
-            "boundary": mse(module(xb) - self.reference(xb)),
+            "boundary": mse(module(xb, loss="boundary") - self.reference(xb)),
         }
 
     def reference(self, points: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor
 from lightning_pinn.data import Box, BoxBoundary, PointSet
 from lightning_pinn.operators import gradient, hessian_diag, jacobian
 from lightning_pinn.problems._base import Problem, ProblemModule
-from lightning_pinn.problems._common import check_positive, grid, mse
+from lightning_pinn.problems._common import check_positive, grid, mse, shared_forward_losses
 
 __all__ = ["Thermoelastic"]
 
@@ -81,23 +81,27 @@ class Thermoelastic(Problem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        out = module(xt)
-        du, dth = jacobian(out, xt).unbind(dim=1)  # (N, 2) each: (u_x, u_t), (θ_x, θ_t)
-        du_x = gradient(du[:, :1], xt)  # (N, 2): u_xx, u_xt from one pass
-        u_tt = hessian_diag(out[:, :1], xt, dims=[1], grad=du)
-        th_xx = hessian_diag(out[:, 1:2], xt, dims=[0], grad=dth)
-        f_u, f_theta = self.sources(xt.detach())
-        momentum = u_tt - self.c**2 * du_x[:, :1] + self.gamma * dth[:, :1] - f_u
-        energy = dth[:, 1:2] - self.kappa * th_xx + self.eta * du_x[:, 1:2] - f_theta
+
+        def residuals() -> dict[str, Tensor]:  # two losses from one forward
+            out = module(xt)
+            du, dth = jacobian(out, xt).unbind(dim=1)  # (N, 2) each: (u_x, u_t), (θ_x, θ_t)
+            du_x = gradient(du[:, :1], xt)  # (N, 2): u_xx, u_xt from one pass
+            u_tt = hessian_diag(out[:, :1], xt, dims=[1], grad=du)
+            th_xx = hessian_diag(out[:, 1:2], xt, dims=[0], grad=dth)
+            f_u, f_theta = self.sources(xt.detach())
+            momentum = u_tt - self.c**2 * du_x[:, :1] + self.gamma * dth[:, :1] - f_u
+            energy = dth[:, 1:2] - self.kappa * th_xx + self.eta * du_x[:, 1:2] - f_theta
+            return {"momentum": mse(momentum), "energy": mse(energy)}
+
+        losses = shared_forward_losses(module, ("momentum", "energy"), residuals)
         x0 = batch["initial"].requires_grad_(True)
-        out0 = module(x0)
+        out0 = module(x0, loss="initial")
         u0_t = gradient(out0[:, :1], x0)[:, 1:2]
         initial = mse(out0 - self.reference(x0.detach())) * 2 + mse(u0_t)  # u, θ, u_t
         return {
-            "momentum": mse(momentum),
-            "energy": mse(energy),
+            **losses,
             "initial": initial,
-            "boundary": mse(module(batch["boundary"])),
+            "boundary": mse(module(batch["boundary"], loss="boundary")),
         }
 
     def reference(self, points: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ def _second_derivatives(u: Tensor, xt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _initial_misfit(module: ProblemModule, x0: Tensor, target: Tensor) -> Tensor:
     """``mean (u - target)² + mean u_t²`` at ``t = 0``: displacement and zero velocity."""
     x0 = x0.requires_grad_(True)
-    u0 = module(x0)
+    u0 = module(x0, loss="initial")
     u0_t = gradient(u0, x0)[:, 1:2]
     return mse(u0 - target) + mse(u0_t)
 
@@ -81,13 +81,13 @@ class Wave(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        _, u_xx, u_tt = _second_derivatives(module(xt), xt)
+        _, u_xx, u_tt = _second_derivatives(module(xt, loss="residual"), xt)
         out = {"residual": self.residual_loss(module, u_tt - self.c**2 * u_xx, xt)}
         if "initial" in self.loss_names:
             x0 = batch["initial"]
             out["initial"] = _initial_misfit(module, x0, self.reference(x0))
         if "boundary" in self.loss_names:
-            out["boundary"] = mse(module(batch["boundary"]))
+            out["boundary"] = mse(module(batch["boundary"], loss="boundary"))
         return out
 
     def hard_form(self, xt: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,11 +150,11 @@ class KleinGordon(TimeDependentProblem):
 
     def losses(self, module: ProblemModule, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         xt = batch["residual"].requires_grad_(True)
-        u = module(xt)
+        u = module(xt, loss="residual")
         _, u_xx, u_tt = _second_derivatives(u, xt)
         residual = u_tt - u_xx + u**3 - self.source(xt.detach())
         out = {"residual": self.residual_loss(module, residual, xt)}
-        boundary = module(batch["boundary"]) - self.reference(batch["boundary"])
+        boundary = module(batch["boundary"], loss="boundary") - self.reference(batch["boundary"])
         if "initial" in self.loss_names:
             x0 = batch["initial"]
             out["initial"] = _initial_misfit(module, x0, x0[:, :1])
