@@ -220,3 +220,26 @@ def test_bad_input(burgers):
     scope = module.loss_scope("x")
     with pytest.raises(ValueError, match=r"\['residual', 'initial', 'boundary'\]"), scope:
         pass
+
+
+def test_checkpoint_restores_the_per_loss_design(burgers):
+    module = _per_loss(burgers, predict_with="boundary", form="nonlinear")
+    _perturb(module)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    fresh = burgers.module()
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert fresh.model.mode == "per_loss" and fresh.model.form == "nonlinear"
+    x = _batch(burgers)["residual"]
+    assert torch.equal(fresh(x), module(x))
+    assert torch.equal(fresh(x), module(x, loss="boundary"))
+
+
+def test_nonlinear_per_loss_adapters_train(burgers, tiny_trainer):
+    module = _per_loss(burgers, form="nonlinear", target="last:1")
+    assert len(module.model.adapted_layer_names) == 1
+    tiny_trainer(3).fit(module, burgers.datamodule())
+    assert all(bool(p.abs().sum() > 0) for p in module.adapter_parameters(2)[1::2])
+    with pytest.raises(ValueError, match="cannot be folded"):
+        module.model.merged()
