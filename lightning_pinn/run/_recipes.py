@@ -136,7 +136,8 @@ def load_recipe(
         if not path.is_file():
             raise ValueError(
                 f"unknown recipe {recipe!r}; valid: default (the problem's own), "
-                f"{', '.join(recipe_names(recipe_dir))}, or a path to a YAML file"
+                f"{', '.join(n for n in recipe_names(recipe_dir) if n != 'default')}, or a path "
+                "to a YAML file"
             )
     data = yaml.safe_load(path.read_text()) or {}
     return _parse(data, name=path.stem, source=str(path))
