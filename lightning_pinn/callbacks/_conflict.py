@@ -211,7 +211,7 @@ class ConflictCallback(Callback):
             metrics = conflict_metrics(self._pair_names, pl_module.loss_names, stats, rate)
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)
         if in_trial and self._trial is not None and self._trial.step(trainer, pl_module):
-            self._finish_trial(trainer, pl_module)
+            self._finish_trial(trainer)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -237,10 +237,8 @@ class ConflictCallback(Callback):
         self._pending_state = state_dict
         self._trial = None
         if state_dict.get("trial") is not None and self.report is not None:
-            self._trial = GuardedTrial(
-                self.trial_steps or 0, self.trial_score, self.strategy_options
-            )
-            self._trial.load_state_dict(state_dict["trial"], self._ranked(self.report.regime))
+            self._trial = self._new_trial(self.report.regime)
+            self._trial.load_state_dict(state_dict["trial"])
 
     # ------------------------------------------------------------------------------ helpers
     def _log_interval(self, trainer: L.Trainer) -> int:
@@ -280,63 +278,36 @@ class ConflictCallback(Callback):
             tau_mag=self.tau_mag,
             interventions={r: intervention_name(s) for r, s in self.interventions.items()},
         )
-        figure_path = None
         directory = report_directory(trainer, self.output_dir)
         if trainer.is_global_zero:
-            figure_path = self._write_files(directory, pl_module, buffers)
-            self._log_report(trainer, pl_module, figure_path)
+            self.report_dir = directory
+            figure = write_report_files(
+                directory, self.report, buffers, self._pair_names, pl_module.loss_names
+            )
+            # The step index Lightning's logger connector gives this batch's logged values.
+            log_report(trainer.loggers, self.report, figure, step=max(pl_module.train_steps - 1, 0))
             rank_zero_info(self.report.to_markdown())
         if not self.report.valid:
             rank_zero_warn(f"ConflictCallback: no diagnosis, no switch: {self.report.reason}")
         elif self.trial_steps is not None:
-            self._trial = self._new_trial()
-            ranked = self._ranked(self.report.regime)
-            self._trial.begin(trainer, pl_module, ranked)
+            self._trial = self._new_trial(self.report.regime)
+            self._trial.begin(trainer, pl_module)
         elif self.auto_switch:
             self._switch(pl_module)
 
-    def _new_trial(self) -> GuardedTrial:
-        return GuardedTrial(self.trial_steps or 0, self.trial_score, self.strategy_options)
+    def _new_trial(self, regime: str) -> GuardedTrial:
+        ranked = rank_candidates(self.interventions[regime], self.candidates)
+        return GuardedTrial(self.trial_steps or 0, self.trial_score, self.strategy_options, ranked)
 
-    def _ranked(self, regime: str) -> list[str | Strategy]:
-        return rank_candidates(self.interventions[regime], self.candidates)
-
-    def _finish_trial(self, trainer: L.Trainer, pl_module: PINNModule) -> None:
+    def _finish_trial(self, trainer: L.Trainer) -> None:
         assert self.report is not None and self._trial is not None
         self.report = self._trial.finished_report(self.report)
         directory = report_directory(trainer, self.output_dir)
         if trainer.is_global_zero:
             if directory is not None:
                 write_report_text(directory, self.report)
-            self._log_report(trainer, pl_module, None)
+            log_report(trainer.loggers, self.report, None, step=max(trainer.global_step - 1, 0))
             rank_zero_info(self.report.to_markdown())
-
-    def _write_files(
-        self, directory: Path | None, pl_module: PINNModule, buffers: dict[str, Tensor]
-    ) -> Path | None:
-        assert self.report is not None
-        if directory is None:
-            rank_zero_info(
-                "ConflictCallback: no logger and no output_dir; the report stays in memory "
-                "(callback.report) and no file is written"
-            )
-            return None
-        self.report_dir = directory
-        return write_report_files(
-            directory,
-            self.report,
-            buffers,
-            pair_names=self._pair_names,
-            loss_names=pl_module.loss_names,
-        )
-
-    def _log_report(
-        self, trainer: L.Trainer, pl_module: PINNModule, figure_path: Path | None
-    ) -> None:
-        assert self.report is not None
-        # The step index Lightning's logger connector gives this batch's logged values.
-        step = max(pl_module.train_steps - 1, 0)
-        log_report(trainer.loggers, self.report, figure_path, step=step)
 
     def _switch(self, pl_module: PINNModule) -> None:
         assert self.report is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from lightning_pinn.diagnostics import ConflictReport, StepStatistics, plot_probe
@@ -38,28 +38,32 @@ LOSS_COLUMNS = ["loss", "median_norm", "update_conflict_share", "mean_update_cos
 
 
 def write_report_files(
-    directory: Path,
+    directory: Path | None,
     report: ConflictReport,
     buffers: dict[str, Tensor],
-    *,
     pair_names: Sequence[str],
     loss_names: Sequence[str],
-) -> Path:
+) -> Path | None:
     """Write ``conflict_report.json``, ``conflict_report.md`` and ``conflict_probe.png``.
 
     Args:
-        directory: target directory (created if missing).
+        directory: target directory (created if missing); ``None`` writes nothing (the
+            report stays in memory) and says so once.
         report: the report.
         buffers: the probe's ``cosines [T, npairs]``, ``norms [T, K]``, ``finite [T]``.
         pair_names: pair labels.
         loss_names: loss labels.
 
     Returns:
-        The path of the PNG figure.
+        The path of the PNG figure, or None when nothing was written.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (directory / REPORT_MARKDOWN).write_text(report.to_markdown())
+    if directory is None:
+        rank_zero_info(
+            "ConflictCallback: no logger and no output_dir; the report stays in memory "
+            "(callback.report) and no file is written"
+        )
+        return None
+    write_report_text(directory, report)
     path = directory / REPORT_FIGURE
     plot_probe(
         buffers["cosines"],

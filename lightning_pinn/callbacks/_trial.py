@@ -82,11 +82,17 @@ def max_candidates(candidates: Sequence[str | Strategy] | None, interventions: M
 class GuardedTrial:
     """The trials of one fit: candidates, scores and snapshots; saved in checkpoints."""
 
-    def __init__(self, steps: int, score: TrialScore, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        steps: int,
+        score: TrialScore,
+        options: Mapping[str, Any],
+        candidates: list[str | Strategy],
+    ) -> None:
         self.steps = steps
         self.score = score
         self.options = dict(options)  # strategy_options of a candidate given by name
-        self.candidates: list[str | Strategy] = []
+        self.candidates = candidates  # in the diagnosis's order
         self.current = -1  # index of the candidate being trained; -1: not started
         self.done_steps = 0  # steps of the current trial so far
         self.start: dict[str, Any] | None = None  # the snapshot at the end of the probe
@@ -99,14 +105,8 @@ class GuardedTrial:
     def active(self) -> bool:
         return 0 <= self.current < len(self.candidates)
 
-    def begin(
-        self,
-        trainer: L.Trainer,
-        module: PINNModule,
-        ranked: list[str | Strategy],
-    ) -> None:
+    def begin(self, trainer: L.Trainer, module: PINNModule) -> None:
         """Snapshot the start, measure the held-out losses and set the first candidate."""
-        self.candidates = ranked
         datamodule = trainer.datamodule
         self.start = take_snapshot(module, trainer, datamodule.consumed)
         self.before = _held_out_losses(module, trainer)
@@ -189,14 +189,14 @@ class GuardedTrial:
             "results": [r.to_dict() for r in self.results],
         }
 
-    def load_state_dict(self, state: Mapping[str, Any], ranked: list[str | Strategy]) -> None:
-        """Restore; ``ranked`` is this callback's candidate list for the saved diagnosis."""
-        if [_key(c) for c in ranked] != list(state["candidates"]):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore (the candidates must be the ones the checkpoint was saved with)."""
+        mine = [_key(c) for c in self.candidates]
+        if mine != list(state["candidates"]):
             raise ValueError(
                 f"the checkpoint's trial candidates {state['candidates']} differ from this "
-                f"callback's {[_key(c) for c in ranked]}; resume with the same candidates"
+                f"callback's {mine}; resume with the same candidates"
             )
-        self.candidates = ranked
         self.current, self.done_steps = int(state["current"]), int(state["done_steps"])
         self.start, self.ends = state["start"], list(state["ends"])
         self.before, self.after = state["before"], list(state["after"])

@@ -222,3 +222,23 @@ def test_candidate_the_module_cannot_take_fails_in_setup():
 def test_trial_needs_the_collocation_data_module():
     cb = ConflictCallback(probe_steps=3, trial_steps=2)
     _fails_in_setup(cb, 20, datamodule=False, match="CollocationDataModule")
+
+
+def test_report_files_and_logged_scores_carry_the_trial(tmp_path: Path):
+    import json
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    cb = ConflictCallback(probe_steps=PROBE, trial_steps=TRIAL, interventions=_everywhere(BAD))
+    logger = CSVLogger(tmp_path)
+    _, _, trainer = _fit(PROBE + 3 * TRIAL + 2, [cb], logger=logger, log_every_n_steps=1)
+    log_dir = Path(trainer.log_dir)
+    saved = json.loads((log_dir / "conflict_report.json").read_text())
+    assert [row["candidate"] for row in saved["trial"]] == [BAD, "none", "reweight"]
+    assert saved["trial_steps_spent"] == 3 * TRIAL and saved["strategy"] != BAD
+    assert (
+        "| candidate | score | diagnosis rank | chosen |"
+        in (log_dir / "conflict_report.md").read_text()
+    )
+    header = (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "conflict/trial/score/none" in header and "conflict/alignment" in header
