@@ -90,6 +90,13 @@ def check_trial(
             f"({callback.probe_steps}) and up to {n} trials of trial_steps={trial_steps} "
             f"({needed} steps); lower trial_steps or raise max_steps above {needed}"
         )
+    lbfgs = getattr(module, "lbfgs", None)
+    if lbfgs is not None and lbfgs.after < callback.probe_steps + trial_steps:
+        raise ValueError(
+            f"the L-BFGS phase starts at step {lbfgs.after}, before the trials end (probe "
+            f"{callback.probe_steps} + trial_steps {trial_steps} per candidate, counted by the "
+            "module); the trials snapshot the first-order optimizer only: start L-BFGS later"
+        )
     seen = set()
     for value in callback.interventions.values():
         for c in rank_candidates(value, callback.candidates):

@@ -242,3 +242,11 @@ def test_report_files_and_logged_scores_carry_the_trial(tmp_path: Path):
     )
     header = (log_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "conflict/trial/score/none" in header and "conflict/alignment" in header
+
+
+def test_lbfgs_phase_inside_the_trials_fails_in_setup():
+    from lightning_pinn.optim import LBFGSPhase
+
+    module = tiny_burgers().module(lbfgs=LBFGSPhase(after=5, max_iter=2))
+    cb = ConflictCallback(probe_steps=3, trial_steps=4)
+    _fails_in_setup(cb, 40, module=module, match="L-BFGS phase starts at step 5")
