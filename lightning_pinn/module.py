@@ -207,11 +207,9 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             TypeError: ``x`` is a floating tensor of another dtype than the parameters.
             ValueError: under per-loss adapters, ``loss`` names no loss.
         """
-        if loss is not None:
-            with loss_scope(self, loss):
-                return self.forward(x)
-        try:
-            return self.model(x)
+        try:  # the tag's scope around the network only (subclasses transform the output)
+            with loss_scope(self, loss) if loss is not None else contextlib.nullcontext():
+                return self.model(x)
         except RuntimeError as err:  # e.g. "mat1 and mat2 must have the same dtype"
             clear = input_dtype_error(x, self.model)
             if clear is None:

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from lightning_pinn import PINNModule
+from lightning_pinn import PINNModule, problems
 from lightning_pinn._per_loss import evaluate_losses
 from lightning_pinn.networks import MLP
 from lightning_pinn.optim import LBFGSPhase
@@ -243,3 +243,17 @@ def test_nonlinear_per_loss_adapters_train(burgers, tiny_trainer):
     assert all(bool(p.abs().sum() > 0) for p in module.adapter_parameters(2)[1::2])
     with pytest.raises(ValueError, match="cannot be folded"):
         module.model.merged()
+
+
+@pytest.mark.parametrize("mode", ["summed", "per_loss"])
+def test_a_tagged_forward_applies_the_hard_constraint_once(mode):
+    problem = problems.get("burgers", hard_constraints=("initial",))
+    module = problem.module(strategy=AdapterStrategy(rank=2, mode=mode))
+    _perturb(module)
+    x = torch.rand(16, 2)
+    lift, distance = problem.hard_form(x)
+    with module.loss_scope("residual"):
+        expected = lift + distance * module.model(x)  # the transform, applied once
+    torch.testing.assert_close(module(x, loss="residual"), expected)
+    if mode == "summed":
+        assert torch.equal(module(x, loss="residual"), module(x))
