@@ -15,7 +15,7 @@ from lightning_pinn.strategies._base import check_num_losses
 from lightning_pinn.strategies._rules import FixedRule, ReweightRule
 from lightning_pinn.strategies.reweight import ReweightStrategy, RuleName
 
-__all__ = ["DEFAULT_MAX_WEIGHT", "AdapterStrategy", "Routing"]
+__all__ = ["DEFAULT_MAX_WEIGHT", "PER_LOSS_REFRESH", "AdapterStrategy", "Routing"]
 
 Routing = Literal["own", "shared"]
 _ROUTINGS = ("own", "shared")
@@ -25,6 +25,9 @@ _DESIGN_DEFAULTS = {"mode": "summed", "predict_with": "residual", "form": "linea
 DEFAULT_MAX_WEIGHT = 100.0
 """Upper bound of the adaptive rule's weights under adapters when the rule sets none: an
 adapter can absorb its loss and drive that loss's gradient norm towards zero."""
+
+PER_LOSS_REFRESH = 100
+"""Refresh interval (steps) of the default gradient-norm rule in ``"per_loss"`` mode."""
 
 
 class AdapterStrategy(ReweightStrategy):
@@ -45,9 +48,10 @@ class AdapterStrategy(ReweightStrategy):
     Weights: with ``pathway_norms`` the rule sees each loss's gradient norm over its whole
     pathway, ``n_k = sqrt(‖g_k‖² + ‖h_k‖²)`` (shared parameters and its adapter gradient
     ``h_k``), so an adapter absorbing its loss does not blow the weight up; and an adaptive
-    rule without ``max_weight`` is bounded by :data:`DEFAULT_MAX_WEIGHT` (100). Refreshing
-    the weights on an interval (``rule=GradNormRule(every=100)``) is recommended; the
-    default rule refreshes every step.
+    rule without ``max_weight`` is bounded by :data:`DEFAULT_MAX_WEIGHT` (100). In
+    ``"per_loss"`` mode the default gradient-norm rule refreshes its weights every
+    :data:`PER_LOSS_REFRESH` (100) steps; in ``"summed"`` mode it refreshes every step as it
+    always did (pass ``rule=GradNormRule(every=100)`` for the interval).
 
     Args:
         num_losses: K >= 2, one adapter per loss (optional: the module supplies it).
@@ -138,6 +142,8 @@ class AdapterStrategy(ReweightStrategy):
         self.predict_with = predict_with
         self.form = form
         self.pathway_norms = pathway_norms
+        if mode == "per_loss" and rule is None and reweighting in (None, "gradnorm"):
+            reweighting_options = {"every": PER_LOSS_REFRESH, **dict(reweighting_options or {})}
         super().__init__(num_losses, reweighting, reweighting_options, rule=rule)
         if self.rule.max_weight is None and not isinstance(self.rule, FixedRule):
             self.rule.max_weight = DEFAULT_MAX_WEIGHT

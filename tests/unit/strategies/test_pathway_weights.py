@@ -63,3 +63,11 @@ def test_pathway_norm_formula_and_explicit_bound():
     norms = torch.hypot(row_norms(jac), torch.tensor([4.0, 1.0]))  # 5, 1
     expected = (norms.sum() / norms).clamp(max=5.0)  # 1.2, 6 -> 5
     torch.testing.assert_close(weights, expected)
+
+
+def test_per_loss_default_rule_refreshes_on_an_interval():
+    assert AdapterStrategy(3, mode="per_loss").rule.every == 100
+    assert AdapterStrategy(3, mode="per_loss", reweighting_options={"every": 7}).rule.every == 7
+    assert AdapterStrategy(3).rule.every == 1  # the summed design keeps its default
+    rebuilt = AdapterStrategy(**AdapterStrategy(3, mode="per_loss").options())
+    assert rebuilt.options() == AdapterStrategy(3, mode="per_loss").options()
