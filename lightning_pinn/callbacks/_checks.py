@@ -12,7 +12,7 @@ from lightning_pinn.module import PINNModule
 if TYPE_CHECKING:
     from lightning_pinn.callbacks._conflict import ConflictCallback
 
-__all__ = ["check_run", "check_trial", "check_trial_arguments"]
+__all__ = ["check_reprobe_arguments", "check_run", "check_trial", "check_trial_arguments"]
 
 
 def check_run(
@@ -62,6 +62,28 @@ def check_trial_arguments(trial_steps: object, auto_switch: bool, trial_score: o
         raise ValueError("trial_steps needs auto_switch=True (the trials end in a switch)")
     if trial_score not in TRIAL_SCORES:
         raise ValueError(f"trial_score must be one of {TRIAL_SCORES}, got {trial_score!r}")
+
+
+def check_reprobe_arguments(
+    every: object, steps: object, probe_steps: int, auto_switch: bool
+) -> int | None:
+    """Raise for bad re-probe arguments; return the window length (None: no re-probing)."""
+    for name, value in (("reprobe_every", every), ("reprobe_steps", steps)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value <= 0
+        ):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    if every is None:
+        if steps is not None:
+            raise ValueError("reprobe_steps needs reprobe_every")
+        return None
+    assert isinstance(every, int)
+    if not auto_switch:
+        raise ValueError("reprobe_every needs auto_switch=True (a re-probe may switch back)")
+    window = steps if isinstance(steps, int) else min(probe_steps, every)
+    if window > every:
+        raise ValueError(f"reprobe_steps={window} is longer than reprobe_every={every}")
+    return window
 
 
 def check_trial(

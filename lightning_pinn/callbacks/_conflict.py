@@ -12,21 +12,26 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_pinn.callbacks._checks import check_run, check_trial, check_trial_arguments
+from lightning_pinn.callbacks._after_probe import AfterProbe
+from lightning_pinn.callbacks._checks import (
+    check_reprobe_arguments,
+    check_run,
+    check_trial,
+    check_trial_arguments,
+)
 from lightning_pinn.callbacks._report_logging import (
     conflict_metrics,
     log_report,
+    recorder_on,
     report_directory,
     write_report_files,
-    write_report_text,
 )
 from lightning_pinn.callbacks._switching import (
-    apply_intervention,
     check_interventions,
     intervention_map,
     intervention_name,
 )
-from lightning_pinn.callbacks._trial import GuardedTrial, check_candidates, rank_candidates
+from lightning_pinn.callbacks._trial import check_candidates
 from lightning_pinn.diagnostics import (
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
@@ -93,6 +98,10 @@ class ConflictCallback(Callback):
         trial_score: ``"geomean"`` (geometric mean over losses of the unweighted held-out
             loss ratio after/before), ``"sum"`` (ratio of the unweighted sums) or
             ``"residual"`` (the first loss's ratio); lower is better.
+        reprobe_every: after the switch, profile again every this many steps (a window of
+            ``reprobe_steps``, default ``min(probe_steps, reprobe_every)``) and step back to
+            ``reweight`` or ``none`` when the rule no longer calls for more; logged as
+            ``conflict/reprobe/*`` and listed in ``report.reprobes``.
 
     Raises:
         ValueError: invalid arguments (here) or an unsuitable run (in ``setup``).
@@ -119,6 +128,8 @@ class ConflictCallback(Callback):
         trial_steps: int | None = None,
         candidates: Sequence[str | Strategy] | None = None,
         trial_score: TrialScore = "geomean",
+        reprobe_every: int | None = None,
+        reprobe_steps: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
@@ -129,10 +140,11 @@ class ConflictCallback(Callback):
             raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
         validate_thresholds(tau_dir, tau_mag)
         check_trial_arguments(trial_steps, auto_switch, trial_score)
+        window = check_reprobe_arguments(reprobe_every, reprobe_steps, probe_steps, auto_switch)
         self.trial_steps = trial_steps
         self.candidates = check_candidates(candidates)
         self.trial_score: TrialScore = trial_score
-        self._trial: GuardedTrial | None = None
+        self.reprobe_every, self.reprobe_steps = reprobe_every, window
         self.probe_steps = probe_steps
         self.auto_switch = auto_switch
         self.log_every_n_steps = log_every_n_steps
@@ -150,6 +162,7 @@ class ConflictCallback(Callback):
         self._pending_state: dict[str, Any] | None = None
         self._pair_names: list[str] = []
         self._missed = False
+        self._after = self._new_after()
 
     @property
     def state_key(self) -> str:
@@ -170,7 +183,7 @@ class ConflictCallback(Callback):
             check_interventions(module, self.interventions, self.strategy_options)
         if self.trial_steps is not None:
             check_trial(trainer, module, self, self.trial_steps)
-        self._trial = None
+        self._after = self._new_after()
         # A new fit starts a new probe; resuming restores the state after setup.
         self.report = self.report_dir = self._probe = self._window = self._pending_state = None
         self._missed = False
@@ -191,7 +204,7 @@ class ConflictCallback(Callback):
             return
         jac, step, finite = record.jacobian, record.step, record.finite
         update = record.update if finite else None
-        in_trial = self._trial is not None and self._trial.active  # begun before this step
+        in_trial = self._after.in_trial  # a trial begun before this step
         if self.report is None and step <= self.probe_steps:
             recorder = self._recorder(pl_module, jac, probe=True)
             stats = recorder.record(jac, update, finite=finite, index=step - 1)
@@ -210,8 +223,9 @@ class ConflictCallback(Callback):
             rate = recorder.conflict_rate()
             metrics = conflict_metrics(self._pair_names, pl_module.loss_names, stats, rate)
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)
-        if in_trial and self._trial is not None and self._trial.step(trainer, pl_module):
-            self._finish_trial(trainer)
+        if self.report is not None and (in_trial or step > self.probe_steps):
+            record_ = (jac, update, finite, step)
+            self.report = self._after.step(trainer, pl_module, self.report, record_, in_trial)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -220,7 +234,7 @@ class ConflictCallback(Callback):
             "probe": self._probe.state_dict() if self._probe is not None else None,
             "window": self._window.state_dict() if self._window is not None else None,
             "report": self.report.to_dict() if self.report is not None else None,
-            "trial": self._trial.state_dict() if self._trial is not None else None,
+            **self._after.state_dict(),
         }
 
     @override
@@ -235,10 +249,8 @@ class ConflictCallback(Callback):
         # Buffers are rebuilt on the module's device at the next recorded step.
         self._probe = self._window = None
         self._pending_state = state_dict
-        self._trial = None
-        if state_dict.get("trial") is not None and self.report is not None:
-            self._trial = self._new_trial(self.report.regime)
-            self._trial.load_state_dict(state_dict["trial"])
+        self._after = self._new_after()
+        self._after.load_state_dict(state_dict, self.report)
 
     # ------------------------------------------------------------------------------ helpers
     def _log_interval(self, trainer: L.Trainer) -> int:
@@ -249,20 +261,10 @@ class ConflictCallback(Callback):
     def _recorder(self, pl_module: PINNModule, jac: Tensor, *, probe: bool) -> ProbeRecorder:
         """The probe (or trailing-window) recorder on ``jac``'s device, created on first use."""
         name = "_probe" if probe else "_window"
-        rec: ProbeRecorder | None = getattr(self, name)
-        if rec is None:
-            saved = (self._pending_state or {}).get("probe" if probe else "window")
-            if saved is not None:
-                rec = ProbeRecorder.from_state_dict(saved, device=jac.device)
-            elif probe:
-                rec = ProbeRecorder(self.probe_steps, pl_module.num_losses, device=jac.device)
-            else:
-                rec = ProbeRecorder(
-                    self.rate_window, pl_module.num_losses, device=jac.device, ring=True
-                )
-            setattr(self, name, rec)
-        elif rec.device != jac.device:
-            rec.to(jac.device)
+        saved = (self._pending_state or {}).get("probe" if probe else "window")
+        size = self.probe_steps if probe else self.rate_window
+        rec = recorder_on(getattr(self, name), saved, size, pl_module.num_losses, jac, not probe)
+        setattr(self, name, rec)
         return rec
 
     def _finish_probe(self, trainer: L.Trainer, pl_module: PINNModule) -> None:
@@ -289,27 +291,14 @@ class ConflictCallback(Callback):
             rank_zero_info(self.report.to_markdown())
         if not self.report.valid:
             rank_zero_warn(f"ConflictCallback: no diagnosis, no switch: {self.report.reason}")
-        elif self.trial_steps is not None:
-            self._trial = self._new_trial(self.report.regime)
-            self._trial.begin(trainer, pl_module)
         elif self.auto_switch:
-            self._switch(pl_module)
+            self._after.start(trainer, pl_module, self.report)
 
-    def _new_trial(self, regime: str) -> GuardedTrial:
-        ranked = rank_candidates(self.interventions[regime], self.candidates)
-        return GuardedTrial(self.trial_steps or 0, self.trial_score, self.strategy_options, ranked)
-
-    def _finish_trial(self, trainer: L.Trainer) -> None:
-        assert self.report is not None and self._trial is not None
-        self.report = self._trial.finished_report(self.report)
-        directory = report_directory(trainer, self.output_dir)
-        if trainer.is_global_zero:
-            if directory is not None:
-                write_report_text(directory, self.report)
-            log_report(trainer.loggers, self.report, None, step=max(trainer.global_step - 1, 0))
-            rank_zero_info(self.report.to_markdown())
-
-    def _switch(self, pl_module: PINNModule) -> None:
-        assert self.report is not None
-        choice = self.interventions[self.report.regime]
-        apply_intervention(pl_module, choice, self.report.regime, self.strategy_options)
+    def _new_after(self) -> AfterProbe:
+        return AfterProbe(
+            interventions=self.interventions, options=self.strategy_options,
+            candidates=self.candidates, trial_steps=self.trial_steps,
+            trial_score=self.trial_score, reprobe_every=self.reprobe_every,
+            reprobe_steps=self.reprobe_steps, tau_dir=self.tau_dir, tau_mag=self.tau_mag,
+            output_dir=self.output_dir,
+        )  # fmt: skip

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
-from lightning_pinn.diagnostics import ConflictReport, StepStatistics, plot_probe
+from lightning_pinn.diagnostics import ConflictReport, ProbeRecorder, StepStatistics, plot_probe
 
 __all__ = [
     "LOSS_COLUMNS",
@@ -22,6 +22,8 @@ __all__ = [
     "REPORT_MARKDOWN",
     "conflict_metrics",
     "log_report",
+    "publish_trial_report",
+    "recorder_on",
     "report_directory",
     "report_scalars",
     "write_report_files",
@@ -202,3 +204,33 @@ def conflict_metrics(
     for k, name in enumerate(loss_names):
         metrics[f"conflict/update_cos/{name}"] = stats.update_cosines[k]
     return metrics
+
+
+def publish_trial_report(
+    trainer: L.Trainer, report: ConflictReport, directory: Path | None
+) -> None:
+    """After the trials: rewrite the report's JSON and markdown, log it (rank 0 only)."""
+    if not trainer.is_global_zero:
+        return
+    if directory is not None:
+        write_report_text(directory, report)
+    log_report(trainer.loggers, report, None, step=max(trainer.global_step - 1, 0))
+    rank_zero_info(report.to_markdown())
+
+
+def recorder_on(
+    rec: ProbeRecorder | None,
+    saved: dict | None,
+    capacity: int,
+    num_losses: int,
+    jac: Tensor,
+    ring: bool,
+) -> ProbeRecorder:
+    """``rec`` on ``jac``'s device; if None, rebuilt from ``saved`` (a checkpoint) or new."""
+    if rec is None and saved is not None:
+        return ProbeRecorder.from_state_dict(saved, device=jac.device)
+    if rec is None:
+        return ProbeRecorder(capacity, num_losses, device=jac.device, ring=ring)
+    if rec.device != jac.device:
+        rec.to(jac.device)
+    return rec

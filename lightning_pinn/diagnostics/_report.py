@@ -78,6 +78,8 @@ class ConflictReport:
         trial_steps: steps per candidate of the guarded switch (0: none).
         trial_steps_spent: training steps the trials took from the budget.
         trial_score: the score used (``"geomean"``, ``"sum"`` or ``"residual"``).
+        reprobes: the re-probes after the switch, each ``{"step", "regime", "strategy",
+            "switched_to"}`` (``switched_to`` None when the strategy was kept).
 
     Example:
         >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
@@ -104,6 +106,7 @@ class ConflictReport:
     trial_steps: int = 0
     trial_steps_spent: int = 0
     trial_score: str | None = None
+    reprobes: tuple[dict[str, Any], ...] = ()
 
     def pair(self, first: str, second: str) -> PairStatistics:
         """Statistics of the pair ``{first, second}`` (in either order)."""
@@ -119,6 +122,7 @@ class ConflictReport:
         out["pairs"] = [asdict(p) for p in self.pairs]
         out["losses"] = [asdict(s) for s in self.losses]
         out["trial"] = [r.to_dict() for r in self.trial]
+        out["reprobes"] = [dict(e) for e in self.reprobes]
         return out
 
     @classmethod
@@ -130,6 +134,7 @@ class ConflictReport:
         values["losses"] = tuple(LossStatistics(**s) for s in values["losses"])
         values["interventions"] = dict(values.get("interventions", {}))
         values["trial"] = tuple(TrialResult.from_dict(r) for r in values.get("trial", ()))
+        values["reprobes"] = tuple(dict(e) for e in values.get("reprobes", ()))
         return cls(**values)
 
     def to_markdown(self) -> str:
@@ -176,6 +181,9 @@ class ConflictReport:
             how = self.trial_score or "geomean"
             lines += trial_markdown(self.trial, self.trial_steps, self.trial_steps_spent, how)
             lines.append("")
+        for e in self.reprobes:
+            after = f"stepped back to {e['switched_to']}" if e["switched_to"] else "kept"
+            lines.append(f"- Re-probe at step {e['step']}: {e['regime']}; {e['strategy']} {after}")
         return "\n".join(lines)
 
 

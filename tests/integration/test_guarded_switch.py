@@ -250,3 +250,34 @@ def test_lbfgs_phase_inside_the_trials_fails_in_setup():
     module = tiny_burgers().module(lbfgs=LBFGSPhase(after=5, max_iter=2))
     cb = ConflictCallback(probe_steps=3, trial_steps=4)
     _fails_in_setup(cb, 40, module=module, match="L-BFGS phase starts at step 5")
+
+
+def test_reprobes_after_the_trials_are_logged_and_resume(tmp_path: Path):
+    def run(root: Path, ckpt_path: str | None = None):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=2,
+            candidates=["none"],
+            interventions=_everywhere("reweight"),
+            reprobe_every=3,
+            reprobe_steps=2,
+        )
+        ckpt = ModelCheckpoint(
+            dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}"
+        )
+        module, _, _ = _fit(PROBE + 2 * 2 + 7, [cb, ckpt], ckpt_path, enable_checkpointing=True)
+        return cb, module
+
+    cb, module = run(tmp_path / "full")
+    settled = PROBE + 2  # the winner's module step after the trials
+    assert [e["step"] for e in cb.report.reprobes] == [settled + 3, settled + 6]
+    assert all(
+        e["strategy"] == module.strategy_name or e["switched_to"] for e in cb.report.reprobes
+    )
+    assert "Re-probe at step" in cb.report.to_markdown()
+    assert cb.report.to_dict()["reprobes"] == [dict(e) for e in cb.report.reprobes]
+    # Global step 12 = module step 10: inside the first re-probe window (module steps 10-11).
+    resumed, resumed_module = run(tmp_path / "resumed", str(tmp_path / "full" / "step=12.ckpt"))
+    assert resumed.report.to_dict() == cb.report.to_dict()
+    sa, sb = module.state_dict(), resumed_module.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -1,0 +1,98 @@
+"""Re-probing after the switch: windows, the step back, state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_pinn import ConflictCallback
+from lightning_pinn.callbacks._reprobe import Reprober
+
+MAP = {"directional": "adapters", "magnitude": "reweight", "low": "none"}
+
+
+class _Module:
+    """What a re-probe reads and calls on the module."""
+
+    num_losses = 2
+    train_steps = 0
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy_name = strategy
+        self.calls: list[tuple[str, dict]] = []
+
+    def set_strategy(self, name, **options):
+        self.calls.append((name, options))
+        self.strategy_name = name
+
+
+CONFLICT = torch.tensor([[1.0, 0.1], [-1.0, 0.1]])  # directional: cosine < 0 every step
+ALIGNED = torch.tensor([[1.0, 0.0], [1.0, 0.1]])  # low conflict, equal norms
+IMBALANCED = torch.tensor([[100.0, 0.0], [1.0, 0.1]])  # 2 decades apart, aligned
+
+
+def _run(reprober, module, rows, start):
+    events = []
+    for i, jac in enumerate(rows):
+        event = reprober.observe(module, jac, jac.sum(0), True, start + i + 1)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _reprober(every=4, window=3):
+    return Reprober(every, window, tau_dir=0.5, tau_mag=1.0, interventions=MAP, options={})
+
+
+def test_windows_end_every_m_steps_and_step_back_only():
+    module, rep = _Module("adapters"), _reprober()
+    rep.settled_at = 10
+    assert _run(rep, module, [CONFLICT] * 4, 10) == [
+        {"step": 14, "regime": "directional", "strategy": "adapters", "switched_to": None}
+    ]
+    assert module.calls == []
+    events = _run(rep, module, [CONFLICT] + [IMBALANCED] * 3, 14)
+    assert events[0]["regime"] == "magnitude" and events[0]["switched_to"] == "reweight"
+    assert module.strategy_name == "reweight"
+    events = _run(rep, module, [CONFLICT] * 4, 18)  # never forward again
+    assert events[0]["switched_to"] is None and module.strategy_name == "reweight"
+    events = _run(rep, module, [ALIGNED] * 4, 22)
+    assert events[0]["switched_to"] == "none" and module.calls[-1] == ("none", {})
+    assert [e["step"] for e in rep.events] == [14, 18, 22, 26]
+
+
+def test_only_the_window_is_recorded_and_state_round_trips():
+    module, rep = _Module("adapters"), _reprober(every=5, window=2)
+    rep.settled_at = 0
+    # Steps 1-3 are outside the window: conflict there must not count.
+    _run(rep, module, [CONFLICT] * 4, 0)
+    state = rep.state_dict()
+    again = _reprober(every=5, window=2)
+    again.load_state_dict(state)
+    events = _run(again, module, [ALIGNED], 4)
+    assert events[0]["regime"] == "low" and events[0]["switched_to"] == "none"
+
+
+def test_nothing_before_the_switch_settles():
+    rep = _reprober()
+    assert _run(rep, _Module("adapters"), [CONFLICT] * 8, 0) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"reprobe_every": 0}, "reprobe_every"),
+        ({"reprobe_every": 3, "reprobe_steps": 5}, "longer than"),
+        ({"reprobe_steps": 2}, "needs reprobe_every"),
+        ({"reprobe_every": 3, "auto_switch": False}, "auto_switch"),
+        ({"reprobe_every": 2.5}, "reprobe_every"),
+    ],
+)
+def test_bad_reprobe_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ConflictCallback(probe_steps=4, **kwargs)
+
+
+def test_default_window():
+    assert ConflictCallback(probe_steps=4, reprobe_every=10).reprobe_steps == 4
+    assert ConflictCallback(probe_steps=40, reprobe_every=10).reprobe_steps == 10
