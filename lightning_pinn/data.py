@@ -192,6 +192,7 @@ class _CollocationStream(IterableDataset):
         self._fixed: dict[str, Tensor] | None = None
         self.next_index = start  # the index the iterator draws next (moved by a rewind)
         self.drawn: deque[int] = deque()  # indices drawn and not yet handed to the model
+        self.stale = 0  # batches drawn before the last rewind, still to be handed on
 
     def _draw(self, index: int) -> dict[str, Tensor]:
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.rank, index))
@@ -210,6 +211,7 @@ class _CollocationStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         self.next_index = self.start
         self.drawn.clear()
+        self.stale = 0
         while True:
             index = self.next_index
             self.next_index += 1
@@ -318,7 +320,8 @@ class CollocationDataModule(L.LightningDataModule):
             raise ValueError(f"index must be >= 0, got {index!r}")
         self.consumed = int(index)
         if self._stream is not None:
-            self._stream.next_index = self.consumed + len(self._stream.drawn)
+            self._stream.stale = len(self._stream.drawn)
+            self._stream.next_index = self.consumed + self._stream.stale
 
     def held_out(
         self, index: int = 2**40, rank: int = 0, seed_offset: int = 7_777_777
@@ -365,8 +368,11 @@ class CollocationDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self._trainer_attached() and self.trainer.training:
             stream = self._stream
-            if stream is not None and stream.drawn and stream.drawn.popleft() != self.consumed:
-                batch = stream.batch(self.consumed)  # drawn ahead before a rewind
+            if stream is not None and stream.drawn:
+                stream.drawn.popleft()
+                if stream.stale:  # drawn ahead before a rewind: draw the right batch
+                    stream.stale -= 1
+                    batch = stream.batch(self.consumed)
             self.consumed += 1
         return batch
 
