@@ -8,31 +8,25 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_pinn._adapter_config import adapter_config_of
 from lightning_pinn._arguments import check_module_arguments, drop_callables
 from lightning_pinn._checkpoint import load_module_state, save_module_state
+from lightning_pinn._first_order_step import first_order_step
 from lightning_pinn._layout import ParameterLayout, ParameterViews
 from lightning_pinn._optimizers import configure_optimizers
-from lightning_pinn._per_loss import adapter_inputs, evaluate_losses, loss_scope, strategy_update
+from lightning_pinn._per_loss import loss_scope
 from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
-    check_losses,
-    check_point_sets,
     input_dtype_error,
-    skip_nonfinite_step,
     skipped_at_end_message,
-    step_gradients,
     step_metrics,
-    write_adapter_grads,
 )
 from lightning_pinn._switch import adopt, plan_switch, switch_strategy
 from lightning_pinn._validation import ReferenceValidation
-from lightning_pinn.gradients import unflatten_into_grad
 from lightning_pinn.metrics import RelativeL2Error
 from lightning_pinn.optim import FirstOrderName, LBFGSPhase, LBFGSRun, WarmupExponential
 from lightning_pinn.optim._phase_step import (
@@ -281,51 +275,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         if in_lbfgs_phase(self):
             return lbfgs_training_step(self, batch)
-        opt = self.optimizers()
-        shared = self.shared_parameters()
-        scaler = self._grad_scaler()
-        # fp32_losses: the losses and their reverse passes (the double-backward of PDE
-        # derivatives included) run with autocast off, so J is computed in full fp32.
-        no_autocast = torch.autocast(device_type=self.device.type, enabled=False)
-        if not self._paths_checked:
-            check_point_sets(batch)
-        with no_autocast if self.fp32_losses else contextlib.nullcontext():
-            out = evaluate_losses(self, batch)  # per-loss adapters: loss k via adapter k
-            loss_list = check_losses(out, self.loss_names, type(self).__name__)
-            extra = adapter_inputs(self)  # the adapter gradients the strategy routes
-            reduce = None
-            if self.trainer.world_size > 1:
-                reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
-            check = None if self._paths_checked else self.loss_names
-            jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce, check)
-            self._paths_checked = True
-        values = torch.stack([v.detach() for v in loss_list])  # (K,)
-        # One host sync per step: a step with a non-finite loss or gradient must not touch the
-        # weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
-        finite = scaler is not None or bool(
-            torch.isfinite(values).all() & torch.isfinite(jac).all()
-        )
-        if not finite:
-            return skip_nonfinite_step(self, opt, values, jac)
-        self.consecutive_skips = 0
-        blocks = self.parameter_blocks()
-        update, weights = strategy_update(self._strategy, jac, values, blocks, own)  # (P,), (K,)
-        self.last_record = StepRecord(self.train_steps + 1, values, jac, update, weights, True)
-        # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
-        # step when the update is not finite, so write S-scaled gradients.
-        unflatten_into_grad(update * scale if scale != 1.0 else update, shared)
-        if own:
-            own = [h * scale for h in own] if scale != 1.0 else own
-            write_adapter_grads(self._strategy, self._adapter_groups(), own, weights)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
-        self.train_steps += 1
-        if self._should_log():
-            self._log_step(values, jac, weights)
-        return values.sum()
+        return first_order_step(self, batch)
 
     def _should_log(self) -> bool:
         n = self.trainer.log_every_n_steps
