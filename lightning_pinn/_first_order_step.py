@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from lightning_pinn._nonfinite import skip_nonfinite_step
 from lightning_pinn._per_loss import adapter_inputs, evaluate_losses, strategy_update
 from lightning_pinn._step import (
     StepRecord,
     check_losses,
     check_point_sets,
-    skip_nonfinite_step,
     step_gradients,
     write_adapter_grads,
 )

@@ -16,13 +16,13 @@ from lightning_pinn._arguments import check_module_arguments, drop_callables
 from lightning_pinn._checkpoint import load_module_state, save_module_state
 from lightning_pinn._first_order_step import first_order_step
 from lightning_pinn._layout import ParameterLayout, ParameterViews
+from lightning_pinn._nonfinite import skipped_at_end_message
 from lightning_pinn._optimizers import configure_optimizers
 from lightning_pinn._per_loss import loss_scope
 from lightning_pinn._step import (
     LatestStepViews,
     StepRecord,
     input_dtype_error,
-    skipped_at_end_message,
     step_metrics,
 )
 from lightning_pinn._switch import adopt, plan_switch, switch_strategy
