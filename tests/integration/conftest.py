@@ -25,7 +25,10 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
     subprocess with W&B offline, output captured as text."""
 
     def call(*args: str, cwd=None, env: dict[str, str] | None = None):
-        env = {**os.environ, "WANDB_MODE": "offline"} if env is None else env
+        env = {**os.environ, "WANDB_MODE": "offline"} if env is None else dict(env)
+        # A W&B run earlier in this process leaves WANDB_SERVICE (its service socket) in the
+        # environment; a child would attach to that service instead of starting its own.
+        env.pop("WANDB_SERVICE", None)
         return subprocess.run(
             [sys.executable, "-m", "lightning_pinn.cli", *args],
             capture_output=True,

@@ -227,6 +227,7 @@ def test_wandb_offline_run_contains_conflict_keys_and_table(tmp_path, monkeypatc
     import wandb
 
     wandb.finish()
+    wandb.teardown()  # the service socket it put in os.environ goes with it
 
     (run_dir,) = list((tmp_path / "wandb").glob("offline-run-*"))
     # wandb-core stores media values flattened: nested_key = [key, field], e.g. ("path").
@@ -273,6 +274,7 @@ def test_training_survives_wandb_errors(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="W&B failed.*bad day"):
         trainer.fit(model, make_datamodule())
     wandb.finish()
+    wandb.teardown()  # the service socket it put in os.environ goes with it
     assert cb.report is not None and model.train_steps == 15
     assert os.path.exists(Path(cb.report_dir) / "conflict_report.json")
 
