@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from lightning_pinn.callbacks._trial import max_candidates, rank_candidates
+from lightning_pinn.diagnostics import TRIAL_SCORES
 from lightning_pinn.module import PINNModule
 
 if TYPE_CHECKING:
@@ -52,8 +54,6 @@ def check_run(
 
 def check_trial_arguments(trial_steps: object, auto_switch: bool, trial_score: object) -> None:
     """Raise for a bad ``trial_steps`` or ``trial_score`` (in the constructor)."""
-    from lightning_pinn.diagnostics import TRIAL_SCORES
-
     if trial_steps is not None and (
         isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps <= 0
     ):
@@ -95,8 +95,6 @@ def check_trial(
         ValueError: no data module with a rewindable stream and held-out points, a step
             budget that ends before the trials do, or a candidate the module cannot take.
     """
-    from lightning_pinn.callbacks._trial import max_candidates, rank_candidates
-
     datamodule = trainer.datamodule
     if not (hasattr(datamodule, "rewind") and hasattr(datamodule, "held_out")):
         raise ValueError(

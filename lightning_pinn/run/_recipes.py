@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import ArgumentParser
 from torch import nn
 
+from lightning_pinn.optim import LBFGSPhase
 from lightning_pinn.run._config import RunConfig
 
 __all__ = [
@@ -205,8 +207,6 @@ def lbfgs_phase(spec: Mapping[str, Any] | None, max_steps: int) -> dict[str, Any
     """
     if spec is None:
         return None
-    from lightning_pinn.optim import LBFGSPhase
-
     options = dict(spec)
     if ("after" in options) == ("after_fraction" in options):
         raise ValueError(
@@ -233,8 +233,6 @@ def build_trunk(spec: Mapping[str, Any], in_dim: int, out_dim: int) -> nn.Module
     Raises:
         ValueError: a missing class or a bad argument (jsonargparse's message, which names it).
     """
-    from jsonargparse import ArgumentParser
-
     spec = dict(spec)
     args = dict(spec.get("init_args") or {})
     args.setdefault("in_dim", in_dim)
