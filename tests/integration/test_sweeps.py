@@ -108,7 +108,9 @@ def test_agent_style_invocation_offline(tmp_path, run_cli, tiny_burgers_points):
     assert list(media.glob("images/prediction/figure_*.png"))
     # Offline runs keep history and summary in the binary .wandb log; the value is JSON text.
     raw = next(run.glob("run-*.wandb")).read_bytes()
-    match = re.search(rb"final/rel_l2.{1,4}?([0-9][0-9.e+-]*)", raw, flags=re.S)
+    # A float, exactly: the byte after the JSON text is binary and may look like "-" or "e".
+    number = rb"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    match = re.search(rb"final/rel_l2.{1,4}?" + number, raw, flags=re.S)
     assert match, "final/rel_l2 was not logged"
     summaries = list(tmp_path.glob("lightning_pinn/*/summary.json"))
     assert len(summaries) == 1
