@@ -10,8 +10,8 @@ One cell is one problem row and one seed: ``lightning-pinn run``'s training
 ``round(recipe steps x --budget-scale)`` steps, on one thread (``torch.set_num_threads(1)``)
 in its own process; ``--jobs N`` runs at most N cells at once (on a shared 2-core machine keep
 N <= the free cores: two multi-threaded processes on 2 cores were about 20x slower). Each
-finished cell is appended to ``--out`` as one JSON line (default
-``benchmarks/results/accuracy.jsonl``) and a re-run skips the cells already there, so a long
+finished cell is appended to ``--out`` as one JSON line (default ``docs/data/accuracy.jsonl``,
+committed like the regime map's records) and a re-run skips the cells already there, so a long
 measurement continues where it stopped. The table gives, per row, the median over the seeds
 found of the final rel L2, the training wall time and the steps trained, and the published
 number with its recipe and hardware (issue 13). The ``main job`` row is the README's
@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.jsonl"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "data" / "accuracy.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
