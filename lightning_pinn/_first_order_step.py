@@ -9,6 +9,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from lightning_pinn._deferred import (
+    counters_for,
+    deferred_step_due,
+    set_found_inf,
+    settle_deferred,
+)
 from lightning_pinn._nonfinite import skip_nonfinite_step
 from lightning_pinn._per_loss import adapter_inputs, evaluate_losses, strategy_update
 from lightning_pinn._step import (
@@ -30,8 +36,12 @@ def first_order_step(module: PINNModule, batch: Any) -> Tensor:
     """Train ``module`` one step on ``batch``; publish the step's :class:`StepRecord`.
 
     A step whose losses or ``J`` are not finite leaves the weights and the optimizer state
-    untouched (``on_nonfinite``). Returns the summed loss value (detached).
+    untouched (``on_nonfinite``): checked on the host, or on the device for a deferred step
+    (``finite_check``, :mod:`lightning_pinn._deferred`). Returns the summed loss (detached).
     """
+    deferred = deferred_step_due(module)
+    if not deferred:
+        settle_deferred(module)  # a check step: apply the policy to the deferred steps
     opt = module.optimizers()
     shared = module.shared_parameters()
     scaler = module._grad_scaler()
@@ -51,6 +61,8 @@ def first_order_step(module: PINNModule, batch: Any) -> Tensor:
         jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce, check)
         module._paths_checked = True
     values = torch.stack([v.detach() for v in loss_list])  # (K,)
+    if deferred:
+        return _deferred_update(module, opt, values, jac, own, scale)
     # One host sync per step: a step with a non-finite loss or gradient must not touch the
     # weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
     finite = scaler is not None or bool(torch.isfinite(values).all() & torch.isfinite(jac).all())
@@ -74,4 +86,34 @@ def first_order_step(module: PINNModule, batch: Any) -> Tensor:
     module.train_steps += 1
     if module._should_log():
         module._log_step(values, jac, weights)
+    return values.sum()
+
+
+def _deferred_update(
+    module: PINNModule, opt: Any, values: Tensor, jac: Tensor, own: list[Tensor], scale: float
+) -> Tensor:
+    """The rest of a deferred step: the fused optimizer skips it on the device if not finite.
+
+    No host read: the strategy is stateless on this step (``stateful_update()`` is False), so
+    non-finite inputs only make a non-finite update, which ``found_inf`` discards whole.
+    """
+    bad = ~(torch.isfinite(values).all() & torch.isfinite(jac).all())  # 0-dim, on the device
+    counters_for(module, values.device).add(bad, module.train_steps + 1)
+    blocks = module.parameter_blocks()
+    update, weights = strategy_update(module._strategy, jac, values, blocks, own)
+    module.last_record = StepRecord(module.train_steps + 1, values, jac, update, weights, ~bad)
+    unflatten_into_grad(update, module.shared_parameters())
+    if own:
+        write_adapter_grads(module._strategy, module._adapter_groups(), own, weights)
+    del scale  # no loss scaling under a deferred check
+    set_found_inf(opt, bad)
+    try:
+        opt.step()
+    finally:
+        set_found_inf(opt, None)
+    opt.zero_grad(set_to_none=True)
+    sched = module.lr_schedulers()
+    if sched is not None:
+        sched.step()
+    module.train_steps += 1
     return values.sum()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lightning_pinn._deferred import resolve_deferred
 from lightning_pinn.optim import WarmupExponentialLR, build_first_order, first_order_names
 from lightning_pinn.optim._phase_step import check_phase_fits, lbfgs_parameters
 
@@ -35,7 +36,10 @@ def configure_optimizers(module: PINNModule) -> Any:
     if module.has_adapters:
         adapters = module._all_adapter_parameters()
         groups.append({"params": adapters, "lr": module._adapter_lr()})
-    optimizer = build_first_order(module.optimizer_name, groups, module.lr, module.weight_decay)
+    module._finite_deferred = resolve_deferred(module)
+    optimizer = build_first_order(
+        module.optimizer_name, groups, module.lr, module.weight_decay, module._finite_deferred
+    )
     optimizers = [optimizer]
     if module.lbfgs is not None and module.lbfgs_run.started:
         optimizers.append(module.lbfgs.build(lbfgs_parameters(module)))

@@ -38,7 +38,9 @@ class StepRecord:
         update: the shared update ``d`` applied ``[P]``; ``None`` when the step was skipped.
         weights: the per-loss weights in force ``[K]`` (this step's, or the last applied
             step's when this one was skipped; ``None`` before any applied step).
-        finite: whether the losses and ``J`` were finite (``False``: no update was applied).
+        finite: whether the losses and ``J`` were finite (``False``: no update was applied);
+            a 0-dim bool device tensor after a deferred step (``finite_check="deferred"``),
+            so reading it is a host synchronisation.
     """
 
     step: int
@@ -46,7 +48,7 @@ class StepRecord:
     jacobian: Tensor
     update: Tensor | None
     weights: Tensor | None
-    finite: bool
+    finite: bool | Tensor
 
 
 class LatestStepViews:
@@ -80,8 +82,8 @@ class LatestStepViews:
 
     @property
     def last_step_finite(self) -> bool:
-        """Whether the latest step's losses and ``J`` were finite."""
-        return self.last_record.finite if self.last_record is not None else True
+        """Whether the latest step's losses and ``J`` were finite (a host read)."""
+        return bool(self.last_record.finite) if self.last_record is not None else True
 
     def named_loss_weights(self) -> Iterator[tuple[str, float]]:
         """The latest per-loss weights as ``(name, value)`` pairs (host values)."""

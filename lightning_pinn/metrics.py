@@ -49,9 +49,7 @@ class RelativeL2Error(Metric):
         preds = preds.reshape(preds.shape[0], -1).double()
         target = target.reshape(target.shape[0], -1).double()
         if preds.shape[1] != self.num_fields:
-            raise ValueError(
-                f"expected {self.num_fields} field(s) (columns), got {preds.shape[1]}"
-            )
+            raise ValueError(f"expected {self.num_fields} field(s) (columns), got {preds.shape[1]}")
         self.err_sq += (preds - target).pow(2).sum(dim=0)
         self.ref_sq += target.pow(2).sum(dim=0)
 

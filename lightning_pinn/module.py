@@ -14,6 +14,12 @@ from torch import Tensor, nn
 from lightning_pinn._adapter_config import adapter_config_of
 from lightning_pinn._arguments import check_module_arguments, drop_callables
 from lightning_pinn._checkpoint import load_module_state, save_module_state
+from lightning_pinn._deferred import (
+    DeferredCounters,
+    FiniteCheck,
+    check_finite_check,
+    settle_deferred,
+)
 from lightning_pinn._first_order_step import first_order_step
 from lightning_pinn._layout import ParameterLayout, ParameterViews
 from lightning_pinn._nonfinite import skipped_at_end_message
@@ -82,6 +88,15 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             torch's optimizers ignore).
         max_consecutive_skips: with ``"skip"``, stop with a ``FloatingPointError`` naming the
             losses after this many non-finite steps in a row (default 50).
+        finite_check: how a step learns that its losses and ``J`` are finite before the
+            update. ``"every_step"``: a host read every step (free on a CPU);
+            ``"deferred"``: on the device, with no host synchronisation in the hot path — a
+            fused torch optimizer (``adam``, ``adamw``, ``sgd``) discards a non-finite update
+            on the device, and the skip counts are read on logging steps, reweighting
+            refreshes and every 100 steps (a skipped step still advances the schedule);
+            ``"auto"`` (default): ``"deferred"`` on CUDA with a fused-capable optimizer and no
+            fp16 loss scaling, ``"every_step"`` otherwise. Either way no non-finite update
+            reaches the weights.
         fp32_losses: evaluate :meth:`losses` (PDE derivatives) with autocast disabled, so
             ``bf16-mixed``/``16-mixed`` never compute second derivatives in low precision.
         field_names: names of the output fields, for per-field validation errors.
@@ -123,6 +138,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         lbfgs: LBFGSPhase | None = None,
         on_nonfinite: Literal["raise", "skip"] = "raise",
         max_consecutive_skips: int = 50,
+        finite_check: FiniteCheck = "auto",
         fp32_losses: bool = True,
         field_names: Sequence[str] | None = None,
         **strategy_options: Any,
@@ -140,6 +156,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             max_consecutive_skips,
         )
         schedule, lbfgs = check_phases(schedule, lbfgs, lr_decay_rate)
+        check_finite_check(finite_check, optimizer)
         validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
         drop_callables(self.hparams)  # predicates (target=...) cannot be pickled safely
@@ -159,6 +176,9 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         self.lbfgs_run = LBFGSRun()  # the L-BFGS phase's progress, saved in checkpoints
         self.on_nonfinite = on_nonfinite
         self.max_consecutive_skips = max_consecutive_skips
+        self.finite_check = finite_check
+        self._finite_deferred = False  # resolved with the optimizer (configure_optimizers)
+        self._deferred_counters: DeferredCounters | None = None
         self.fp32_losses = fp32_losses
         self.field_names = tuple(field_names) if field_names is not None else None
         # Options for strategies built from a name later (set_strategy("adapters"), the
@@ -296,11 +316,13 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         self.log("nonfinite/skipped", float(self.skipped_steps), on_step=True, on_epoch=False)
 
     def on_train_end(self) -> None:
+        settle_deferred(self)
         if self.consecutive_skips:
             rank_zero_warn(skipped_at_end_message(self.consecutive_skips, self.skipped_steps))
 
     # --------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        settle_deferred(self)  # the skip counts go into the checkpoint
         save_module_state(self, checkpoint)
         save_phase_state(self, checkpoint)
 

@@ -69,7 +69,7 @@ class AfterProbe:
         trainer: L.Trainer,
         module: PINNModule,
         report: ConflictReport,
-        record: tuple[Tensor, Tensor | None, bool, int],
+        record: tuple[Tensor, Tensor | None, bool | Tensor, int],
         in_trial: bool,
     ) -> ConflictReport:
         """One step after the probe (``in_trial``: a trial was running before this step);

@@ -203,7 +203,8 @@ class ConflictCallback(Callback):
         if record is None or record.step < 1:
             return
         jac, step, finite = record.jacobian, record.step, record.finite
-        update = record.update if finite else None
+        # A deferred step's flag is a device tensor: no branch on it (no host read).
+        update = record.update if isinstance(finite, Tensor) or finite else None
         in_trial = self._after.in_trial  # a trial begun before this step
         if self.report is None and step <= self.probe_steps:
             recorder = self._recorder(pl_module, jac, probe=True)
@@ -219,7 +220,7 @@ class ConflictCallback(Callback):
             recorder = self._recorder(pl_module, jac, probe=False)
             stats = recorder.record(jac, update, finite=finite)
         every = self._log_interval(trainer)
-        if finite and every > 0 and step % every == 0:
+        if every > 0 and step % every == 0 and finite:
             rate = recorder.conflict_rate()
             metrics = conflict_metrics(self._pair_names, pl_module.loss_names, stats, rate)
             pl_module.log_dict(metrics, on_step=True, on_epoch=False)

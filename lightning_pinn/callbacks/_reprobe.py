@@ -59,7 +59,12 @@ class Reprober:
         self.events: list[dict[str, Any]] = []
 
     def observe(
-        self, module: PINNModule, jac: Tensor, update: Tensor | None, finite: bool, step: int
+        self,
+        module: PINNModule,
+        jac: Tensor,
+        update: Tensor | None,
+        finite: bool | Tensor,
+        step: int,
     ) -> dict[str, Any] | None:
         """Record this step if it is in a window; at a window's end diagnose and maybe step
         back. Returns the event at a window's end, else None."""

@@ -110,7 +110,7 @@ class ProbeRecorder:
         jac: Tensor,
         update: Tensor | None = None,
         *,
-        finite: bool = True,
+        finite: bool | Tensor = True,
         index: int | None = None,
     ) -> StepStatistics:
         """Compute and store one step's statistics.
@@ -133,7 +133,7 @@ class ProbeRecorder:
             raise IndexError(f"row {row} is outside the window of {self.capacity} steps")
         row %= self.capacity
         self.count = max(self.count, (index if index is not None else self.count) + 1)
-        if not finite:
+        if isinstance(finite, bool) and not finite:
             nan = torch.full((self.num_losses,), float("nan"), device=self.device)
             self.cosines[row] = float("nan")
             self.norms[row] = nan
@@ -143,6 +143,8 @@ class ProbeRecorder:
         cos, norms, ucos = gram_statistics(jac, update)  # (K, K), (K,), (K,)
         pairs = upper_pairs(cos)  # (npairs,)
         ok = torch.isfinite(norms.sum() + pairs.sum() + ucos.sum())  # (); NaN/inf propagate
+        if isinstance(finite, Tensor):  # a deferred step's device flag
+            ok = ok & finite
         self.cosines[row] = pairs
         self.norms[row] = norms
         self.update_cosines[row] = ucos

@@ -119,6 +119,14 @@ class Strategy(Bindable):
         """
         raise NotImplementedError
 
+    def stateful_update(self) -> bool:
+        """Whether the next :meth:`update` changes state that non-finite inputs would corrupt.
+
+        A step where it does checks finiteness on the host first; the others may defer the
+        check to the device (``PINNModule(finite_check="deferred")``). Default: True.
+        """
+        return True
+
     def adapter_options(self) -> dict[str, Any]:
         """Keyword arguments of ``PerLossAdapter(trunk, **adapter_options())``."""
         raise NotImplementedError(f"strategy {self.name!r} does not use adapters")
@@ -183,3 +191,6 @@ class NoneStrategy(Strategy):
     ) -> tuple[Tensor, Tensor]:
         weights = torch.ones(jac.shape[0], dtype=jac.dtype, device=jac.device)
         return jac.sum(dim=0), weights
+
+    def stateful_update(self) -> bool:
+        return False

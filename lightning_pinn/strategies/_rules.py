@@ -85,6 +85,10 @@ class ReweightRule(Bindable):
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def refreshes_next(self) -> bool:
+        """Whether the next call recomputes the weights from its inputs (default: every call)."""
+        return True
+
     def options(self) -> dict[str, Any]:
         """The constructor options (without K), enough to rebuild the rule."""
         return {"max_weight": self.max_weight}
@@ -148,6 +152,9 @@ class GradNormRule(ReweightRule):
             "max_weight": self.max_weight,
             "min_norm": self.min_norm,
         }
+
+    def refreshes_next(self) -> bool:
+        return self.step % self.every == 0
 
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         if self.step % self.every != 0:
@@ -263,6 +270,9 @@ class FixedRule(ReweightRule):
     def options(self) -> dict[str, Any]:
         given = self._given.tolist() if self._given is not None else None
         return {"weights": given, "max_weight": self.max_weight}
+
+    def refreshes_next(self) -> bool:
+        return False
 
     def _update(self, norms: Tensor, losses: Tensor, jac: Tensor) -> Tensor:
         return self.weights

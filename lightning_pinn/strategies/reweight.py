@@ -153,6 +153,9 @@ class ReweightStrategy(Strategy):
         weights = self.rule(row_norms(jac), losses.detach().reshape(-1).to(jac.device), jac)
         return weights.to(jac.dtype) @ jac, weights
 
+    def stateful_update(self) -> bool:
+        return self.rule.refreshes_next()
+
     def options(self) -> dict[str, Any]:
         return {
             **self._bound_options(),

@@ -37,8 +37,11 @@ def _fit(module, steps=2, callbacks=()):
 
 def _ok(m, b):
     u = m(b["residual"])
-    return {"residual": u.pow(2).mean(), "initial": m(b["initial"]).pow(2).mean(),
-            "boundary": m(b["boundary"]).pow(2).mean()}
+    return {
+        "residual": u.pow(2).mean(),
+        "initial": m(b["initial"]).pow(2).mean(),
+        "boundary": m(b["boundary"]).pow(2).mean(),
+    }
 
 
 NAMES = ("residual", "initial", "boundary")
@@ -90,8 +93,9 @@ def test_loss_without_parameter_dependence():
 
 
 def test_conflict_callback_needs_two_losses():
-    module = _Custom(lambda m, b: {"residual": m(b["residual"]).pow(2).mean()},
-                     loss_names=("residual",))
+    module = _Custom(
+        lambda m, b: {"residual": m(b["residual"]).pow(2).mean()}, loss_names=("residual",)
+    )
     with pytest.raises(ValueError, match="needs K >= 2"):
         _fit(module, callbacks=[ConflictCallback(probe_steps=1)])
 

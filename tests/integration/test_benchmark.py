@@ -11,9 +11,22 @@ from lightning_pinn.cli import main
 @pytest.mark.slow
 def test_quick_suite_runs_parses_and_resumes(tmp_path, capsys):
     argv = [
-        "benchmark", "--suite", "quick", "--problems", "burgers", "heat_inverse",
-        "--steps", "30", "--probe-steps", "15", "--points", "residual=64",
-        "--jobs", "1", "--out", str(tmp_path),
+        "benchmark",
+        "--suite",
+        "quick",
+        "--problems",
+        "burgers",
+        "heat_inverse",
+        "--steps",
+        "30",
+        "--probe-steps",
+        "15",
+        "--points",
+        "residual=64",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
     ]
     assert main(argv) == 0
     records = benchmark.load_results(tmp_path / "results.jsonl")
@@ -36,15 +49,41 @@ def test_quick_suite_runs_parses_and_resumes(tmp_path, capsys):
 
 def test_a_cell_runs_with_a_learning_rate_schedule(tmp_path):
     argv = [
-        "benchmark", "--problems", "burgers", "--strategies", "none", "--seeds", "0",
-        "--steps", "20", "--probe-steps", "10", "--points", "residual=64",
-        "--lr", "0.01", "--lr-decay-rate", "0.5", "--lr-decay-steps", "5", "--val-every", "10",
-        "--jobs", "1", "--threads", "1", "--out", str(tmp_path),
+        "benchmark",
+        "--problems",
+        "burgers",
+        "--strategies",
+        "none",
+        "--seeds",
+        "0",
+        "--steps",
+        "20",
+        "--probe-steps",
+        "10",
+        "--points",
+        "residual=64",
+        "--lr",
+        "0.01",
+        "--lr-decay-rate",
+        "0.5",
+        "--lr-decay-steps",
+        "5",
+        "--val-every",
+        "10",
+        "--jobs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
     ]
     assert main(argv) == 0
     (record,) = benchmark.load_results(tmp_path / "results.jsonl")
     assert record["run_options"] == {
-        "lr": 0.01, "lr_decay_rate": 0.5, "lr_decay_steps": 5, "val_every": 10
+        "lr": 0.01,
+        "lr_decay_rate": 0.5,
+        "lr_decay_steps": 5,
+        "val_every": 10,
     }
     assert record["key"].endswith("|lr=0.01,lr_decay_rate=0.5,lr_decay_steps=5,val_every=10")
     assert record["steps"] == 20

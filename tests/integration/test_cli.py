@@ -14,9 +14,21 @@ from lightning_pinn.cli import main
 @pytest.mark.slow
 def test_run_burgers_end_to_end_then_report(tmp_path, run_cli, tiny_burgers_points):
     proc = run_cli(
-        "run", "burgers", "--max-steps", "20", "--probe-steps", "10",
-        "--points", tiny_burgers_points, "--out", str(tmp_path / "tmp"),
-        "--no-progress-bar", "--rank", "2", "--routing", "shared",
+        "run",
+        "burgers",
+        "--max-steps",
+        "20",
+        "--probe-steps",
+        "10",
+        "--points",
+        tiny_burgers_points,
+        "--out",
+        str(tmp_path / "tmp"),
+        "--no-progress-bar",
+        "--rank",
+        "2",
+        "--routing",
+        "shared",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "relative L2 error" in proc.stdout
@@ -77,25 +89,61 @@ def test_strategy_flags_reach_module_options(monkeypatch):
         raise ValueError("stop here")
 
     monkeypatch.setattr(experiment, "run_experiment", fake_run)
-    code = main([
-        "run", "burgers", "--rank", "8", "--reweighting", "lra", "--aggregator", "pcgrad",
-        "--routing", "shared", "--alpha", "2", "--module-options", '{"rank": 2, "blockwise": true}',
-    ])
+    code = main(
+        [
+            "run",
+            "burgers",
+            "--rank",
+            "8",
+            "--reweighting",
+            "lra",
+            "--aggregator",
+            "pcgrad",
+            "--routing",
+            "shared",
+            "--alpha",
+            "2",
+            "--module-options",
+            '{"rank": 2, "blockwise": true}',
+        ]
+    )
     assert code == 2
     assert seen["cfg"].module_options == {
-        "rank": 8, "blockwise": True, "reweighting": "lra", "aggregator": "pcgrad",
-        "routing": "shared", "alpha": 2.0,
+        "rank": 8,
+        "blockwise": True,
+        "reweighting": "lra",
+        "aggregator": "pcgrad",
+        "routing": "shared",
+        "alpha": 2.0,
     }
 
 
 def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
     # every regime mapped to reweight: the run switches to reweight whatever it diagnoses
-    code = main([
-        "run", "burgers", "--max-steps", "12", "--probe-steps", "6",
-        "--points", "residual=32,initial=8,boundary=8", "--out", str(tmp_path),
-        "--no-progress-bar", "--logger", "none", "--tau-dir", "0.3", "--tau-mag", "0.5",
-        "--interventions", "directional=reweight,magnitude=reweight,low=reweight", "--json",
-    ])
+    code = main(
+        [
+            "run",
+            "burgers",
+            "--max-steps",
+            "12",
+            "--probe-steps",
+            "6",
+            "--points",
+            "residual=32,initial=8,boundary=8",
+            "--out",
+            str(tmp_path),
+            "--no-progress-bar",
+            "--logger",
+            "none",
+            "--tau-dir",
+            "0.3",
+            "--tau-mag",
+            "0.5",
+            "--interventions",
+            "directional=reweight,magnitude=reweight,low=reweight",
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
     assert summary["final_strategy"] == "reweight"
@@ -105,8 +153,11 @@ def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("directional", "REGIME=STRATEGY"), ("sideways=none", "unknown regime"),
-     ("low=magic", "unknown intervention")],
+    [
+        ("directional", "REGIME=STRATEGY"),
+        ("sideways=none", "unknown regime"),
+        ("low=magic", "unknown intervention"),
+    ],
 )
 def test_bad_interventions_are_rejected(text, message, capsys):
     with pytest.raises(SystemExit):

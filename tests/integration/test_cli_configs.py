@@ -24,15 +24,24 @@ def _tiny(config: Path, tmp_path: Path) -> list[str]:
     sets = problems.get(problem).point_sets()
     points = "{" + ", ".join(f"{name}: 8" for name in sets) + "}"
     return [
-        "--config", str(config),
-        "--trainer.max_steps", "4",
-        "--trainer.val_check_interval", "4",
-        "--trainer.callbacks.probe_steps", "2",
-        "--trainer.logger.save_dir", str(tmp_path),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_checkpointing", "false",
-        "--data.points", points,
-        "--data.eval_batch_size", "4096",
+        "--config",
+        str(config),
+        "--trainer.max_steps",
+        "4",
+        "--trainer.val_check_interval",
+        "4",
+        "--trainer.callbacks.probe_steps",
+        "2",
+        "--trainer.logger.save_dir",
+        str(tmp_path),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--data.points",
+        points,
+        "--data.eval_batch_size",
+        "4096",
     ]
 
 

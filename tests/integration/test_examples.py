@@ -36,9 +36,21 @@ def test_custom_pde_script_runs_offline(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLE / "train.py"), "--max-steps", "10", "--points", "64",
-         "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            str(EXAMPLE / "train.py"),
+            "--max-steps",
+            "10",
+            "--points",
+            "64",
+            "--out",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "relative L2 error" in proc.stdout and "regime:" in proc.stdout

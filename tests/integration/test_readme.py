@@ -34,7 +34,9 @@ def test_readme_python_snippet_runs(index, tmp_path, monkeypatch, capsys):
     exec(compile(code, f"README.md[python {index}]", "exec"), {"__name__": "__readme__"})
     if "report.regime" in code:
         assert capsys.readouterr().out.strip().splitlines()[-1] in (
-            "directional", "magnitude", "low"
+            "directional",
+            "magnitude",
+            "low",
         )
 
 

@@ -91,7 +91,10 @@ def test_agent_style_invocation_offline(tmp_path, run_cli, tiny_burgers_points):
     path = next(p for p in SWEEPS if p.stem == "burgers_strategies")
     sweep = _load(path)
     params = {
-        **_first_cell(sweep), "strategy": "adapters", **TINY, "points": tiny_burgers_points,
+        **_first_cell(sweep),
+        "strategy": "adapters",
+        **TINY,
+        "points": tiny_burgers_points,
         "out": str(tmp_path),
     }
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

@@ -188,8 +188,12 @@ def test_budget_table_reads_the_validation_curve():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     record = {
-        "problem": "burgers", "strategy": "auto", "final_strategy": "adapters", "seed": 0,
-        "options": {}, "run_options": {"lr_decay_rate": 0.9, "val_every": 1000},
+        "problem": "burgers",
+        "strategy": "auto",
+        "final_strategy": "adapters",
+        "seed": 0,
+        "options": {},
+        "run_options": {"lr_decay_rate": 0.9, "val_every": 1000},
         "val_curve": [[1000, 0.5], [2000, 0.2], [3000, 0.3]],
     }
     (row,) = module.rows([record, {**record, "val_curve": []}], [2000, 5000])
@@ -214,8 +218,14 @@ def test_adapter_choice_scores_a_variant_against_the_default():
     spec = importlib.util.spec_from_file_location("adapter_choice", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    base = {("a", "none"): 1.0, ("a", "reweight"): 0.5, ("a", "adapters"): 0.8,
-            ("b", "none"): 0.1, ("b", "reweight"): 0.2, ("b", "adapters"): 0.4}
+    base = {
+        ("a", "none"): 1.0,
+        ("a", "reweight"): 0.5,
+        ("a", "adapters"): 0.8,
+        ("b", "none"): 0.1,
+        ("b", "reweight"): 0.2,
+        ("b", "adapters"): 0.4,
+    }
     s = module.score(base, {"a": 0.2, "b": 1.6, "c": 1.0}, ["a", "b", "c"])
     assert s["configs"] == 2  # "c" has no map cells
     assert s["geo_mean_ratio"] == pytest.approx(1.0)  # 0.25x and 4x

@@ -82,8 +82,11 @@ def test_exact_solution_gives_tiny_losses():
     batch = {k: v.double() for k, v in p.datamodule().sample(0).items()}
     batch["residual"] = batch["residual"][batch["residual"][:, 1] < 0.25]  # away from the shock
     exact = module.losses(batch)
-    random = problems.get("burgers").module().double().losses(
-        {k: v.double() for k, v in p.datamodule().sample(0).items()}
+    random = (
+        problems.get("burgers")
+        .module()
+        .double()
+        .losses({k: v.double() for k, v in p.datamodule().sample(0).items()})
     )
     for name in p.loss_names:
         assert float(exact[name]) <= 1e-8 * float(random[name]) + 1e-20
