@@ -151,9 +151,7 @@ def main(argv: list[str]) -> None:
     print("| rule family | chosen on the calibration half | calibration | held-out |")
     print("|---|---|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['family']} | {r['chosen']} | {r['calibration']:.0%} | {r['held_out']:.0%} |"
-        )
+        print(f"| {r['family']} | {r['chosen']} | {r['calibration']:.0%} | {r['held_out']:.0%} |")
 
 
 if __name__ == "__main__":
