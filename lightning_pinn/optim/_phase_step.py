@@ -244,6 +244,11 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
         update = before - _flat(shared, shared, jac.dtype)
         w = weights.to(jac.dtype)
         module.last_record = StepRecord(module.train_steps, values, jac, update, w, True)
+    elif ok and run.stopped:  # the phase's last step: record where it ended (the summary)
+        with ctx:
+            values, jac = _record(module, frozen)
+        w = weights.to(jac.dtype)
+        module.last_record = StepRecord(module.train_steps, values, jac, None, w, True)
     else:
         module.last_record = None
     raw_start = start[0] if start else torch.full((module.num_losses,), float("nan"))

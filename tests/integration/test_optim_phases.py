@@ -167,6 +167,8 @@ def test_stalled_lbfgs_stops_training(tiny_trainer, monkeypatch):
     assert any("L-BFGS stalled" in line for line in infos)
     assert module.lbfgs_run.stopped and module.lbfgs_run.steps == 4
     assert trainer.global_step == 6
+    # the last step records where the phase ended (the run summary's final losses)
+    assert module.last_losses is not None and module.last_record.step == 6
 
 
 def test_soap_trains_the_module(tiny_trainer):
