@@ -47,9 +47,9 @@ def test_vanilla_recipe_is_the_config_before_recipes(seen_config, extra):
 
 def test_default_is_the_problems_recipe_and_flags_override_it(seen_config):
     cfg = seen_config("burgers")
-    assert cfg.recipe == "burgers" and cfg.max_steps == 2000 and cfg.strategy == "reweight"
-    assert cfg.trunk["class_path"] == "lightning_pinn.networks.ModifiedMLP"
-    assert cfg.lbfgs == {"after_fraction": 0.9, "max_iter": 5, "history_size": 50}
+    assert cfg.recipe == "burgers" and cfg.max_steps == 1000 and cfg.strategy == "reweight"
+    assert cfg.trunk["class_path"] == "lightning_pinn.networks.MLP"
+    assert cfg.lbfgs == {"after_fraction": 0.8, "max_iter": 20, "history_size": 50}
     cfg = seen_config("burgers", "--max-steps", "300", "--lr", "0.002", "--fixed-points")
     assert (cfg.max_steps, cfg.lr, cfg.resample) == (300, 0.002, False)
     assert cfg.schedule == {"warmup_steps": 200, "decay_rate": 0.9, "decay_steps": 1000}
