@@ -271,7 +271,14 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         true = "" if c["true"] is None else f" (true {c['true']:.6g})"
         lines.append(f"coefficient {name}: {c['value']:.6g}{true}")
     if summary["report"] is not None:
-        lines.append(f"regime: {summary['report']['regime']} -> {summary['report']['strategy']}")
+        regime, advice = summary["report"]["regime"], summary["report"]["strategy"]
+        if summary["strategy"] == "auto":
+            lines.append(f"regime: {regime} -> {advice}")
+        else:  # a fixed strategy (e.g. the recipe's): the probe reported, nothing switched
+            lines.append(
+                f"regime: {regime} (the diagnosis suggests {advice}; not applied: the strategy "
+                f"is fixed to {summary['strategy']}, use --strategy auto to switch)"
+            )
     if summary.get("prediction_figure"):
         lines.append(f"prediction figure: {summary['prediction_figure']}")
     lines.append(f"logs: {summary['log_dir']}")
