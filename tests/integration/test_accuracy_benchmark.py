@@ -27,7 +27,7 @@ def accuracy():
 def test_one_tiny_cell_is_recorded_skipped_and_tabled(accuracy, tmp_path, capsys):
     out = tmp_path / "accuracy.jsonl"
     argv = [
-        "--problems", "burgers", "--seeds", "0", "--budget-scale", "0.01", "--out", str(out),
+        "--problems", "burgers", "--seeds", "0", "--budget-scale", "0.02", "--out", str(out),
         "--points", "residual=64,initial=16,boundary=16",
     ]  # fmt: skip
     assert accuracy.main(argv) == 0
@@ -36,11 +36,15 @@ def test_one_tiny_cell_is_recorded_skipped_and_tabled(accuracy, tmp_path, capsys
         "burgers", 0, 20, 1,
     )  # fmt: skip
     assert record["recipe_file"] == "burgers" and record["steps"] == 20
+    assert record["recipe_digest"] == accuracy.recipe_digest("burgers")
+    stale = {**record, "recipe_digest": "an-old-recipe", "rel_l2": 123.0}
+    with out.open("a") as f:  # a record of an earlier recipe version: history, not tabled
+        f.write(json.dumps(stale) + "\n")
     capsys.readouterr()
     assert accuracy.main(argv) == 0  # the finished cell is skipped
     text = capsys.readouterr().out
     assert "0 cell(s) to run, 1 already" in text
-    assert len(out.read_text().splitlines()) == 1
+    assert len(out.read_text().splitlines()) == 2
     rows = {m[1]: m for m in (ROW.match(line) for line in text.splitlines()) if m}
     assert set(rows) == {"burgers"}
     assert float(rows["burgers"][2]) == pytest.approx(record["rel_l2"], rel=1e-2)

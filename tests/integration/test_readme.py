@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 COMMANDS = (
-    "pip install torch==2.13.0 && pip install -e . && lightning-pinn run burgers --max-steps 2000",
+    "pip install torch==2.13.0 && pip install -e . && lightning-pinn run burgers",
     'pip install torch==2.13.0 && pip install -e ".[dev]" && python -m pytest',
 )
 
