@@ -48,9 +48,9 @@ def _run(args: argparse.Namespace) -> int:
     given = set(given_fields(args)) | ({"resample"} if not cfg.resample else set())
     cfg = apply_recipe(cfg, load_recipe(cfg.problem, cfg.recipe or "default"), given)
     cfg.validate()  # bad paths and options fail here, before the threads notice and any work
-    if cfg.threads is None:
-        cfg.threads = default_threads()
-    if (notice := oversubscription(cfg.threads)) is not None:
+    # Without --threads the run starts with the default and adapts (ThreadGovernor).
+    threads = cfg.threads if cfg.threads is not None else default_threads()
+    if (notice := oversubscription(threads)) is not None:
         print(f"lightning-pinn run: note: {notice}", file=sys.stderr)
     summary = run.run_experiment(cfg)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

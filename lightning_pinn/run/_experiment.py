@@ -22,6 +22,7 @@ from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
 from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
+from lightning_pinn.run._threads import ThreadGovernor, default_threads
 from lightning_pinn.run._trainer import build_trainer, make_logger
 
 __all__ = ["LossCurve", "ValidationCurve", "format_summary", "run_experiment"]
@@ -114,8 +115,10 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     log directory and the last checkpoint.
     """
     cfg.validate()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    # Threads given: fixed. Not given: run's default, lowered while other work shares the
+    # cores (ThreadGovernor).
+    threads = cfg.threads if cfg.threads is not None else default_threads()
+    torch.set_num_threads(threads)
     problem = problems.get(cfg.problem, **cfg.problem_options)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_strategy = "none" if cfg.strategy == "auto" else cfg.strategy
@@ -146,6 +149,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     val_curve = ValidationCurve()
     start = _StartStep()
     callbacks: list[Callback] = [conflict, curve, val_curve, start]
+    if cfg.threads is None and threads > 1:
+        callbacks.append(ThreadGovernor(threads))
     ckpt = None
     if cfg.checkpoint:
         ckpt = ModelCheckpoint(
