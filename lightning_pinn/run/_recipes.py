@@ -33,8 +33,9 @@ __all__ = [
     "recipe_names",
 ]
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "examples" / "recipes"
-"""Where the recipe files live (``examples/recipes/`` of this repository)."""
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+"""Where the recipe files live: ``lightning_pinn/recipes/``, package data, so a non-editable
+install has them too (``examples/recipes/`` of the repository is a link to it)."""
 
 _FIELDS_TO_CONFIG = {
     "steps": "max_steps",
