@@ -8,3 +8,4 @@ python -c "import lightning_pinn" 2>/dev/null || python -m pip install --quiet -
 export WANDB_MODE=offline
 python benchmarks/gpu_check.py
 python benchmarks/step_cost.py --rounds 3 --steps 100 --strategies none reweight adapters surgery --accelerator cuda
+python benchmarks/gpu_sync.py
