@@ -149,8 +149,9 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     val_curve = ValidationCurve()
     start = _StartStep()
     callbacks: list[Callback] = [conflict, curve, val_curve, start]
-    if cfg.threads is None and threads > 1:
-        callbacks.append(ThreadGovernor(threads))
+    governor = ThreadGovernor(threads) if cfg.threads is None and threads > 1 else None
+    if governor is not None:
+        callbacks.append(governor)
     ckpt = None
     if cfg.checkpoint:
         ckpt = ModelCheckpoint(
@@ -183,6 +184,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "max_steps": cfg.max_steps,
         "resumed_from_step": start.step if cfg.resume is not None else None,
         "threads": torch.get_num_threads(),
+        "thread_changes": governor.changes if governor is not None else [],
         "wall_time_s": wall,
         "rel_l2": float(val["val/rel_l2"]),
         "rel_l2_fields": {
