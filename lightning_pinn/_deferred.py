@@ -35,8 +35,10 @@ __all__ = [
     "FiniteCheck",
     "DeferredCounters",
     "check_finite_check",
+    "counters_for",
     "deferred_step_due",
     "resolve_deferred",
+    "set_found_inf",
     "settle_deferred",
 ]
 

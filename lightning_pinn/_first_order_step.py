@@ -61,59 +61,40 @@ def first_order_step(module: PINNModule, batch: Any) -> Tensor:
         jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce, check)
         module._paths_checked = True
     values = torch.stack([v.detach() for v in loss_list])  # (K,)
-    if deferred:
-        return _deferred_update(module, opt, values, jac, own, scale)
-    # One host sync per step: a step with a non-finite loss or gradient must not touch the
-    # weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
-    finite = scaler is not None or bool(torch.isfinite(values).all() & torch.isfinite(jac).all())
-    if not finite:
-        return skip_nonfinite_step(module, opt, values, jac)
-    module.consecutive_skips = 0
+    bad: Tensor | None = None
+    if deferred:  # no host read: the fused optimizer discards a non-finite update itself
+        bad = ~(torch.isfinite(values).all() & torch.isfinite(jac).all())  # 0-dim, on device
+        counters_for(module, values.device).add(bad, module.train_steps + 1)
+    else:
+        # One host sync per step: a step with a non-finite loss or gradient must not touch
+        # the weights. Under 16-mixed the scaler does this check itself (and lowers its scale).
+        ok = scaler is not None or bool(torch.isfinite(values).all() & torch.isfinite(jac).all())
+        if not ok:
+            return skip_nonfinite_step(module, opt, values, jac)
+        module.consecutive_skips = 0
     blocks = module.parameter_blocks()
     update, weights = strategy_update(module._strategy, jac, values, blocks, own)  # (P,), (K,)
-    module.last_record = StepRecord(module.train_steps + 1, values, jac, update, weights, True)
+    finite = True if bad is None else ~bad
+    module.last_record = StepRecord(module.train_steps + 1, values, jac, update, weights, finite)
     # Under 16-mixed the scaler's unscale_ (inside opt.step) divides by S and skips the
-    # step when the update is not finite, so write S-scaled gradients.
+    # step when the update is not finite, so write S-scaled gradients (S = 1 otherwise).
     unflatten_into_grad(update * scale if scale != 1.0 else update, shared)
     if own:
         own = [h * scale for h in own] if scale != 1.0 else own
         write_adapter_grads(module._strategy, module._adapter_groups(), own, weights)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    sched = module.lr_schedulers()
-    if sched is not None:
-        sched.step()
-    module.train_steps += 1
-    if module._should_log():
-        module._log_step(values, jac, weights)
-    return values.sum()
-
-
-def _deferred_update(
-    module: PINNModule, opt: Any, values: Tensor, jac: Tensor, own: list[Tensor], scale: float
-) -> Tensor:
-    """The rest of a deferred step: the fused optimizer skips it on the device if not finite.
-
-    No host read: the strategy is stateless on this step (``stateful_update()`` is False), so
-    non-finite inputs only make a non-finite update, which ``found_inf`` discards whole.
-    """
-    bad = ~(torch.isfinite(values).all() & torch.isfinite(jac).all())  # 0-dim, on the device
-    counters_for(module, values.device).add(bad, module.train_steps + 1)
-    blocks = module.parameter_blocks()
-    update, weights = strategy_update(module._strategy, jac, values, blocks, own)
-    module.last_record = StepRecord(module.train_steps + 1, values, jac, update, weights, ~bad)
-    unflatten_into_grad(update, module.shared_parameters())
-    if own:
-        write_adapter_grads(module._strategy, module._adapter_groups(), own, weights)
-    del scale  # no loss scaling under a deferred check
-    set_found_inf(opt, bad)
-    try:
+    if bad is None:
         opt.step()
-    finally:
-        set_found_inf(opt, None)
+    else:  # deferred: the fused step is skipped on the device when not finite
+        set_found_inf(opt, bad)
+        try:
+            opt.step()
+        finally:
+            set_found_inf(opt, None)
     opt.zero_grad(set_to_none=True)
     sched = module.lr_schedulers()
     if sched is not None:
         sched.step()
     module.train_steps += 1
+    if module._should_log():  # never on a deferred step (deferred_step_due)
+        module._log_step(values, jac, weights)
     return values.sum()
