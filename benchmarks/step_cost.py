@@ -8,7 +8,11 @@ passes, the strategy, manual optimization, logging every 50 steps); a callback s
 at every ``on_train_batch_end``, so a step includes data loading and all Lightning overhead.
 
 The two are measured in the same process, interleaved in rounds, and the ratio of the median
-step times is printed (these machines are noisy; absolute times drift).
+step times is printed (these machines are noisy; absolute times drift). ``PINNModule`` raises
+glibc's malloc thresholds when training starts on a CPU (``lightning_pinn.tune_allocator``,
+process-wide); so that both systems run under the same allocator settings from the first
+round, the script applies them at start, or leaves glibc's defaults for both with
+``--default-allocator`` (and ``PINNModule(tune_allocator=False)``).
 
     python benchmarks/step_cost.py [--rounds 6] [--steps 150] [--strategies none reweight ...]
 
@@ -29,7 +33,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_pinn import ConflictCallback, problems
+from lightning_pinn import ConflictCallback, problems, tune_allocator
 from lightning_pinn.networks import MLP
 
 warnings.filterwarnings("ignore")
@@ -47,6 +51,9 @@ class _Stamp(Callback):
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+TUNE = [True]  # main() sets it: the allocator settings both systems run under
 
 
 def plain_loop(problem, steps: int, seed: int, device: str = "cpu") -> list[float]:
@@ -76,6 +83,7 @@ def lightning_run(
     probe = strategy.endswith("+probe")  # the ConflictCallback recording every step
     strategy = strategy.removesuffix("+probe")
     module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
+    module.tune_allocator = TUNE[0]
     stamp = _Stamp()
     callbacks = [stamp]
     if probe:
@@ -108,7 +116,15 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["none"])
     parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's malloc defaults for both systems (no tune_allocator)",
+    )
     args = parser.parse_args()
+    TUNE[0] = not args.default_allocator
+    if TUNE[0]:
+        tune_allocator()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     problem = problems.get("burgers")
@@ -124,7 +140,8 @@ def main() -> None:
     plain = statistics.median(times["plain"])
     print(
         f"device: {args.accelerator}  threads: {torch.get_num_threads()}  "
-        f"rounds: {args.rounds}  steps/round: {args.steps}"
+        f"rounds: {args.rounds}  steps/round: {args.steps}  "
+        f"allocator: {'tuned' if TUNE[0] else 'glibc defaults'}"
     )
     print(f"plain loop: median {plain * 1e3:.2f} ms/step = {1 / plain:.1f} steps/s")
     for s in args.strategies:

@@ -3,6 +3,7 @@ gradient conflict between losses and switch, in the same run, to per-loss adapte
 reweighting or gradient surgery (Kim & N'guessan 2026)."""
 
 from lightning_pinn import problems
+from lightning_pinn._allocator import tune_allocator
 from lightning_pinn.adapters import PerLossAdapter
 from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.data import Box, BoxBoundary, CollocationDataModule, PointSet
@@ -36,6 +37,7 @@ __all__ = [
     "Regime",
     "RelativeL2Error",
     "problems",
+    "tune_allocator",
 ]
 
 __version__ = "0.1.0"
