@@ -1,6 +1,7 @@
 """``PINNModule`` side by side with a plain PyTorch loop, DeepXDE and PINA on Burgers.
 
     python benchmarks/peers.py speed [--rounds 5] [--steps 250] [--warmup 30] [--threads 1]
+                                     [--allocator each|tuned|default]
     python benchmarks/peers.py accuracy [--budget 180] [--target 1e-2] [--threads 1]
 
 The peers are an optional extra: ``pip install -e .[bench]`` (DeepXDE runs on its pytorch
@@ -366,7 +367,7 @@ def missing_package(system: str) -> str | None:
 
 def _run_worker(args: argparse.Namespace, system: str, seed: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), args.mode, "--worker", system]
-    cmd += ["--seed", str(seed), "--threads", str(args.threads)]
+    cmd += ["--seed", str(seed), "--threads", str(args.threads), "--allocator", args.allocator]
     if args.mode == "speed":
         cmd += ["--steps", str(args.steps)]
     else:
@@ -400,8 +401,21 @@ def accuracy_table(traces: dict[str, list[tuple[float, float]]], target: float) 
     return rows
 
 
+def _set_allocator(mode: str) -> None:
+    """``each``: every system as it ships (``PINNModule`` raises glibc's malloc thresholds when
+    it starts training, the others keep glibc's defaults); ``tuned``: every system under
+    :func:`lightning_pinn.tune_allocator`; ``default``: every system under glibc's defaults."""
+    import lightning_pinn._allocator as allocator
+
+    if mode == "tuned":
+        allocator.tune_allocator()
+    elif mode == "default":
+        allocator._applied = False  # as if tried and refused: PINNModule leaves malloc alone
+
+
 def _worker(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore")
+    _set_allocator(args.allocator)
     if args.mode == "speed":
         result = {"times": SPEED[args.worker](args.steps, args.seed)}
     else:
@@ -425,6 +439,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=float, default=5.0, help="accuracy: seconds")
     parser.add_argument("--target", type=float, default=1e-2, help="accuracy: rel L2 target")
     parser.add_argument("--dde-adam-iters", type=int, default=15000, help="accuracy: DeepXDE")
+    parser.add_argument(
+        "--allocator",
+        choices=["each", "tuned", "default"],
+        default="each",
+        help="malloc settings: each system as it ships (default), all tuned, all glibc defaults",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _THREADS = args.threads
@@ -444,6 +464,7 @@ def main(argv: list[str] | None = None) -> None:
             systems.remove(system)
     print(
         f"mode: {args.mode}  threads/process: {args.threads}  cpus: {os.cpu_count()}  "
+        f"allocator: {args.allocator}  "
         f"load average (1 min) at start: {os.getloadavg()[0]:.2f}"
     )
     if args.mode == "speed":

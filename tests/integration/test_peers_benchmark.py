@@ -46,3 +46,24 @@ def test_missing_peer_is_named(peers, monkeypatch):
     monkeypatch.setitem(peers.PEER_PACKAGES, "pina", "surely_not_an_installed_module_xyz")
     assert peers.missing_package("pina") == "surely_not_an_installed_module_xyz"
     assert peers.missing_package("plain") is None
+
+
+def test_allocator_modes(peers, monkeypatch):
+    import lightning_pinn._allocator as allocator
+
+    monkeypatch.setattr(allocator, "_applied", None)
+    peers._set_allocator("default")  # every system under glibc's defaults
+    assert allocator.tune_allocator() is False  # PINNModule's call then changes nothing
+    monkeypatch.setattr(allocator, "_applied", None)
+    peers._set_allocator("each")  # as shipped: nothing done up front
+    assert allocator._applied is None
+
+
+def test_speed_mode_passes_the_allocator_to_its_workers(peers, capsys):
+    peers.main(
+        ["speed", "--systems", "plain", "--rounds", "1", "--steps", "4", "--warmup", "0"]
+        + ["--allocator", "tuned"]
+    )
+    out = capsys.readouterr().out
+    assert "allocator: tuned" in out
+    assert "plain" in out.splitlines()[-1]
