@@ -13,7 +13,9 @@ N <= the free cores: two multi-threaded processes on 2 cores were about 20x slow
 finished cell is appended to ``--out`` as one JSON line (default ``docs/data/accuracy.jsonl``,
 committed like the regime map's records) and a re-run skips the cells already there, so a long
 measurement continues where it stopped. The table gives, per row, the median over the seeds
-found of the final rel L2, the training wall time and the steps trained, and the published
+found of the final rel L2, the training wall time, the cell's CPU time (one thread: what the
+wall time would be on a free core; it does not grow when other work shares the cores) and
+the steps trained, and the published
 number with its recipe and hardware (issue 13). Records carry the recipe file's digest: after a
 recipe changes, its row is run again and only the records of the current version are tabled.
 
@@ -142,7 +144,9 @@ def run_cell(
             threads=1,
         )
         given = {"max_steps"} | ({"points"} if points else set())
+        cpu = time.process_time()
         summary = run_experiment(apply_recipe(cfg, loaded, given))
+        cpu = time.process_time() - cpu
     return {
         "row": row.label,
         "key": row_key,
@@ -156,6 +160,7 @@ def run_cell(
         "steps": summary["steps"],
         "rel_l2": summary["rel_l2"],
         "wall_time_s": summary["wall_time_s"],
+        "cpu_time_s": cpu,
         "threads": summary["threads"],
         "final_strategy": summary["final_strategy"],
         "machine": machine(),
@@ -183,9 +188,9 @@ def table(
     published number and its recipe/hardware. Rows without records show ``not run``.
     ``digests`` (row label -> recipe digest): only records of those recipe versions count."""
     lines = [
-        "| problem | ours: rel L2 (median) | wall time (s) | steps | seeds | published | "
-        "published recipe, hardware |",
-        "|---|---:|---:|---:|---|---|---|",
+        "| problem | ours: rel L2 (median) | wall time (s) | CPU time (s) | steps | seeds | "
+        "published | published recipe, hardware |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for row in ROWS:
         cells = [
@@ -196,14 +201,16 @@ def table(
             and (digests is None or r.get("recipe_digest") == digests.get(row.label))
         ]
         if not cells:
-            lines.append(f"| {row.label} | not run | | | | {row.published} | {row.reference} |")
+            lines.append(f"| {row.label} | not run | | | | | {row.published} | {row.reference} |")
             continue
         rel = statistics.median(r["rel_l2"] for r in cells)
         wall = statistics.median(r["wall_time_s"] for r in cells)
         steps = statistics.median(r["steps"] for r in cells)
+        cpus = [r["cpu_time_s"] for r in cells if "cpu_time_s" in r]
+        cpu = f"{statistics.median(cpus):.0f}" if cpus else "-"
         seeds = ",".join(str(r["seed"]) for r in sorted(cells, key=lambda r: r["seed"]))
         lines.append(
-            f"| {row.label} | {rel:.2e} | {wall:.0f} | {steps:.0f} | {seeds} | "
+            f"| {row.label} | {rel:.2e} | {wall:.0f} | {cpu} | {steps:.0f} | {seeds} | "
             f"{row.published} | {row.reference} |"
         )
     return lines

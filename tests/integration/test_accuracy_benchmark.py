@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
-ROW = re.compile(r"^\| ([^|]+) \| (\S+) \| (\d+) \| (\d+) \| ([\d,]+) \| ([^|]+) \| ([^|]+) \|$")
+ROW = re.compile(
+    r"^\| ([^|]+) \| (\S+) \| (\d+) \| (\d+|-) \| (\d+) \| ([\d,]+) \| ([^|]+) \| ([^|]+) \|$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def test_one_tiny_cell_is_recorded_skipped_and_tabled(accuracy, tmp_path, capsys
         "burgers", 0, 20, 1,
     )  # fmt: skip
     assert record["recipe_file"] == "burgers" and record["steps"] == 20
+    assert 0 < record["cpu_time_s"] < 600  # one thread's CPU seconds, immune to contention
     assert record["recipe_digest"] == accuracy.recipe_digest("burgers")
     stale = {**record, "recipe_digest": "an-old-recipe", "rel_l2": 123.0}
     with out.open("a") as f:  # a record of an earlier recipe version: history, not tabled
@@ -48,7 +51,8 @@ def test_one_tiny_cell_is_recorded_skipped_and_tabled(accuracy, tmp_path, capsys
     rows = {m[1]: m for m in (ROW.match(line) for line in text.splitlines()) if m}
     assert set(rows) == {"burgers"}
     assert float(rows["burgers"][2]) == pytest.approx(record["rel_l2"], rel=1e-2)
-    assert rows["burgers"][4] == "20" and rows["burgers"][6] == "6.7e-4"
+    assert rows["burgers"][4] == str(round(record["cpu_time_s"]))
+    assert rows["burgers"][5] == "20" and rows["burgers"][7] == "6.7e-4"
     assert "| allen_cahn | not run |" in text and "5.37e-5" in text
 
 
