@@ -118,10 +118,10 @@ def test_given_fields_keep_their_values():
 def test_burgers_default_recipe_builds_the_intended_module():
     cfg = apply_recipe(RunConfig(problem="burgers"), load_recipe("burgers"))
     problem = problems.get(cfg.problem, **cfg.problem_options)
-    module = problem.module(lr=cfg.lr, strategy=cfg.strategy, **_phase_options(cfg, problem))
+    assert cfg.strategy == "auto"  # run_experiment starts on "none" and the probe switches
+    module = problem.module(lr=cfg.lr, strategy="none", **_phase_options(cfg, problem))
     linears = [m for m in module.model.modules() if isinstance(m, nn.Linear)]
     assert isinstance(module.model, MLP) and len(linears) == 7 and linears[1].in_features == 32
-    assert module.strategy_name == "reweight"
     assert module.hparams["lbfgs"]["after"] == 800 and module.hparams["lbfgs"]["max_iter"] == 20
     assert module.hparams["schedule"]["warmup_steps"] == 200
     assert cfg.points == {"residual": 3000} and cfg.max_steps == 1000
