@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import sys
+import types
 
 import pytest
 
@@ -17,26 +19,24 @@ linux_glibc = pytest.mark.skipif(
 )
 
 
+def _fake_ctypes(cdll):
+    """The module's own ``ctypes`` name replaced (the real module stays untouched)."""
+    return types.SimpleNamespace(CDLL=cdll, util=ctypes.util, c_int=ctypes.c_int)
+
+
 @pytest.fixture
 def fresh(monkeypatch):
     """Each test sees a process where tune_allocator has not run, and calls are recorded."""
     monkeypatch.setattr(allocator, "_applied", None)
     calls: list[tuple[int, int]] = []
 
-    class FakeLibc:
-        def __init__(self, ok: bool = True) -> None:
-            self.ok = ok
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
 
-        @property
-        def mallopt(self):
-            def mallopt(param: int, value: int) -> int:
-                calls.append((param, value))
-                return 1 if self.ok else 0
-
-            return mallopt
-
-    monkeypatch.setattr(allocator.sys, "platform", "linux")
-    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc())
+    libc = types.SimpleNamespace(mallopt=mallopt)
+    monkeypatch.setattr(allocator, "sys", types.SimpleNamespace(platform="linux"))
+    monkeypatch.setattr(allocator, "ctypes", _fake_ctypes(lambda name: libc))
     return calls
 
 
@@ -51,15 +51,15 @@ def test_both_thresholds_are_set_once_per_process(fresh):
 
 def test_no_glibc_or_another_os_is_a_quiet_no_op(monkeypatch):
     monkeypatch.setattr(allocator, "_applied", None)
-    monkeypatch.setattr(allocator.sys, "platform", "darwin")
+    monkeypatch.setattr(allocator, "sys", types.SimpleNamespace(platform="darwin"))
     assert tune_allocator() is False
     monkeypatch.setattr(allocator, "_applied", None)
-    monkeypatch.setattr(allocator.sys, "platform", "linux")
+    monkeypatch.setattr(allocator, "sys", types.SimpleNamespace(platform="linux"))
 
     def no_libc(name):
         raise OSError("no libc here")
 
-    monkeypatch.setattr(allocator.ctypes, "CDLL", no_libc)
+    monkeypatch.setattr(allocator, "ctypes", _fake_ctypes(no_libc))
     assert tune_allocator() is False
 
 
