@@ -27,11 +27,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import hashlib
 import json
 import multiprocessing
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +36,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from lightning_pinn.benchmark import machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "data" / "accuracy.jsonl"
 
@@ -83,19 +82,6 @@ ROW_KEYS = {r.label.split()[0]: r for r in ROWS}
 README's main job, ``lightning-pinn run burgers``, is the burgers row's set-up.)"""
 
 
-def machine() -> str:
-    """The CPU model (from /proc/cpuinfo where it exists) and the core count."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def cell_key(row: str, seed: int, budget_scale: float, recipe: str, digest: str) -> tuple:
     """What identifies a cell in the records (a re-run skips the keys already there).
 
@@ -109,9 +95,7 @@ def recipe_digest(row_key: str, recipe: str = "default") -> str:
     """The first 12 hex digits of the SHA-1 of the recipe file this row trains with."""
     from lightning_pinn.run import load_recipe
 
-    source = load_recipe(ROW_KEYS[row_key].problem, recipe).source
-    text = Path(source).read_bytes() if source and Path(source).is_file() else str(source).encode()
-    return hashlib.sha1(text).hexdigest()[:12]
+    return load_recipe(ROW_KEYS[row_key].problem, recipe).digest
 
 
 def run_cell(
@@ -164,6 +148,7 @@ def run_cell(
         "threads": summary["threads"],
         "final_strategy": summary["final_strategy"],
         "machine": machine(),
+        "torch": torch.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -11,9 +11,12 @@
 
 from lightning_pinn.benchmark._cells import (
     ALL_STRATEGIES,
+    GUARDED,
+    GUARDED_TRIAL_FRACTION,
     RUN_OPTIONS,
     Cell,
     load_results,
+    machine,
     make_cells,
     run_benchmark,
     suite,
@@ -32,6 +35,8 @@ from lightning_pinn.benchmark._tables import analyze, markdown_table
 __all__ = [
     "ALL_STRATEGIES",
     "COMPARED",
+    "GUARDED",
+    "GUARDED_TRIAL_FRACTION",
     "RUN_OPTIONS",
     "TOLERANCE",
     "Cell",
@@ -39,6 +44,7 @@ __all__ = [
     "calibrate",
     "diagnose_report",
     "load_results",
+    "machine",
     "make_cells",
     "markdown_table",
     "plot_regime_map",

@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,39 +22,80 @@ import torch
 from tqdm.auto import tqdm
 
 from lightning_pinn import problems
-from lightning_pinn.run import RunConfig, default_threads, oversubscription, run_experiment
+from lightning_pinn.run import (
+    RunConfig,
+    apply_recipe,
+    default_threads,
+    load_recipe,
+    oversubscription,
+    run_experiment,
+)
 from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "ALL_STRATEGIES",
+    "GUARDED",
+    "GUARDED_TRIAL_FRACTION",
     "RUN_OPTIONS",
     "Cell",
     "load_results",
+    "machine",
     "make_cells",
     "run_benchmark",
     "suite",
 ]
 
-ALL_STRATEGIES: tuple[str, ...] = (*strategy_names(), "auto")
-"""Every strategy a cell may run: the registered ones from the start, and ``auto``."""
+GUARDED = "auto-guarded"
+"""The cell strategy of ``auto`` with the guarded switch (``RunConfig.trial_steps``)."""
+GUARDED_TRIAL_FRACTION = 0.05
+"""An ``auto-guarded`` cell's trial length when the run options give none:
+``max(1, round(GUARDED_TRIAL_FRACTION * steps))`` steps per candidate."""
+ALL_STRATEGIES: tuple[str, ...] = (*strategy_names(), "auto", GUARDED)
+"""Every strategy a cell may run: the registered ones from the start, ``auto`` (the diagnosis
+alone decides) and ``auto-guarded`` (the diagnosis ranks, trials decide)."""
 
-# RunConfig fields a cell may set: the optimiser schedule, and a validation interval (the
-# record's `val_curve` then holds the rel L2 at every shorter budget).
-RUN_OPTIONS = ("lr", "lr_decay_rate", "lr_decay_steps", "val_every")
+# RunConfig fields a cell may set: the optimiser schedule, a validation interval (the
+# record's `val_curve` then holds the rel L2 at every shorter budget), and the guarded switch's
+# trial length and score (`auto-guarded` cells only).
+RUN_OPTIONS = (
+    "lr",
+    "lr_decay_rate",
+    "lr_decay_steps",
+    "val_every",
+    "trial_steps",
+    "trial_score",
+)
+_GUARDED_ONLY = ("trial_steps", "trial_score")
+
+
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo where it exists) and the core count."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+_SUITE_STRATEGIES = (*strategy_names(), "auto")  # the suites as they were: no guarded cells
 
 
 def _suites() -> dict[str, dict[str, Any]]:
     return {
         "quick": {
             "problems": ["burgers", "helmholtz", "heat_inverse", "kovasznay"],
-            "strategies": list(ALL_STRATEGIES),
+            "strategies": list(_SUITE_STRATEGIES),
             "seeds": [0],
             "steps": 1000,
             "probe_steps": 250,
         },
         "full": {
             "problems": problems.names(),
-            "strategies": list(ALL_STRATEGIES),
+            "strategies": list(_SUITE_STRATEGIES),
             "seeds": [0, 1, 2],
             "steps": 5000,
             "probe_steps": 1000,
@@ -91,12 +133,15 @@ class Cell:
     probe_steps: int
     options: tuple[tuple[str, Any], ...] = ()  # module options (ablations), sorted pairs
     run_options: tuple[tuple[str, Any], ...] = ()  # RUN_OPTIONS fields (lr schedule), sorted
+    recipe: str | None = None  # a recipe name or path: the problem's set-up (None: none)
+    recipe_digest: str | None = None  # the recipe file's digest when the cell was made
 
     @property
     def key(self) -> str:
-        """``problem|strategy|seed|steps|probe_steps|options[|run_options]``: identifies the
-        cell in ``results.jsonl`` (the run options are appended only when set, so older
-        result files keep their keys)."""
+        """``problem|strategy|seed|steps|probe_steps|options[|run_options][|recipe=R@D]``:
+        identifies the cell in ``results.jsonl`` (run options and recipe are appended only
+        when set, so older result files keep their keys; a changed recipe file makes new
+        cells)."""
 
         def pairs(items: tuple[tuple[str, Any], ...]) -> str:
             return ",".join(f"{k}={v}" for k, v in items)
@@ -105,36 +150,68 @@ class Cell:
         key += pairs(self.options)
         if self.run_options:
             key += "|" + pairs(self.run_options)
+        if self.recipe is not None:
+            key += f"|recipe={self.recipe}@{self.recipe_digest}"
         return key
+
+    def run_config(self, out: str, threads: int, points: dict[str, int] | None) -> RunConfig:
+        """The cell's :class:`RunConfig`: its recipe (if any) under the cell's own steps,
+        strategy, probe window, run options and point counts.
+
+        Raises:
+            RuntimeError: the recipe file changed since the cell was made.
+        """
+        run_options = dict(self.run_options)
+        strategy = self.strategy
+        if strategy == GUARDED:
+            strategy = "auto"
+            run_options.setdefault(
+                "trial_steps", max(1, round(GUARDED_TRIAL_FRACTION * self.steps))
+            )
+        cfg = RunConfig(
+            problem=self.problem,
+            max_steps=self.steps,
+            seed=self.seed,
+            strategy=strategy,
+            probe_steps=self.probe_steps,
+            module_options=dict(self.options),
+            logger="none",
+            out=str(Path(out) / "runs"),
+            name=self.key.replace("|", "_").replace("=", "-").replace(",", "_").replace("/", "-"),
+            log_every_n_steps=max(1, self.steps // 50),
+            progress_bar=False,
+            checkpoint=False,
+            plots=False,
+            points=points,
+            accelerator="cpu",
+            threads=threads,
+            **{"val_every": self.steps, **run_options},
+        )
+        if self.recipe is None:
+            return cfg
+        recipe = load_recipe(self.problem, self.recipe)
+        if recipe.digest != self.recipe_digest:
+            raise RuntimeError(
+                f"recipe {recipe.source} changed since cell {self.key} was made (digest "
+                f"{recipe.digest}); make the cells again"
+            )
+        given = {"max_steps", "strategy", "probe_steps", *run_options}
+        return apply_recipe(cfg, recipe, given | ({"points"} if points else set()))
 
 
 def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None) -> dict:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_pinn"):
         logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(threads)
-    cfg = RunConfig(
-        problem=cell.problem,
-        max_steps=cell.steps,
-        seed=cell.seed,
-        strategy=cell.strategy,
-        probe_steps=cell.probe_steps,
-        module_options=dict(cell.options),
-        logger="none",
-        out=str(Path(out) / "runs"),
-        name=cell.key.replace("|", "_").replace("=", "-").replace(",", "_"),
-        log_every_n_steps=max(1, cell.steps // 50),
-        progress_bar=False,
-        checkpoint=False,
-        plots=False,
-        points=points,
-        accelerator="cpu",
-        threads=threads,
-        **{"val_every": cell.steps, **dict(cell.run_options)},
-    )
-    summary = run_experiment(cfg)
+    summary = run_experiment(cell.run_config(out, threads, points))
     summary["key"] = cell.key
+    summary["strategy"] = cell.strategy  # auto-guarded runs as auto with trials
     summary["options"] = dict(cell.options)
     summary["run_options"] = dict(cell.run_options)
+    if cell.recipe is not None:
+        summary["recipe_digest"] = cell.recipe_digest
+    summary["machine"] = machine()
+    summary["torch"] = torch.__version__
     return summary
 
 
@@ -150,10 +227,11 @@ def make_cells(
     problem_names: Sequence[str],
     strategies: Sequence[str],
     seeds: Sequence[int],
-    steps: int,
-    probe_steps: int,
+    steps: int | None,
+    probe_steps: int | None,
     options: Mapping[str, Any] | None = None,
     run_options: Mapping[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> list[Cell]:
     """The cells of a benchmark, validated.
 
@@ -161,16 +239,22 @@ def make_cells(
         problem_names: registered problems.
         strategies: names from :data:`ALL_STRATEGIES`.
         seeds: one cell per seed.
-        steps: training steps per cell.
-        probe_steps: probe window, at most ``steps``.
+        steps: training steps per cell (``None`` with a ``recipe``: each problem's recipe's).
+        probe_steps: probe window, at most ``steps`` (``None``: ``min(1000, steps // 2)``,
+            the default of ``lightning-pinn run``).
         options: PINNModule options for every cell (an ablation of the method).
-        run_options: the optimiser schedule of every cell (keys from :data:`RUN_OPTIONS`).
+        run_options: the optimiser schedule of every cell (keys from :data:`RUN_OPTIONS`);
+            ``trial_steps``/``trial_score`` apply to ``auto-guarded`` cells only.
+        recipe: train every cell with its problem's recipe (``"default"``), a named recipe or
+            a YAML path (``examples/recipes/``); the cell's strategy, steps, probe window and
+            run options override the recipe's. ``None``: the plain set-up of the suites.
 
     Returns:
         The cells, problem-major, then seed, then strategy.
 
     Raises:
-        ValueError: unknown problem, strategy or run option, or ``probe_steps > steps``.
+        ValueError: unknown problem, strategy, run option or recipe, no ``steps`` and no
+            recipe, or ``probe_steps > steps``.
     """
     known = set(problems.names())
     for name in problem_names:
@@ -179,19 +263,34 @@ def make_cells(
     bad = [s for s in strategies if s not in ALL_STRATEGIES]
     if bad:
         raise ValueError(f"unknown strategies {bad}; valid: {', '.join(ALL_STRATEGIES)}")
-    if not 0 < probe_steps <= steps:
-        raise ValueError(f"need 0 < probe_steps <= steps, got {probe_steps} and {steps}")
+    if steps is None and recipe is None:
+        raise ValueError("give the steps per cell, or a recipe whose steps each cell takes")
     unknown = sorted(set(run_options or {}) - set(RUN_OPTIONS))
     if unknown:
         raise ValueError(f"unknown run options {unknown}; valid: {', '.join(RUN_OPTIONS)}")
+    recipes = {p: load_recipe(p, recipe) for p in problem_names} if recipe is not None else {}
+    plans = {}
+    for p in problem_names:
+        n = steps if steps is not None else recipes[p].steps
+        probe = probe_steps if probe_steps is not None else max(1, min(1000, n // 2))
+        if not 0 < probe <= n:
+            raise ValueError(f"need 0 < probe_steps <= steps, got {probe} and {n} ({p})")
+        plans[p] = (n, probe, recipes[p].digest if recipe is not None else None)
     opts = tuple(sorted((options or {}).items()))
-    run_opts = tuple(sorted((run_options or {}).items()))
-    return [
-        Cell(p, s, seed, steps, probe_steps, opts, run_opts)
-        for p in problem_names
-        for seed in seeds
-        for s in strategies
-    ]
+    cells = []
+    for p in problem_names:
+        n, probe, digest = plans[p]
+        for seed in seeds:
+            for s in strategies:
+                # trial options only where they act, so other cells keep their keys
+                run_opts = {
+                    k: v
+                    for k, v in (run_options or {}).items()
+                    if s == GUARDED or k not in _GUARDED_ONLY
+                }
+                ordered = tuple(sorted(run_opts.items()))
+                cells.append(Cell(p, s, seed, n, probe, opts, ordered, recipe, digest))
+    return cells
 
 
 def run_benchmark(

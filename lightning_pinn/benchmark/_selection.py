@@ -7,12 +7,14 @@ the three regimes"); ``docs/results.md`` reports what this analysis found.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn import problems
+from lightning_pinn.benchmark._cells import GUARDED
 from lightning_pinn.diagnostics import (
     DEFAULT_INTERVENTIONS,
     DEFAULT_TAU_DIR,
@@ -128,7 +130,11 @@ def selection_accuracy(
         "constant_pick_accuracy": {strategy: fraction}}`` — the last is the accuracy of always
         picking the same strategy, the baseline the diagnosis must beat; and
         ``"auto_run_accuracy"``: the share of configurations whose ``auto`` runs (probe, then
-        switch in the same run) reach a median within 1.25× of the best fixed strategy.
+        switch in the same run) reach a median within 1.25× of the best fixed strategy;
+        ``"guarded_run_accuracy"``: the same for ``auto-guarded`` runs; ``"guarded_within_none"``:
+        the share of configurations whose ``auto-guarded`` median is at most 1.25× ``none``'s;
+        ``"geomean_rel_l2"``: per strategy, the geometric mean over the configurations of the
+        median rel L2 (strategies that ran on every configuration).
     """
     table = by_config(records)
     rows = []
@@ -155,14 +161,33 @@ def selection_accuracy(
                 "auto_median": median_rel_l2(by_strategy["auto"])
                 if by_strategy.get("auto")
                 else None,
+                "guarded_median": median_rel_l2(by_strategy[GUARDED])
+                if by_strategy.get(GUARDED)
+                else None,
+                "all_medians": {s: median_rel_l2(v) for s, v in by_strategy.items() if v},
             }
         )
     accuracy = sum(r["hit"] for r in rows) / len(rows) if rows else None
-    # The `auto` runs themselves (probe, then switch mid-run) against the same best.
-    autos = [r for r in rows if r["auto_median"] is not None]
-    for r in autos:
-        r["auto_hit"] = r["auto_median"] <= TOLERANCE * r["medians"][r["best"]]
-    auto_accuracy = sum(r["auto_hit"] for r in autos) / len(autos) if autos else None
+    # The `auto` runs themselves (probe, then switch mid-run; guarded: trials decide) against
+    # the same best, and the guarded runs against `none`.
+    run_accuracy = {}
+    for name, field in (("auto", "auto_median"), ("guarded", "guarded_median")):
+        runs = [r for r in rows if r[field] is not None]
+        for r in runs:
+            r[f"{name}_hit"] = r[field] <= TOLERANCE * r["medians"][r["best"]]
+        run_accuracy[name] = sum(r[f"{name}_hit"] for r in runs) / len(runs) if runs else None
+    guarded = [r for r in rows if r["guarded_median"] is not None]
+    guarded_vs_none = (
+        sum(r["guarded_median"] <= TOLERANCE * r["medians"]["none"] for r in guarded) / len(guarded)
+        if guarded
+        else None
+    )
+    # Geometric-mean error over the configurations where every strategy ran.
+    shared = set.intersection(*(set(r["all_medians"]) for r in rows)) if rows else set()
+    geomean = {
+        s: math.exp(statistics.fmean(math.log(max(r["all_medians"][s], 1e-300)) for r in rows))
+        for s in sorted(shared)
+    }
     # Reference points: a picker that always answers the same strategy.
     constant = (
         {
@@ -176,7 +201,10 @@ def selection_accuracy(
         "accuracy": accuracy,
         "rows": rows,
         "constant_pick_accuracy": constant,
-        "auto_run_accuracy": auto_accuracy,
+        "auto_run_accuracy": run_accuracy["auto"],
+        "guarded_run_accuracy": run_accuracy["guarded"],
+        "guarded_within_none": guarded_vs_none,
+        "geomean_rel_l2": geomean,
     }
 
 

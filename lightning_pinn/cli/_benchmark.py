@@ -47,7 +47,20 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         help=f"override the suite's strategies ({', '.join(benchmark.ALL_STRATEGIES)})",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="override the suite's seeds")
-    p.add_argument("--steps", type=count, default=None, help="override the suite's steps per cell")
+    p.add_argument(
+        "--steps",
+        type=count,
+        default=None,
+        help="override the suite's steps per cell (with --recipe: each problem's recipe's)",
+    )
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="NAME|PATH",
+        help="train every cell with a recipe (examples/recipes/): 'default' is each problem's "
+        "own, or a recipe name or YAML path; the cell's strategy, steps and probe override it "
+        "(default: the suite's plain set-up)",
+    )
     p.add_argument(
         "--probe-steps", type=count, default=None, help="override the suite's probe window"
     )
@@ -65,6 +78,19 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="step decay: multiply the lr by this every --lr-decay-steps steps",
     )
     p.add_argument("--lr-decay-steps", type=count, default=None, help="step-decay interval")
+    p.add_argument(
+        "--trial-steps",
+        type=count,
+        default=None,
+        help="auto-guarded cells: steps per trial (default: "
+        f"{benchmark.GUARDED_TRIAL_FRACTION:g} x the cell's steps)",
+    )
+    p.add_argument(
+        "--trial-score",
+        choices=["geomean", "sum", "residual"],
+        default=None,
+        help="auto-guarded cells: the trial score (default: geomean)",
+    )
     p.add_argument(
         "--val-every",
         type=count,
@@ -108,19 +134,24 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
 def _benchmark(args: argparse.Namespace) -> int:
     settings = benchmark.suite(args.suite)
     if not args.analyze_only:
-        steps = args.steps or settings["steps"]
+        if args.recipe is None:
+            steps = args.steps or settings["steps"]
+            probe = args.probe_steps or min(settings["probe_steps"], steps)
+        else:  # the recipe's steps and run's default probe unless given
+            steps, probe = args.steps, args.probe_steps
         cells = benchmark.make_cells(
             args.problems or settings["problems"],
             args.strategies or settings["strategies"],
             args.seeds if args.seeds is not None else settings["seeds"],
             steps,
-            args.probe_steps or min(settings["probe_steps"], steps),
+            probe,
             args.module_options,
             {
                 name: value
                 for name in benchmark.RUN_OPTIONS
                 if (value := getattr(args, name)) is not None
             },
+            recipe=args.recipe,
         )
         if args.shard is not None:
             index, count = args.shard
@@ -142,6 +173,15 @@ def _print_result(result: dict, out: Path) -> None:
     auto = result["selection"]["auto_run_accuracy"]
     if auto is not None:
         print(f"auto runs within 1.25x of the best fixed strategy: {auto:.0%}")
+    guarded = result["selection"]["guarded_run_accuracy"]
+    if guarded is not None:
+        print(
+            f"auto-guarded runs within 1.25x of the best fixed strategy: {guarded:.0%}; "
+            f"within 1.25x of none: {result['selection']['guarded_within_none']:.0%}"
+        )
+    geomean = result["selection"]["geomean_rel_l2"]
+    if geomean:
+        print("geometric-mean rel L2: " + ", ".join(f"{s} {v:.3g}" for s, v in geomean.items()))
     cal = result["calibration"]
     if cal.get("tau_dir") is not None:
         print(

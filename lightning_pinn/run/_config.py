@@ -13,10 +13,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG
+from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, TrialScore
 from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._parsers import (
     json_object,
+    parse_candidates,
     parse_devices,
     parse_interventions,
     parse_points,
@@ -123,6 +124,25 @@ class RunConfig:
         "(default: directional=adapters, magnitude=reweight, low=none)",
         parse=parse_interventions,
         metavar="REGIME=STRATEGY,...",
+    )
+    trial_steps: int | None = option(
+        None,
+        "guarded switch (with strategy auto): after the probe, train each candidate this many "
+        "steps from the same state, score it on held-out points and keep the best; the "
+        "trials count against max-steps (default: the diagnosis alone decides)",
+        parse=positive_int,
+    )
+    trial_score: TrialScore = option(
+        "geomean",
+        "score of a trial (lower is better): geomean of the unweighted held-out loss ratios, "
+        "sum (ratio of their sums) or residual (the first loss's ratio)",
+    )
+    candidates: list[str] | None = option(
+        None,
+        "interventions the guarded switch tries besides the diagnosed one (none is always "
+        "tried; default: none,reweight)",
+        parse=parse_candidates,
+        metavar="STRATEGY,...",
     )
     lr: float = option(1e-3, "learning rate", parse=positive_float)
     lr_decay_rate: float = option(
@@ -248,6 +268,17 @@ class RunConfig:
             raise ValueError(
                 f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
                 f"{self.max_steps}); lower --probe-steps or raise --max-steps"
+            )
+        if self.trial_steps is not None and not (self.strategy == "auto" and self.switch):
+            raise ValueError(
+                f"trial_steps={self.trial_steps} tries candidates after the probe, which needs "
+                f"strategy auto with switching on (got strategy {self.strategy!r}"
+                f"{', --no-switch' if not self.switch else ''}); drop --trial-steps or use "
+                "--strategy auto"
+            )
+        if self.candidates is not None and self.trial_steps is None:
+            raise ValueError(
+                "candidates are tried by the guarded switch only: give --trial-steps too"
             )
         if self.logger not in ("csv", "tensorboard", "wandb", "none"):
             raise ValueError(

@@ -144,6 +144,9 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         tau_mag=cfg.tau_mag,
         interventions=cfg.interventions,
         output_dir=str(run_dir) if run_dir is not None else None,
+        trial_steps=cfg.trial_steps,
+        candidates=cfg.candidates,
+        trial_score=cfg.trial_score,
     )
     curve = LossCurve()
     val_curve = ValidationCurve()

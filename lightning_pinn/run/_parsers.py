@@ -10,9 +10,11 @@ import json
 from typing import Any
 
 from lightning_pinn.diagnostics import resolve_interventions
+from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "json_object",
+    "parse_candidates",
     "parse_devices",
     "parse_interventions",
     "parse_points",
@@ -95,6 +97,24 @@ def parse_interventions(text: str) -> dict[str, str]:
         mapping[regime.strip()] = strategy.strip()
     resolve_interventions(mapping)
     return mapping
+
+
+def parse_candidates(text: str) -> list[str]:
+    """``"none,reweight,surgery"`` as a list of registered strategy names (validated).
+
+    Raises:
+        ValueError: an empty entry or a name that is not a registered strategy.
+    """
+    names = [item.strip() for item in text.split(",")]
+    if not all(names):
+        raise ValueError(f"expected STRATEGY[,STRATEGY...], got {text!r}")
+    valid = strategy_names()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown candidate(s) {unknown}; registered strategies: {', '.join(valid)}"
+        )
+    return names
 
 
 def parse_devices(text: str) -> int | str:

@@ -12,6 +12,7 @@ the family before ``-``, then ``default.yaml``); :func:`apply_recipe` writes it 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,14 @@ class Recipe:
     resample: bool = True
     problem_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """The first 12 hex digits of the SHA-1 of the recipe file's bytes (of ``source``
+        itself when it is not a file): records made with one version of a recipe say which."""
+        path = Path(self.source) if self.source else None
+        text = path.read_bytes() if path is not None and path.is_file() else str(self.source)
+        return hashlib.sha1(text if isinstance(text, bytes) else text.encode()).hexdigest()[:12]
 
 
 def recipe_names(recipe_dir: Path | str = RECIPE_DIR) -> list[str]:

@@ -30,7 +30,7 @@ def test_quick_suite_runs_parses_and_resumes(tmp_path, capsys):
     ]
     assert main(argv) == 0
     records = benchmark.load_results(tmp_path / "results.jsonl")
-    assert len(records) == 2 * len(benchmark.ALL_STRATEGIES)
+    assert len(records) == 2 * len(benchmark.suite("quick")["strategies"])
     for r in records:
         assert r["rel_l2"] > 0 and r["loss_curve"] and r["wall_time_s"] > 0
         if r["strategy"] in ("none", "auto"):
@@ -90,3 +90,41 @@ def test_a_cell_runs_with_a_learning_rate_schedule(tmp_path):
     # validation at steps 10 and 20; the last equals the final error
     assert [step for step, _ in record["val_curve"]] == [10, 20]
     assert record["val_curve"][-1][1] == pytest.approx(record["rel_l2"], rel=1e-6)
+
+
+def test_recipe_cells_with_the_guarded_switch_run_and_resume(tmp_path):
+    argv = [
+        "benchmark",
+        "--recipe",
+        "default",
+        "--problems",
+        "burgers",
+        "--strategies",
+        "none",
+        "auto-guarded",
+        "--seeds",
+        "0",
+        "--steps",
+        "40",
+        "--trial-steps",
+        "3",
+        "--points",
+        "residual=64,initial=16,boundary=16",
+        "--jobs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    records = {r["strategy"]: r for r in benchmark.load_results(tmp_path / "results.jsonl")}
+    assert set(records) == {"none", "auto-guarded"}
+    for r in records.values():
+        assert r["recipe"] == "burgers" and r["recipe_digest"] and r["torch"] and r["machine"]
+    guarded = records["auto-guarded"]
+    assert guarded["report"]["trial_steps"] == 3
+    assert {t["candidate"] for t in guarded["report"]["trial"]} >= {"none", "reweight"}
+    assert guarded["steps"] < 40  # the losing trials' steps count against the budget
+    assert main(argv) == 0  # finished cells are skipped
+    assert len(benchmark.load_results(tmp_path / "results.jsonl")) == 2

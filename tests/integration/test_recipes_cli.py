@@ -145,3 +145,20 @@ def test_vanilla_run_trains_bitwise_as_a_plain_config(tmp_path):
     )
     assert cli["final_losses"] == plain["final_losses"] and cli["rel_l2"] == plain["rel_l2"]
     assert cli["recipe"] == "vanilla" and plain["recipe"] is None
+
+
+def test_guarded_switch_flags_reach_the_config_and_are_checked(seen_config, capsys):
+    cfg = seen_config(
+        "burgers", "--trial-steps", "50", "--trial-score", "sum", "--candidates", "none,surgery"
+    )
+    assert (cfg.trial_steps, cfg.trial_score, cfg.candidates) == (50, "sum", ["none", "surgery"])
+    for argv, message in (
+        (["--strategy", "none", "--trial-steps", "5"], "needs strategy auto"),
+        (["--no-switch", "--trial-steps", "5"], "needs strategy auto"),
+        (["--candidates", "none"], "give --trial-steps too"),
+    ):
+        assert main(["run", "burgers", *argv, "--threads", "1"]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a flag's value: argparse's usage error
+        main(["run", "burgers", "--trial-steps", "5", "--candidates", "none,magic"])
+    assert "unknown candidate(s) ['magic']" in capsys.readouterr().err

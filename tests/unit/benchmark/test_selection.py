@@ -1,5 +1,6 @@
 """Selection-accuracy and calibration arithmetic on a hand-made results file."""
 
+import dataclasses
 import json
 
 import pytest
@@ -231,3 +232,78 @@ def test_adapter_choice_scores_a_variant_against_the_default():
     assert s["geo_mean_ratio"] == pytest.approx(1.0)  # 0.25x and 4x
     assert (s["beats_default"], s["within_tolerance_of_best_fixed"]) == (1, 1)
     assert s["default_within_tolerance"] == 0
+
+
+def test_recipe_cells_take_each_problems_recipe_steps_and_key_its_digest():
+    from lightning_pinn.run import load_recipe
+
+    cells = benchmark.make_cells(["burgers", "wave"], ["none"], [0], None, None, recipe="default")
+    by_problem = {c.problem: c for c in cells}
+    for name, cell in by_problem.items():
+        recipe = load_recipe(name)
+        assert cell.steps == recipe.steps
+        assert cell.probe_steps == min(1000, recipe.steps // 2)  # run's default probe
+        assert cell.key.endswith(f"|recipe=default@{recipe.digest}")
+    # steps given: they win over the recipe's
+    short = benchmark.make_cells(["wave"], ["none"], [0], 40, None, recipe="default")[0]
+    assert (short.steps, short.probe_steps) == (40, 20)
+    with pytest.raises(ValueError, match="steps per cell, or a recipe"):
+        benchmark.make_cells(["burgers"], ["none"], [0], None, None)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        benchmark.make_cells(["burgers"], ["none"], [0], None, None, recipe="magic")
+
+
+def test_a_recipe_cell_trains_the_recipe_under_the_cells_own_settings(tmp_path):
+    from lightning_pinn.run import load_recipe
+
+    cell = benchmark.make_cells(["wave"], ["surgery"], [1], 40, 10, recipe="default")[0]
+    cfg = cell.run_config(str(tmp_path), 1, {"residual": 64})
+    recipe = load_recipe("wave")
+    assert (cfg.recipe, cfg.trunk, cfg.rule, cfg.lbfgs) == (
+        "wave",
+        recipe.trunk,
+        recipe.rule,
+        recipe.lbfgs,
+    )
+    assert (cfg.strategy, cfg.max_steps, cfg.probe_steps, cfg.seed) == ("surgery", 40, 10, 1)
+    assert cfg.points == {"residual": 64}  # the test's tiny points win over the recipe's
+    stale = dataclasses.replace(cell, recipe_digest="an-old-version")
+    with pytest.raises(RuntimeError, match="changed since"):
+        stale.run_config(str(tmp_path), 1, None)
+
+
+def test_guarded_cells_run_auto_with_trials_and_only_they_take_trial_options(tmp_path):
+    cells = benchmark.make_cells(
+        ["burgers"],
+        ["auto", "auto-guarded"],
+        [0],
+        200,
+        50,
+        run_options={"trial_score": "sum", "lr": 0.01},
+    )
+    auto, guarded = cells
+    assert auto.key == "burgers|auto|0|200|50||lr=0.01"  # no trial options where they don't act
+    assert guarded.key == "burgers|auto-guarded|0|200|50||lr=0.01,trial_score=sum"
+    cfg = guarded.run_config(str(tmp_path), 1, None)
+    assert (cfg.strategy, cfg.trial_steps, cfg.trial_score) == ("auto", 10, "sum")  # 5% of 200
+    assert auto.run_config(str(tmp_path), 1, None).trial_steps is None
+    given = benchmark.make_cells(
+        ["burgers"], ["auto-guarded"], [0], 200, 50, run_options={"trial_steps": 7}
+    )[0]
+    assert given.run_config(str(tmp_path), 1, None).trial_steps == 7
+
+
+def test_guarded_runs_are_scored_against_the_best_and_against_none():
+    records = _records()
+    # dir: best adapters 0.1, none 1.0; low: best none 0.1
+    records.append({"problem": "dir", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.3})
+    records.append({"problem": "low", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.12})
+    result = benchmark.selection_accuracy(records)
+    rows = {r["config"]: r for r in result["rows"]}
+    assert rows["dir"]["guarded_hit"] is False and rows["low"]["guarded_hit"] is True
+    assert result["guarded_run_accuracy"] == 0.5
+    assert result["guarded_within_none"] == 1.0  # 0.3 <= 1.25 x 1.0 and 0.12 <= 1.25 x 0.1
+    # geometric means over configurations where the strategy ran everywhere: not the guarded
+    geo = result["geomean_rel_l2"]
+    assert set(geo) == {"none", "reweight", "adapters"}
+    assert geo["none"] == pytest.approx((1.0 * 1.0 * 0.1 * 0.1) ** 0.25)
