@@ -17,7 +17,12 @@ Families:
   docs/concepts.md);
 - ``remap``: the default rule's regimes at the default thresholds, each regime mapped to any of
   ``none`` / ``reweight`` / ``adapters``;
-- ``k2``: directional -> adapters only for K = 2 losses, otherwise a fixed alternative.
+- ``k2``: directional -> adapters only for K = 2 losses, otherwise a fixed alternative;
+- ``alignment``: directional when the late mean gradient alignment score of Wang et al. 2025,
+  ``A = 2 ||mean_k g_k / ||g_k|| ||^2 - 1`` (the report's ``late_mean_alignment``), is <= a;
+- ``after-reweight``: directional when conflict remains *after* reweighting: the largest late
+  conflict rate in the probe of the same seed's ``reweight`` run is >= t (configurations
+  without a ``reweight`` probe fall back to the default rule).
 """
 
 from __future__ import annotations
@@ -68,6 +73,45 @@ def _update(u: float, tau_mag: float) -> Rule:
     return rule
 
 
+def _alignment(a: float, tau_mag: float) -> Rule:
+    def rule(rep: Mapping[str, Any]) -> str:
+        score = rep.get("late_mean_alignment")
+        if score is not None and score <= a:
+            return "adapters"
+        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+
+    return rule
+
+
+def _after_reweight(t: float, tau_mag: float) -> Rule:
+    def rule(rep: Mapping[str, Any]) -> str:
+        after = rep.get("after_reweight")
+        if after is None:
+            return diagnose_report(rep).strategy
+        if max((p["late_conflict_rate"] for p in after["pairs"]), default=0.0) >= t:
+            return "adapters"
+        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+
+    return rule
+
+
+def with_reweighted_probes(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``records`` whose unmodified probe reports (``none``/``auto`` cells) carry
+    ``after_reweight``: the probe report of the ``reweight`` cell of the same problem and seed
+    (the conflict that remains once the losses are reweighted), where one exists."""
+    records = [dict(r) for r in records]
+    reweighted = {
+        (r["problem"], r["seed"]): r["report"]
+        for r in records
+        if r["strategy"] == "reweight" and r.get("report")
+    }
+    for r in records:
+        after = reweighted.get((r["problem"], r["seed"]))
+        if r["strategy"] in ("none", "auto") and r.get("report") and after is not None:
+            r["report"] = {**r["report"], "after_reweight": after}
+    return records
+
+
 def _remap(directional: str, magnitude: str, low: str) -> Rule:
     table = {"directional": directional, "magnitude": magnitude, "low": low}
     return lambda rep: table[_regime(rep)]
@@ -101,12 +145,22 @@ def families() -> dict[str, list[tuple[str, Rule]]]:
             )
         ],
         "k2": [(f"K>2 directional->{o}", _k2(o)) for o in ("reweight", "none")],
+        "alignment": [
+            (f"a={a}, tau_mag={m}", _alignment(a, m))
+            for a in (0.0, -0.4, -0.2, -0.1, 0.1, 0.2, 0.4, 0.6)
+            for m in TAU_MAGS
+        ],
+        "after-reweight": [
+            (f"t={t}, tau_mag={m}", _after_reweight(t, m))
+            for t in (0.5, *steps[1:])
+            for m in TAU_MAGS
+        ],
     }
 
 
 def evaluate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per family: the chosen grid point and its calibration / held-out accuracies."""
-    records = list(records)
+    records = with_reweighted_probes(records)
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     calib, held = split_configs(configs)
     rows = []

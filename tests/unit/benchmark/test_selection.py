@@ -307,3 +307,75 @@ def test_guarded_runs_are_scored_against_the_best_and_against_none():
     geo = result["geomean_rel_l2"]
     assert set(geo) == {"none", "reweight", "adapters"}
     assert geo["none"] == pytest.approx((1.0 * 1.0 * 0.1 * 0.1) ** 0.25)
+
+
+def test_alignment_and_after_reweight_rule_families():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
+    spec = importlib.util.spec_from_file_location("rule_families", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = _records()
+    # alignment low where adapters win (dir); conflict stays under reweighting only there
+    for r in records:
+        conflicted = r["problem"] == "dir"
+        if r["strategy"] == "none":
+            r["report"] = {**r["report"], "late_mean_alignment": -0.5 if conflicted else 0.5}
+        if r["strategy"] == "reweight":
+            r["report"] = _report(0.9 if conflicted else 0.1, 0.0, 0.0)
+    augmented = module.with_reweighted_probes(records)
+    probe = next(r for r in augmented if r["problem"] == "dir" and r["strategy"] == "none")
+    assert probe["report"]["after_reweight"]["pairs"][0]["late_conflict_rate"] == 0.9
+    assert "after_reweight" not in records[0].get("report", {})  # the input is not changed
+    rows = {row["family"]: row for row in module.evaluate(records)}
+    for family in ("alignment", "after-reweight"):
+        assert rows[family]["calibration"] == 1.0
+        assert rows[family]["held_out"] == 1.0  # miss: conflict goes away under reweighting
+
+
+def test_trial_scores_rank_candidates_from_their_held_out_losses():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / "trial_scores.py"
+    spec = importlib.util.spec_from_file_location("trial_scores", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert module.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert module.spearman([1, 1], [1, 2]) is None
+    records = _records()
+    # In every configuration the residual-led score picks the candidate with the lowest
+    # final error; geomean and sum are misled by a large drop of the second loss.
+    for config, seed in {(r["problem"], r["seed"]) for r in records}:
+        best = min(
+            ("none", "reweight"),
+            key=lambda s: next(
+                r["rel_l2"]
+                for r in records
+                if (r["problem"], r["strategy"], r["seed"]) == (config, s, seed)
+            ),
+        )
+        worst = "reweight" if best == "none" else "none"
+        records.append(
+            {
+                "problem": config,
+                "strategy": "auto-guarded",
+                "seed": seed,
+                "rel_l2": 1.0,
+                "report": {
+                    "trial": [
+                        {"candidate": best, "losses": {"r": 0.1, "b": 1.0}},
+                        {"candidate": worst, "losses": {"r": 0.5, "b": 0.01}},
+                    ]
+                },
+            }
+        )
+    result = module.evaluate(records)
+    for half in ("calibration", "held_out"):
+        assert result["residual"][half]["pick"] == 1.0
+        assert result["residual"][half]["spearman"] == pytest.approx(1.0)
+        assert result["geomean"][half]["pick"] < 1.0 and result["sum"][half]["pick"] < 1.0
+        assert result["residual"][half]["n"] == 6  # two configurations x three seeds

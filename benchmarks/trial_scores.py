@@ -1,0 +1,143 @@
+"""How well the guarded switch's trial scores predict final errors, per score.
+
+    python benchmarks/trial_scores.py RESULTS.jsonl [RESULTS.jsonl ...]
+
+For every ``auto-guarded`` record (one configuration and seed), each trial score
+(``geomean``, ``sum``, ``residual``; ``lightning_pinn.diagnostics.trial_score``) is recomputed
+from the trial's held-out losses. All candidates share the same losses before the trials, so
+each score's ranking of the candidates follows from the losses after them: ``geomean`` ranks
+by the sum of log losses, ``sum`` by the sum of losses, ``residual`` by the first loss. The
+ranking is compared with the final rel L2 of the *fixed-strategy* runs of the same
+configuration and seed (``none``, ``reweight``, ``adapters``, ...: a proxy for where each
+candidate's trial would have ended):
+
+- ``pick``: the share of (configuration, seed) where the score's best candidate has a final
+  error within 1.25x of the best tried candidate's;
+- ``spearman``: the mean rank correlation between score and final error (1: a perfect
+  predictor).
+
+Both on the calibration and the held-out half (:func:`lightning_pinn.benchmark.split_configs`);
+choose the score on the calibration half. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lightning_pinn.benchmark import GUARDED, TOLERANCE, load_results, split_configs
+
+SCORES = ("geomean", "sum", "residual")
+
+
+def score_key(losses: Sequence[float], how: str) -> float:
+    """A value that orders candidates as the trial score ``how`` does (lower is better)."""
+    if not all(math.isfinite(x) for x in losses):
+        return math.inf
+    if how == "geomean":
+        return sum(math.log(max(x, 1e-300)) for x in losses)
+    if how == "sum":
+        return sum(losses)
+    return losses[0]
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):  # average ranks over ties
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (``None`` with fewer than 2 points or a constant side)."""
+    if len(x) < 2:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return None if sxx == 0 or syy == 0 else sxy / math.sqrt(sxx * syy)
+
+
+def cases(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One case per guarded record: its candidates' held-out losses and fixed-run finals."""
+    records = list(records)
+    finals = {(r["problem"], r["strategy"], r["seed"]): r["rel_l2"] for r in records}
+    out = []
+    for r in records:
+        trial = (r.get("report") or {}).get("trial")
+        if r["strategy"] != GUARDED or not trial:
+            continue
+        rows = [
+            (
+                t["candidate"],
+                list(t["losses"].values()),
+                finals.get((r["problem"], t["candidate"], r["seed"])),
+            )
+            for t in trial
+        ]
+        rows = [row for row in rows if row[2] is not None]
+        if len(rows) >= 2:
+            out.append({"config": r["problem"], "seed": r["seed"], "rows": rows})
+    return out
+
+
+def evaluate(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{score: {"calibration": {...}, "held_out": {...}}}`` with ``pick``, ``spearman``, ``n``."""
+    all_cases = cases(records)
+    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
+    result: dict[str, dict[str, Any]] = {}
+    for how in SCORES:
+        result[how] = {}
+        for half, configs in (("calibration", calib), ("held_out", held)):
+            picks, rhos = [], []
+            for case in (c for c in all_cases if c["config"] in configs):
+                keys = [score_key(losses, how) for _, losses, _ in case["rows"]]
+                errors = [final for _, _, final in case["rows"]]
+                chosen = min(range(len(keys)), key=lambda i: keys[i])
+                picks.append(errors[chosen] <= TOLERANCE * min(errors))
+                if (rho := spearman(keys, errors)) is not None:
+                    rhos.append(rho)
+            result[how][half] = {
+                "pick": sum(picks) / len(picks) if picks else None,
+                "spearman": statistics.fmean(rhos) if rhos else None,
+                "n": len(picks),
+            }
+    return result
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        print(__doc__)
+        return
+    result = evaluate(r for path in argv for r in load_results(path))
+
+    def fmt(x: float | None, pct: bool) -> str:
+        return "—" if x is None else (f"{x:.0%}" if pct else f"{x:.2f}")
+
+    print(
+        "| score | calibration pick | calibration spearman | held-out pick "
+        "| held-out spearman | cases (cal / held) |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for how, halves in result.items():
+        c, h = halves["calibration"], halves["held_out"]
+        print(
+            f"| {how} | {fmt(c['pick'], True)} | {fmt(c['spearman'], False)} | "
+            f"{fmt(h['pick'], True)} | {fmt(h['spearman'], False)} | {c['n']} / {h['n']} |"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
