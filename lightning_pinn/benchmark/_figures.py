@@ -22,6 +22,14 @@ from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG
 __all__ = ["plot_regime_map"]
 
 _COLORS = {"none": "tab:gray", "reweight": "tab:blue", "adapters": "tab:red"}
+_MARKERS = {
+    "none": ("o", "tab:gray"),
+    "reweight": ("s", "tab:blue"),
+    "adapters": ("^", "tab:red"),
+    "surgery": ("D", "tab:green"),
+    "auto": ("x", "k"),
+    "auto-guarded": ("+", "tab:purple"),
+}
 
 
 def plot_regime_map(
@@ -31,8 +39,10 @@ def plot_regime_map(
     tau_dir: float = DEFAULT_TAU_DIR,
     tau_mag: float = DEFAULT_TAU_MAG,
 ) -> Figure:
-    """Scatter the configurations: late conflict rate vs median imbalance, coloured by the
-    winning strategy, with a black edge where the diagnosis was within the tolerance.
+    """Left: scatter the configurations, late conflict rate vs median imbalance, coloured by
+    the winning strategy, with a black edge where the diagnosis was within the tolerance.
+    Right: per configuration, the median rel L2 of every strategy that ran, ``auto`` and
+    ``auto-guarded`` included (log scale).
 
     Args:
         records: benchmark records (``results.jsonl``).
@@ -44,8 +54,8 @@ def plot_regime_map(
         The figure (not attached to pyplot).
     """
     rows = selection_accuracy(records)["rows"]
-    fig = Figure(figsize=(6.5, 4.5), layout="tight")
-    ax = fig.subplots()
+    fig = Figure(figsize=(13, 4.5 + 0.12 * len(rows)), layout="tight")
+    ax, errors = fig.subplots(1, 2, width_ratios=(1, 1.2))
     for s, c in _COLORS.items():
         pts = [r for r in rows if r["best"] == s]
         ax.scatter(
@@ -63,5 +73,18 @@ def plot_regime_map(
     ax.set_ylabel("median imbalance (decades)")
     ax.set_title(f"Regime map (black edge: diagnosis within {TOLERANCE:g}× of best)")
     ax.legend(fontsize=8)
+    for name, (marker, color) in _MARKERS.items():
+        pts = [(i, r["all_medians"][name]) for i, r in enumerate(rows) if name in r["all_medians"]]
+        if pts:
+            errors.scatter(
+                [v for _, v in pts], [i for i, _ in pts], marker=marker, c=color, label=name
+            )
+    errors.set_yticks(range(len(rows)), [r["config"] for r in rows], fontsize=7)
+    errors.invert_yaxis()
+    errors.set_xscale("log")
+    errors.set_xlabel("median rel L2 over seeds")
+    errors.set_title("Error of every strategy per configuration")
+    errors.grid(axis="x", alpha=0.3)
+    errors.legend(fontsize=7, loc="best")
     fig.savefig(Path(path), dpi=120)
     return fig
