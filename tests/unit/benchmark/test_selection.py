@@ -379,3 +379,18 @@ def test_trial_scores_rank_candidates_from_their_held_out_losses():
         assert result["residual"][half]["spearman"] == pytest.approx(1.0)
         assert result["geomean"][half]["pick"] < 1.0 and result["sum"][half]["pick"] < 1.0
         assert result["residual"][half]["n"] == 6  # two configurations x three seeds
+
+
+def test_recipe_map_script_halves_are_the_registrys_split():
+    import re
+    from pathlib import Path
+
+    from lightning_pinn import problems
+
+    text = (Path(__file__).parents[3] / "benchmarks" / "recipe_map.sh").read_text()
+    halves = {
+        name: set(re.search(rf'^{name}="([^"]*)"', text, re.M).group(1).split())
+        for name in ("CALIBRATION", "HELD_OUT")
+    }
+    calib, held = benchmark.split_configs(problems.names())
+    assert halves == {"CALIBRATION": set(calib), "HELD_OUT": set(held)}

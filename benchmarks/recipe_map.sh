@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The regime map under the recipes (issue 16) and the adapter ablation (issue 15): hours of CPU,
+# built over several sessions. Resumable: finished cells are skipped, and the committed records
+# (docs/data/recipe_map*.jsonl) seed a fresh checkout's output folder.
+#
+#   bash benchmarks/recipe_map.sh map [calibration|held-out|PROBLEM ...]   # the map's cells
+#   bash benchmarks/recipe_map.sh ablation NAME '{"mode": "per_loss"}' [PROBLEM ...]
+#   JOBS=16 bash benchmarks/recipe_map.sh map held-out                     # a 16-core machine
+#
+# Cells: each problem's recipe (examples/recipes/) at its own steps, one thread each, $JOBS
+# (default 2) at a time, seeds 0-2. Map strategies: none, reweight, adapters, surgery, auto
+# (the diagnosis alone), auto-guarded (trials of 5% of the steps). An ablation runs the
+# `adapters` strategy with the given module options. After each run the records are copied to
+# docs/data/ (commit them); `lightning-pinn benchmark --analyze-only --out OUT` re-writes the
+# table, selection.json and the figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+CALIBRATION="poisson_nd-d2 poisson_nd-d5 diffusion_reaction burgers_inverse heat_nd poisson_nd helmholtz-a1 kovasznay thermal_flow helmholtz-a6 convection-b1 convection-b20 allen_cahn wave"
+HELD_OUT="heat_inverse poisson_inverse burgers poisson_nd-d10 helmholtz-a2 helmholtz klein_gordon poisson_nd-d20 thermoelastic convection-b10 convection-b40 convection poisson_nd-d50"
+problems() {
+  case "${1:-calibration}" in
+    calibration) echo "$CALIBRATION" ;;
+    held-out) echo "$HELD_OUT" ;;
+    *) echo "$@" ;;
+  esac
+}
+run() {  # run OUT RECORDS [benchmark flags]
+  local out=$1 records=$2
+  shift 2
+  mkdir -p "$out"
+  if [[ -f $records && ! -f $out/results.jsonl ]]; then cp "$records" "$out/results.jsonl"; fi
+  lightning-pinn benchmark --recipe default --seeds 0 1 2 --jobs "$JOBS" --threads 1 --out "$out" "$@" || status=$?
+  cp "$out/results.jsonl" "$records"
+  return "${status:-0}"
+}
+case "${1:-}" in
+  map)
+    shift
+    # shellcheck disable=SC2046
+    run benchmarks/results/recipe_map docs/data/recipe_map.jsonl \
+      --strategies none reweight adapters surgery auto auto-guarded --problems $(problems "$@")
+    ;;
+  ablation)
+    name=$2 options=$3
+    shift 3
+    # shellcheck disable=SC2046
+    run "benchmarks/results/ablation_$name" "docs/data/recipe_ablation_$name.jsonl" \
+      --strategies adapters --module-options "$options" --problems $(problems "$@")
+    ;;
+  *)
+    sed -n '2,16p' "$0"
+    exit 2
+    ;;
+esac
