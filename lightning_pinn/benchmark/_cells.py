@@ -66,6 +66,7 @@ RUN_OPTIONS = (
     "trial_score",
 )
 _GUARDED_ONLY = ("trial_steps", "trial_score")
+_MAX_TRIALS = 3  # the diagnosed intervention, none and reweight (the default candidates)
 
 
 def machine() -> str:
@@ -275,6 +276,8 @@ def make_cells(
         probe = probe_steps if probe_steps is not None else max(1, min(1000, n // 2))
         if not 0 < probe <= n:
             raise ValueError(f"need 0 < probe_steps <= steps, got {probe} and {n} ({p})")
+        if GUARDED in strategies:
+            _check_trials(p, n, probe, run_options or {}, recipes.get(p))
         plans[p] = (n, probe, recipes[p].digest if recipe is not None else None)
     opts = tuple(sorted((options or {}).items()))
     cells = []
@@ -291,6 +294,29 @@ def make_cells(
                 ordered = tuple(sorted(run_opts.items()))
                 cells.append(Cell(p, s, seed, n, probe, opts, ordered, recipe, digest))
     return cells
+
+
+def _check_trials(
+    problem: str, steps: int, probe: int, run_options: Mapping[str, Any], recipe: Any
+) -> None:
+    """What an ``auto-guarded`` cell's setup would refuse, raised before any cell runs."""
+    trial = run_options.get("trial_steps") or max(1, round(GUARDED_TRIAL_FRACTION * steps))
+    needed = probe + _MAX_TRIALS * trial
+    if needed >= steps:
+        raise ValueError(
+            f"{problem}: auto-guarded cells of {steps} steps leave no step after the probe "
+            f"({probe}) and up to {_MAX_TRIALS} trials of {trial} steps; lower --trial-steps "
+            "or --probe-steps, or raise --steps"
+        )
+    lbfgs = (recipe.lbfgs or {}) if recipe is not None else {}
+    if "after_fraction" in lbfgs or "after" in lbfgs:
+        after = lbfgs.get("after", round(lbfgs.get("after_fraction", 0) * steps))
+        if after < probe + trial:
+            raise ValueError(
+                f"{problem}: the recipe's L-BFGS phase starts at step {after}, before the "
+                f"guarded trials end (probe {probe} + {trial}); lower --trial-steps or "
+                "--probe-steps"
+            )
 
 
 def run_benchmark(
@@ -337,8 +363,15 @@ def run_benchmark(
             ctx = mp.get_context("spawn")
             with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 futures = [pool.submit(_run_cell, c, str(out), threads, points) for c in todo]
-                for future in cf.as_completed(futures):
-                    _append(sink, future.result(), bar)
+                try:
+                    for future in cf.as_completed(futures):
+                        _append(sink, future.result(), bar)
+                except BaseException:
+                    # A failed cell (or Ctrl-C) ends the run now: the queued cells are
+                    # cancelled instead of run to the end before the error surfaces.
+                    for future in futures:
+                        future.cancel()
+                    raise
     if bar is not None:
         bar.close()
     return load_results(results)

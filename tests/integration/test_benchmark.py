@@ -128,3 +128,17 @@ def test_recipe_cells_with_the_guarded_switch_run_and_resume(tmp_path):
     assert guarded["steps"] < 40  # the losing trials' steps count against the budget
     assert main(argv) == 0  # finished cells are skipped
     assert len(benchmark.load_results(tmp_path / "results.jsonl")) == 2
+
+
+@pytest.mark.slow
+def test_a_failing_cell_stops_the_run_without_running_the_queued_cells(tmp_path):
+    bad = benchmark.make_cells(["burgers"], ["none"], [0], 20, 10, {"no_such_option": 1})
+    good = benchmark.make_cells(["burgers"], ["none"], list(range(20)), 40, 10)
+    with pytest.raises(ValueError, match="no_such_option"):
+        benchmark.run_benchmark(
+            bad + good, tmp_path, jobs=2, threads=1, points={"residual": 32}, progress=False
+        )
+    # the other worker finished a few cells (each leaves its run folder) and the executor had
+    # queued a few more; the rest were cancelled instead of trained to the end
+    started = list((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
+    assert len(started) < 12
