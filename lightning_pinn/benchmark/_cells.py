@@ -310,7 +310,9 @@ def _check_trials(
         )
     lbfgs = (recipe.lbfgs or {}) if recipe is not None else {}
     if "after_fraction" in lbfgs or "after" in lbfgs:
-        after = lbfgs.get("after", round(lbfgs.get("after_fraction", 0) * steps))
+        # a fraction is placed on the steps the losing trials leave (lightning_pinn.run)
+        module_steps = steps - (_MAX_TRIALS - 1) * trial
+        after = lbfgs.get("after", round(lbfgs.get("after_fraction", 0) * module_steps))
         if after < probe + trial:
             raise ValueError(
                 f"{problem}: the recipe's L-BFGS phase starts at step {after}, before the "

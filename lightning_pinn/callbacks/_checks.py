@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from lightning_pinn.callbacks._trial import max_candidates, rank_candidates
+from lightning_pinn.callbacks._trial import max_candidates, max_discarded_steps, rank_candidates
 from lightning_pinn.diagnostics import TRIAL_SCORES
 from lightning_pinn.module import PINNModule
 
@@ -111,6 +111,21 @@ def check_trial(
             f"({needed} steps); lower trial_steps or raise max_steps above {needed}"
         )
     lbfgs = getattr(module, "lbfgs", None)
+    discarded = max_discarded_steps(trial_steps, callback.candidates, callback.interventions)
+    if (
+        lbfgs is not None
+        and trainer.max_steps is not None
+        and trainer.max_steps > 0
+        and lbfgs.after >= trainer.max_steps - discarded
+    ):
+        raise ValueError(
+            f"the L-BFGS phase starts after {lbfgs.after} training steps of the module, but "
+            f"the losing trials can take up to {discarded} of Trainer(max_steps="
+            f"{trainer.max_steps}), which leaves the module {trainer.max_steps - discarded}: "
+            "the phase might never run. Start it earlier (LBFGSPhase(after=...)) or raise "
+            "max_steps; `lightning-pinn run` places an after_fraction on the steps the trials "
+            "leave"
+        )
     if lbfgs is not None and lbfgs.after < callback.probe_steps + trial_steps:
         raise ValueError(
             f"the L-BFGS phase starts at step {lbfgs.after}, before the trials end (probe "

@@ -79,6 +79,14 @@ def max_candidates(candidates: Sequence[str | Strategy] | None, interventions: M
     return max(len(rank_candidates(v, candidates)) for v in interventions.values())
 
 
+def max_discarded_steps(
+    trial_steps: int, candidates: Sequence[str | Strategy] | None, interventions: Mapping
+) -> int:
+    """The most Trainer steps the losing trials can take from the run: they count against
+    ``max_steps`` but not as the module's training steps (the winner's trial does)."""
+    return (max_candidates(candidates, interventions) - 1) * trial_steps
+
+
 class GuardedTrial:
     """The trials of one fit: candidates, scores and snapshots; saved in checkpoints."""
 

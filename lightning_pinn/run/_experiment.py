@@ -19,6 +19,8 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lightning_pinn import problems
 from lightning_pinn.callbacks import ConflictCallback
+from lightning_pinn.callbacks._switching import intervention_map
+from lightning_pinn.callbacks._trial import max_discarded_steps
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
 from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
@@ -86,6 +88,18 @@ def _own_run_dir(logger: Logger | None, cfg: RunConfig, name: str) -> Path | Non
     return None
 
 
+def _module_steps(cfg: RunConfig) -> int:
+    """The training steps the module can count: ``max_steps`` less the most the losing trials
+    of the guarded switch can take (they count against ``max_steps``), so a recipe's L-BFGS
+    ``after_fraction`` still places the phase inside the run."""
+    if cfg.trial_steps is None:
+        return cfg.max_steps
+    discarded = max_discarded_steps(
+        cfg.trial_steps, cfg.candidates, intervention_map(cfg.interventions)
+    )
+    return max(2, cfg.max_steps - discarded)
+
+
 def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
     """The trunk, rule, schedule and L-BFGS phase of ``cfg`` as module arguments (only those
     that are set: an unset one leaves the module's default, so a config without them trains
@@ -103,7 +117,7 @@ def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
     if cfg.schedule is not None:
         options["schedule"] = dict(cfg.schedule)
     if cfg.lbfgs is not None:
-        options["lbfgs"] = lbfgs_phase(cfg.lbfgs, cfg.max_steps)
+        options["lbfgs"] = lbfgs_phase(cfg.lbfgs, _module_steps(cfg))
     return options
 
 

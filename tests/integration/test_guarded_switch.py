@@ -3,6 +3,7 @@ state, keeps the best by a held-out score, and continues from its end state."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,43 @@ def test_lbfgs_phase_inside_the_trials_fails_in_setup():
     module = tiny_burgers().module(lbfgs=LBFGSPhase(after=5, max_iter=2))
     cb = ConflictCallback(probe_steps=3, trial_steps=4)
     _fails_in_setup(cb, 40, module=module, match="L-BFGS phase starts at step 5")
+
+
+def test_lbfgs_phase_the_losing_trials_would_crowd_out_fails_in_setup():
+    from lightning_pinn.optim import LBFGSPhase
+
+    # 40 Trainer steps, two losing trials of 4: the module counts at most 32, so a phase
+    # after 35 module steps could never run
+    module = tiny_burgers().module(lbfgs=LBFGSPhase(after=35, max_iter=2))
+    cb = ConflictCallback(probe_steps=3, trial_steps=4)
+    _fails_in_setup(cb, 40, module=module, match="the phase might never run")
+
+
+def test_a_recipe_run_with_trials_still_reaches_its_lbfgs_phase(tmp_path: Path):
+    from lightning_pinn.run import RunConfig, apply_recipe, load_recipe, run_experiment
+
+    cfg = RunConfig(
+        problem="burgers",
+        max_steps=60,
+        probe_steps=20,
+        trial_steps=8,
+        points={"residual": 64, "initial": 16, "boundary": 16},
+        logger="csv",
+        out=str(tmp_path),
+        progress_bar=False,
+        checkpoint=False,
+        plots=False,
+        threads=1,
+        log_every_n_steps=1,
+    )
+    given = {"max_steps", "probe_steps", "points"}
+    summary = run_experiment(apply_recipe(cfg, load_recipe("burgers"), given))
+    assert summary["report"]["trial_steps_spent"] in (16, 24)
+    with next(tmp_path.rglob("metrics.csv")).open() as f:
+        phases = {row["optim/phase"] for row in csv.DictReader(f) if row.get("optim/phase")}
+    # the recipe's switch at 80% is placed on the 44 steps two losing trials can leave (step
+    # 35), not on the 60 of the Trainer (step 48, which the module might never count)
+    assert {float(p) for p in phases} == {0.0, 1.0}
 
 
 def test_reprobes_after_the_trials_are_logged_and_resume(tmp_path: Path):
