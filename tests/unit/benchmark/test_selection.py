@@ -412,3 +412,47 @@ def test_guarded_cells_that_cannot_run_their_trials_fail_when_made():
             run_options={"trial_steps": 5},
             recipe="default",
         )
+
+
+def test_recipe_vs_before_compares_the_recipes_own_strategy_with_the_best_before():
+    import importlib.util
+    from pathlib import Path
+
+    from lightning_pinn.run import load_recipe
+
+    path = Path(__file__).parents[3] / "benchmarks" / "recipe_vs_before.py"
+    spec = importlib.util.spec_from_file_location("recipe_vs_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def rec(problem, strategy, value, seed=0, steps=2000):
+        return {
+            "problem": problem,
+            "strategy": strategy,
+            "rel_l2": value,
+            "seed": seed,
+            "max_steps": steps,
+        }
+
+    before = module.best_before(
+        [
+            [rec("helmholtz", "none", v, s) for s, v in enumerate((0.3, 0.2, 0.1))]
+            + [rec("helmholtz", "reweight", 0.05)],
+            [rec("helmholtz", "auto", 0.01, steps=20000)],
+        ]
+    )
+    assert before["helmholtz"] == (0.01, "auto, 20000 steps (file 2)")
+    accuracy_record = {  # an accuracy.py record of the current helmholtz recipe
+        "problem": "helmholtz",
+        "rel_l2": 0.002,
+        "recipe": "default",
+        "budget_scale": 1.0,
+        "recipe_digest": load_recipe("helmholtz").digest,
+    }
+    stale = {**accuracy_record, "recipe_digest": "old", "rel_l2": 9.0}
+    mapped = [rec("helmholtz", "reweight", 0.004), rec("helmholtz", "none", 0.0001)]
+    # helmholtz's recipe trains with reweight: `none` is not its own strategy
+    now = module.recipe_medians([*mapped, accuracy_record, stale])
+    assert now["helmholtz"] == (0.003, "reweight", 2)
+    (row,) = module.rows(now, before)
+    assert row[0] == "helmholtz" and row[-1] == "0.30"
