@@ -34,9 +34,8 @@ def best_before(files: Iterable[Iterable[Mapping[str, Any]]]) -> dict[str, tuple
     for index, records in enumerate(files):
         groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         for r in records:
-            groups[(r["problem"], r["strategy"], r.get("max_steps", r["steps"]))].append(
-                r["rel_l2"]
-            )
+            steps = r.get("max_steps") or r.get("steps")
+            groups[(r["problem"], r["strategy"], steps)].append(r["rel_l2"])
         for (problem, strategy, steps), values in groups.items():
             median = statistics.median(values)
             if problem not in best or median < best[problem][0]:
