@@ -205,7 +205,8 @@ def main(argv: list[str]) -> None:
     print("| rule family | chosen on the calibration half | calibration | held-out |")
     print("|---|---|---:|---:|")
     for r in rows:
-        print(f"| {r['family']} | {r['chosen']} | {r['calibration']:.0%} | {r['held_out']:.0%} |")
+        cal, held = ("n/a" if r[k] is None else f"{r[k]:.0%}" for k in ("calibration", "held_out"))
+        print(f"| {r['family']} | {r['chosen']} | {cal} | {held} |")
 
 
 if __name__ == "__main__":

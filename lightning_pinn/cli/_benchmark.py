@@ -164,6 +164,12 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pct(value: float | None) -> str:
+    """A share as a percentage; ``n/a`` where nothing was there to count (e.g. a held-out half
+    with no finished configuration yet)."""
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _print_result(result: dict, out: Path) -> None:
     acc = result["selection"]["accuracy"]
     print((out / "table.md").read_text())
@@ -176,8 +182,8 @@ def _print_result(result: dict, out: Path) -> None:
     guarded = result["selection"]["guarded_run_accuracy"]
     if guarded is not None:
         print(
-            f"auto-guarded runs within 1.25x of the best fixed strategy: {guarded:.0%}; "
-            f"within 1.25x of none: {result['selection']['guarded_within_none']:.0%}"
+            f"auto-guarded runs within 1.25x of the best fixed strategy: {_pct(guarded)}; "
+            f"within 1.25x of none: {_pct(result['selection']['guarded_within_none'])}"
         )
     geomean = result["selection"]["geomean_rel_l2"]
     if geomean:
@@ -186,7 +192,7 @@ def _print_result(result: dict, out: Path) -> None:
     if cal.get("tau_dir") is not None:
         print(
             f"calibrated tau_dir={cal['tau_dir']}, tau_mag={cal['tau_mag']}: calibration half "
-            f"{cal['calibration_accuracy']:.0%}, held-out half {cal['held_out_accuracy']:.0%} "
-            f"(defaults {cal['held_out_accuracy_defaults']:.0%})"
+            f"{_pct(cal['calibration_accuracy'])}, held-out half "
+            f"{_pct(cal['held_out_accuracy'])} (defaults {_pct(cal['held_out_accuracy_defaults'])})"
         )
     print(f"outputs in {out}")

@@ -456,3 +456,23 @@ def test_recipe_vs_before_compares_the_recipes_own_strategy_with_the_best_before
     assert now["helmholtz"] == (0.003, "reweight", 2)
     (row,) = module.rows(now, before)
     assert row[0] == "helmholtz" and row[-1] == "0.30"
+
+
+def test_analysis_of_a_map_with_an_empty_held_out_half_prints_na(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from lightning_pinn.cli import main
+
+    records = [r for r in _records() if r["problem"] == "dir"]  # one configuration so far
+    records.append({"problem": "dir", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.1})
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    assert main(["benchmark", "--analyze-only", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out half n/a" in out and "auto-guarded runs within 1.25x" in out
+    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
+    spec = importlib.util.spec_from_file_location("rule_families", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([str(tmp_path / "results.jsonl")])
+    assert "| n/a |" in capsys.readouterr().out
