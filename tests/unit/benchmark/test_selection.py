@@ -383,17 +383,25 @@ def test_trial_scores_rank_candidates_from_their_held_out_losses():
 
 def test_recipe_map_script_halves_are_the_registrys_split():
     import re
+    import subprocess
+    import sys
     from pathlib import Path
-
-    from lightning_pinn import problems
 
     text = (Path(__file__).parents[3] / "benchmarks" / "recipe_map.sh").read_text()
     halves = {
-        name: set(re.search(rf'^{name}="([^"]*)"', text, re.M).group(1).split())
+        name: sorted(re.search(rf'^{name}="([^"]*)"', text, re.M).group(1).split())
         for name in ("CALIBRATION", "HELD_OUT")
     }
-    calib, held = benchmark.split_configs(problems.names())
-    assert halves == {"CALIBRATION": set(calib), "HELD_OUT": set(held)}
+    # the built-in registry in a fresh interpreter: problems other tests register would shift
+    # the alternation
+    code = (
+        "import json; from lightning_pinn import problems; "
+        "from lightning_pinn.benchmark import split_configs; "
+        "print(json.dumps([sorted(h) for h in split_configs(problems.names())]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    calib, held = json.loads(out.stdout.strip().splitlines()[-1])
+    assert halves == {"CALIBRATION": calib, "HELD_OUT": held}
 
 
 def test_guarded_cells_that_cannot_run_their_trials_fail_when_made():
