@@ -53,13 +53,18 @@ def _design(tau_dir: float, tau_mag: float) -> Rule:
     return lambda rep: diagnose_report(rep, tau_dir, tau_mag).strategy
 
 
+def _magnitude(rep: Mapping[str, Any], tau_mag: float) -> str:
+    """The fallback of the conflict-first families: reweight on imbalance, else nothing."""
+    return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+
+
 def _cosine(c: float, tau_mag: float) -> Rule:
     def rule(rep: Mapping[str, Any]) -> str:
         if any(
             p["late_conflict_rate"] >= 0.5 and p["late_mean_cosine"] <= -c for p in rep["pairs"]
         ):
             return "adapters"
-        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+        return _magnitude(rep, tau_mag)
 
     return rule
 
@@ -68,7 +73,7 @@ def _update(u: float, tau_mag: float) -> Rule:
     def rule(rep: Mapping[str, Any]) -> str:
         if rep.get("update_conflict_share", 0.0) >= u:
             return "adapters"
-        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+        return _magnitude(rep, tau_mag)
 
     return rule
 
@@ -78,7 +83,7 @@ def _alignment(a: float, tau_mag: float) -> Rule:
         score = rep.get("late_mean_alignment")
         if score is not None and score <= a:
             return "adapters"
-        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+        return _magnitude(rep, tau_mag)
 
     return rule
 
@@ -90,7 +95,7 @@ def _after_reweight(t: float, tau_mag: float) -> Rule:
             return diagnose_report(rep).strategy
         if max((p["late_conflict_rate"] for p in after["pairs"]), default=0.0) >= t:
             return "adapters"
-        return "reweight" if rep["median_imbalance"] >= tau_mag else "none"
+        return _magnitude(rep, tau_mag)
 
     return rule
 

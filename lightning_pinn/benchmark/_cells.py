@@ -22,6 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lightning_pinn import problems
+from lightning_pinn.callbacks._switching import intervention_map
+from lightning_pinn.callbacks._trial import max_candidates, max_discarded_steps
 from lightning_pinn.run import (
     RunConfig,
     apply_recipe,
@@ -30,6 +32,7 @@ from lightning_pinn.run import (
     oversubscription,
     run_experiment,
 )
+from lightning_pinn.run._recipes import lbfgs_phase
 from lightning_pinn.strategies import strategy_names
 
 __all__ = [
@@ -66,7 +69,11 @@ RUN_OPTIONS = (
     "trial_score",
 )
 _GUARDED_ONLY = ("trial_steps", "trial_score")
-_MAX_TRIALS = 3  # the diagnosed intervention, none and reweight (the default candidates)
+
+
+def _trial_steps(steps: int, run_options: Mapping[str, Any]) -> int:
+    """An ``auto-guarded`` cell's trial length: the run option, else a fraction of the steps."""
+    return run_options.get("trial_steps") or max(1, round(GUARDED_TRIAL_FRACTION * steps))
 
 
 def machine() -> str:
@@ -166,9 +173,7 @@ class Cell:
         strategy = self.strategy
         if strategy == GUARDED:
             strategy = "auto"
-            run_options.setdefault(
-                "trial_steps", max(1, round(GUARDED_TRIAL_FRACTION * self.steps))
-            )
+            run_options["trial_steps"] = _trial_steps(self.steps, run_options)
         cfg = RunConfig(
             problem=self.problem,
             max_steps=self.steps,
@@ -299,20 +304,21 @@ def make_cells(
 def _check_trials(
     problem: str, steps: int, probe: int, run_options: Mapping[str, Any], recipe: Any
 ) -> None:
-    """What an ``auto-guarded`` cell's setup would refuse, raised before any cell runs."""
-    trial = run_options.get("trial_steps") or max(1, round(GUARDED_TRIAL_FRACTION * steps))
-    needed = probe + _MAX_TRIALS * trial
-    if needed >= steps:
+    """What an ``auto-guarded`` cell's setup would refuse (default candidates and
+    interventions), raised before any cell runs."""
+    trial = _trial_steps(steps, run_options)
+    interventions = intervention_map(None)
+    most = max_candidates(None, interventions)
+    if probe + most * trial >= steps:
         raise ValueError(
             f"{problem}: auto-guarded cells of {steps} steps leave no step after the probe "
-            f"({probe}) and up to {_MAX_TRIALS} trials of {trial} steps; lower --trial-steps "
+            f"({probe}) and up to {most} trials of {trial} steps; lower --trial-steps "
             "or --probe-steps, or raise --steps"
         )
-    lbfgs = (recipe.lbfgs or {}) if recipe is not None else {}
-    if "after_fraction" in lbfgs or "after" in lbfgs:
-        # a fraction is placed on the steps the losing trials leave (lightning_pinn.run)
-        module_steps = steps - (_MAX_TRIALS - 1) * trial
-        after = lbfgs.get("after", round(lbfgs.get("after_fraction", 0) * module_steps))
+    if recipe is not None and recipe.lbfgs is not None:
+        # placed as `lightning-pinn run` places it: on the steps the losing trials leave
+        module_steps = steps - max_discarded_steps(trial, None, interventions)
+        after = lbfgs_phase(recipe.lbfgs, module_steps)["after"]
         if after < probe + trial:
             raise ValueError(
                 f"{problem}: the recipe's L-BFGS phase starts at step {after}, before the "

@@ -170,13 +170,14 @@ def selection_accuracy(
     accuracy = sum(r["hit"] for r in rows) / len(rows) if rows else None
     # The `auto` runs themselves (probe, then switch mid-run; guarded: trials decide) against
     # the same best, and the guarded runs against `none`.
-    run_accuracy = {}
+    run_accuracy, runs = {}, {}
     for name, field in (("auto", "auto_median"), ("guarded", "guarded_median")):
-        runs = [r for r in rows if r[field] is not None]
-        for r in runs:
+        runs[name] = [r for r in rows if r[field] is not None]
+        for r in runs[name]:
             r[f"{name}_hit"] = r[field] <= TOLERANCE * r["medians"][r["best"]]
-        run_accuracy[name] = sum(r[f"{name}_hit"] for r in runs) / len(runs) if runs else None
-    guarded = [r for r in rows if r["guarded_median"] is not None]
+        hits = [r[f"{name}_hit"] for r in runs[name]]
+        run_accuracy[name] = sum(hits) / len(hits) if hits else None
+    guarded = runs["guarded"]
     guarded_vs_none = (
         sum(r["guarded_median"] <= TOLERANCE * r["medians"]["none"] for r in guarded) / len(guarded)
         if guarded

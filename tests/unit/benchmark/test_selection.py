@@ -8,6 +8,18 @@ import pytest
 from lightning_pinn import benchmark
 
 
+def _script(name):
+    """A script of ``benchmarks/`` loaded as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _report(rate, cos, imb):
     return {
         "regime": "x",
@@ -160,13 +172,7 @@ def test_a_custom_rule_replaces_the_thresholds():
 
 
 def test_rule_families_choose_on_the_calibration_half_only():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
-    spec = importlib.util.spec_from_file_location("rule_families", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("rule_families")
     records = _records()
     for r in records:
         if r["report"]:
@@ -181,13 +187,7 @@ def test_rule_families_choose_on_the_calibration_half_only():
 
 
 def test_budget_table_reads_the_validation_curve():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[3] / "benchmarks" / "budget_table.py"
-    spec = importlib.util.spec_from_file_location("budget_table", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("budget_table")
     record = {
         "problem": "burgers",
         "strategy": "auto",
@@ -212,13 +212,7 @@ def test_halves_of_registered_configs_do_not_move_when_results_are_added():
 
 
 def test_adapter_choice_scores_a_variant_against_the_default():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[3] / "benchmarks" / "adapter_choice.py"
-    spec = importlib.util.spec_from_file_location("adapter_choice", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("adapter_choice")
     base = {
         ("a", "none"): 1.0,
         ("a", "reweight"): 0.5,
@@ -310,13 +304,7 @@ def test_guarded_runs_are_scored_against_the_best_and_against_none():
 
 
 def test_alignment_and_after_reweight_rule_families():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
-    spec = importlib.util.spec_from_file_location("rule_families", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("rule_families")
     records = _records()
     # alignment low where adapters win (dir); conflict stays under reweighting only there
     for r in records:
@@ -336,13 +324,7 @@ def test_alignment_and_after_reweight_rule_families():
 
 
 def test_trial_scores_rank_candidates_from_their_held_out_losses():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[3] / "benchmarks" / "trial_scores.py"
-    spec = importlib.util.spec_from_file_location("trial_scores", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("trial_scores")
     assert module.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     assert module.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert module.spearman([1, 1], [1, 2]) is None
@@ -423,15 +405,9 @@ def test_guarded_cells_that_cannot_run_their_trials_fail_when_made():
 
 
 def test_recipe_vs_before_compares_the_recipes_own_strategy_with_the_best_before():
-    import importlib.util
-    from pathlib import Path
-
     from lightning_pinn.run import load_recipe
 
-    path = Path(__file__).parents[3] / "benchmarks" / "recipe_vs_before.py"
-    spec = importlib.util.spec_from_file_location("recipe_vs_before", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("recipe_vs_before")
 
     def rec(problem, strategy, value, seed=0, steps=2000):
         return {
@@ -467,9 +443,6 @@ def test_recipe_vs_before_compares_the_recipes_own_strategy_with_the_best_before
 
 
 def test_analysis_of_a_map_with_an_empty_held_out_half_prints_na(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from lightning_pinn.cli import main
 
     records = [r for r in _records() if r["problem"] == "dir"]  # one configuration so far
@@ -478,9 +451,6 @@ def test_analysis_of_a_map_with_an_empty_held_out_half_prints_na(tmp_path, capsy
     assert main(["benchmark", "--analyze-only", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "held-out half n/a" in out and "auto-guarded runs within 1.25x" in out
-    path = Path(__file__).parents[3] / "benchmarks" / "rule_families.py"
-    spec = importlib.util.spec_from_file_location("rule_families", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("rule_families")
     module.main([str(tmp_path / "results.jsonl")])
     assert "| n/a |" in capsys.readouterr().out
