@@ -28,7 +28,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lightning_pinn.benchmark import machine
+from lightning_pinn.benchmark import machine, worker_pool
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "data" / "accuracy.jsonl"
 
@@ -220,8 +219,7 @@ def _cells(
         for key, seed in todo:
             yield run_cell(key, seed, budget_scale, recipe, points)
         return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    with worker_pool(jobs) as pool:
         futures = [pool.submit(run_cell, k, s, budget_scale, recipe, points) for k, s in todo]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()

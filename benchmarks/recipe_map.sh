@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
-CALIBRATION="poisson_nd-d2 poisson_nd-d5 diffusion_reaction burgers_inverse heat_nd poisson_nd helmholtz-a1 kovasznay thermal_flow helmholtz-a6 convection-b1 convection-b20 allen_cahn wave"
+CALIBRATION="poisson_nd-d2 poisson_nd-d5 diffusion_reaction burgers_inverse heat_nd poisson_nd kovasznay thermal_flow helmholtz-a1 helmholtz-a6 convection-b1 convection-b20 allen_cahn wave"
 HELD_OUT="heat_inverse poisson_inverse burgers poisson_nd-d10 helmholtz-a2 helmholtz klein_gordon poisson_nd-d20 thermoelastic convection-b10 convection-b40 convection poisson_nd-d50"
 problems() {
   case "${1:-calibration}" in

@@ -20,6 +20,7 @@ from lightning_pinn.benchmark._cells import (
     make_cells,
     run_benchmark,
     suite,
+    worker_pool,
 )
 from lightning_pinn.benchmark._figures import plot_regime_map
 from lightning_pinn.benchmark._selection import (
@@ -52,4 +53,5 @@ __all__ = [
     "selection_accuracy",
     "split_configs",
     "suite",
+    "worker_pool",
 ]

@@ -14,6 +14,8 @@ import logging
 import multiprocessing as mp
 import os
 import platform
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +48,7 @@ __all__ = [
     "make_cells",
     "run_benchmark",
     "suite",
+    "worker_pool",
 ]
 
 GUARDED = "auto-guarded"
@@ -368,8 +371,7 @@ def run_benchmark(
             for cell in todo:
                 _append(sink, _run_cell(cell, str(out), threads, points), bar)
         else:
-            ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            with worker_pool(jobs) as pool:
                 futures = [pool.submit(_run_cell, c, str(out), threads, points) for c in todo]
                 try:
                     for future in cf.as_completed(futures):
@@ -383,6 +385,28 @@ def run_benchmark(
     if bar is not None:
         bar.close()
     return load_results(results)
+
+
+def worker_pool(jobs: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``jobs`` spawned processes that exit when the process that made them dies.
+
+    Killing a benchmark (``kill PID``, a job scheduler's time limit) kills only the parent; its
+    workers would otherwise train their cells to the end on cores nobody reads, and a worker
+    inside Lightning ignores ``SIGTERM``. Each worker polls its parent (once a second, in a
+    daemon thread) and exits when it has gone."""
+    ctx = mp.get_context("spawn")
+    return cf.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+    )
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _append(sink: TextIO, record: dict, bar: tqdm | None) -> None:

@@ -1,6 +1,11 @@
 """The quick suite end to end with a tiny budget, and resume skipping finished cells."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -142,3 +147,46 @@ def test_a_failing_cell_stops_the_run_without_running_the_queued_cells(tmp_path)
     # queued a few more; the rest were cancelled instead of trained to the end
     started = list((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
     assert len(started) < 12
+
+
+_ORPHAN_PARENT = """
+import os, sys, time
+from lightning_pinn.benchmark import worker_pool
+
+def nap(path):
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    pool = worker_pool(1)
+    pool.submit(nap, sys.argv[1])
+    time.sleep(120)
+"""
+
+
+def test_workers_exit_when_the_benchmark_process_is_killed(tmp_path):
+    """``kill`` of a running benchmark (a scheduler's time limit) must not leave its workers
+    training on the cores: they exit within seconds of their parent."""
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    pid_file = tmp_path / "worker.pid"
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent by 10 s")
