@@ -15,9 +15,9 @@ committed like the regime map's records) and a re-run skips the cells already th
 measurement continues where it stopped. The table gives, per row, the median over the seeds
 found of the final rel L2, the training wall time, the cell's CPU time (one thread: what the
 wall time would be on a free core; it does not grow when other work shares the cores) and
-the steps trained, and the published
-number with its recipe and hardware (issue 13). Records carry the recipe file's digest: after a
-recipe changes, its row is run again and only the records of the current version are tabled.
+the steps trained, and the published number with its recipe and hardware (issue 13). Records
+carry the recipe's digest (of its settings; comments do not count): after a recipe's settings
+change, its row is run again and only the records of the current version are tabled.
 
 The full table is hours of CPU: run it on a machine you do not share, or a row at a time.
 """

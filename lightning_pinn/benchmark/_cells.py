@@ -145,7 +145,7 @@ class Cell:
     options: tuple[tuple[str, Any], ...] = ()  # module options (ablations), sorted pairs
     run_options: tuple[tuple[str, Any], ...] = ()  # RUN_OPTIONS fields (lr schedule), sorted
     recipe: str | None = None  # a recipe name or path: the problem's set-up (None: none)
-    recipe_digest: str | None = None  # the recipe file's digest when the cell was made
+    recipe_digest: str | None = None  # the recipe's digest when the cell was made
 
     @property
     def key(self) -> str:

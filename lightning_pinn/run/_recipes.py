@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,16 @@ class Recipe:
 
     @property
     def digest(self) -> str:
-        """The first 12 hex digits of the SHA-1 of the recipe file's bytes (of ``source``
-        itself when it is not a file): records made with one version of a recipe say which."""
-        path = Path(self.source) if self.source else None
-        text = path.read_bytes() if path is not None and path.is_file() else str(self.source)
-        return hashlib.sha1(text if isinstance(text, bytes) else text.encode()).hexdigest()[:12]
+        """The first 12 hex digits of the SHA-1 of the recipe's settings (every field but
+        ``name`` and ``source``, as sorted JSON): records made with one version of a recipe say
+        which. Comments, layout and spelling out a default do not change it."""
+        settings = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("name", "source")
+        }
+        text = json.dumps(settings, sort_keys=True, default=repr)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def recipe_names(recipe_dir: Path | str = RECIPE_DIR) -> list[str]:

@@ -45,6 +45,22 @@ def test_named_recipe_and_path(tmp_path):
     assert (recipe.name, recipe.steps, recipe.lr, recipe.source) == ("mine", 7, 0.01, str(path))
 
 
+def test_digest_follows_the_settings_not_the_text(tmp_path):
+    """Records are keyed by the digest: a comment or a reordering must not orphan them, and a
+    changed setting must."""
+
+    def digest(name, text):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        return load_recipe("burgers", str(path)).digest
+
+    base = digest("a", "steps: 7\nlr: 0.01\nrule: {name: gradnorm, every: 100}\n")
+    same = digest("b", "# a comment\nrule:\n  every: 100\n  name: gradnorm\nlr: 1.0e-2\nsteps: 7\n")
+    assert same == base
+    assert digest("c", "steps: 7\nlr: 0.01\nrule: {name: gradnorm, every: 50}\n") != base
+    assert digest("d", "steps: 8\nlr: 0.01\nrule: {name: gradnorm, every: 100}\n") != base
+
+
 def test_unknown_recipe_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown recipe 'fancy'") as err:
         load_recipe("burgers", "fancy")
