@@ -222,7 +222,7 @@ def test_benchmark_gives_one_thread_per_process_with_several_jobs(tmp_path, monk
 
     monkeypatch.setattr(_cells, "_run_cell", fake_cell)
     monkeypatch.setattr(
-        _cells.cf, "ProcessPoolExecutor", lambda max_workers, mp_context: cf.ThreadPoolExecutor(2)
+        _cells.cf, "ProcessPoolExecutor", lambda max_workers, **_: cf.ThreadPoolExecutor(2)
     )
     cells = benchmark.make_cells(["burgers"], ["none", "reweight"], [0], 4, 2)
     _cells.run_benchmark(cells, tmp_path / "a", jobs=2, progress=False)
