@@ -73,9 +73,11 @@ def oversubscription(threads: int, processes: int = 1) -> str | None:
     if wanted <= max(1.0, free):
         return None
     who = f"{processes} processes x {threads} threads" if processes > 1 else f"{threads} threads"
+    # One thread per process already: the only remedy left is fewer processes.
+    fix = "pass --threads 1" if threads > 1 else f"pass --jobs {max(1, int(free))}"
     return (
         f"{who} but only {free:.1f} of {available_cores()} cores are free (load average); "
-        "expect a slowdown, or pass --threads 1"
+        f"expect a slowdown, or {fix}"
     )
 
 

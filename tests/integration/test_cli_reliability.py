@@ -190,6 +190,14 @@ def test_threads_flag_default_and_oversubscription_notice(monkeypatch, capsys):
     assert capsys.readouterr().err == ""  # one thread never oversubscribes
 
 
+def test_oversubscription_notice_advises_what_is_left_to_change(monkeypatch):
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1.4)
+    notice = _threads.oversubscription(threads=1, processes=2)
+    assert notice is not None and "--jobs 1" in notice and "--threads 1" not in notice
+    assert "--threads 1" in _threads.oversubscription(threads=2, processes=2)
+    assert _threads.oversubscription(threads=1, processes=1) is None
+
+
 def test_default_threads_one_per_process_when_shared(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(_threads, "available_cores", lambda: 16)
