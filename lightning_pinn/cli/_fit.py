@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
 from lightning_pinn.problems import Problem, ProblemModule
 from lightning_pinn.run import TRAINER_DEFAULTS, progress_callbacks, save_prediction
+from lightning_pinn.run._trainer import quiet_lightning
 from lightning_pinn.strategies import strategy_option_names
 
 __all__ = ["ConfigProblemModule", "PINNLightningCLI", "ProblemDataModule", "fit_main"]
@@ -225,8 +225,7 @@ class PINNLightningCLI(LightningCLI):
     def after_fit(self) -> None:
         """Validate once more, print the summary, save the prediction figure (rank 0)."""
         trainer, model = self.trainer, self.model
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        with quiet_lightning():
             val = trainer.validate(model, datamodule=self.datamodule, verbose=False)
         if not trainer.is_global_zero:
             return

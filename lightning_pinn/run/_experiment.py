@@ -25,7 +25,7 @@ from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
 from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
 from lightning_pinn.run._threads import ThreadGovernor, default_threads
-from lightning_pinn.run._trainer import build_trainer, make_logger
+from lightning_pinn.run._trainer import build_trainer, make_logger, quiet_lightning
 
 __all__ = ["LossCurve", "ValidationCurve", "format_summary", "run_experiment"]
 
@@ -181,14 +181,11 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         callbacks.append(ckpt)
     trainer = build_trainer(cfg, callbacks, logger)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        # Manual optimization: checkpoints hold the state after the step, which is what a
-        # resumed run needs; Lightning's note about pre-optimization state does not apply.
-        warnings.filterwarnings("ignore", ".*no pre-optimization state was saved.*")
+    with quiet_lightning():
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - t0
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    with quiet_lightning():
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     log_dir = run_dir if run_dir is not None else _log_dir(trainer, cfg, name)
     outputs = _save_outputs(trainer, module, problem, log_dir, conflict, logger, cfg.plots)
     summary: dict[str, Any] = {

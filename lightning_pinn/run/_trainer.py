@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,32 @@ __all__ = [
     "build_trainer",
     "claim_version_dir",
     "make_logger",
+    "quiet_lightning",
     "resumed_version_dir",
 ]
 
 _VERSION = re.compile(r"version_(\d+)")
 _RUN_DIR_ENV = "LIGHTNING_PINN_RUN_DIR"  # rank 0's version folder, for the DDP ranks it starts
+
+
+# Lightning's notices that do not apply to a PINN run: collocation batches come from an
+# in-memory sampler (no workers to add); manual optimisation saves the state after the step,
+# which is what a resumed run needs; and Lightning 2.6's combined loader uses torch's
+# deprecated ``LeafSpec`` on every fit and validate (its own deprecation, nothing a user can do).
+_LIGHTNING_NOISE = (
+    ".*does not have many workers.*",
+    ".*no pre-optimization state was saved.*",
+    ".*isinstance.treespec, LeafSpec.*",
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence :data:`_LIGHTNING_NOISE` (and only it) around ``fit`` / ``validate``."""
+    with warnings.catch_warnings():
+        for message in _LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message)
+        yield
 
 
 def claim_version_dir(root: str | Path) -> Path:

@@ -162,3 +162,28 @@ def test_guarded_switch_flags_reach_the_config_and_are_checked(seen_config, caps
     with pytest.raises(SystemExit):  # a flag's value: argparse's usage error
         main(["run", "burgers", "--trial-steps", "5", "--candidates", "none,magic"])
     assert "unknown candidate(s) ['magic']" in capsys.readouterr().err
+
+
+def test_a_run_shows_none_of_lightnings_inapplicable_notices(tmp_path):
+    import warnings
+
+    from lightning_pinn.run import run_experiment
+
+    cfg = RunConfig(
+        problem="burgers",
+        out=str(tmp_path),
+        logger="none",
+        progress_bar=False,
+        plots=False,
+        checkpoint=False,
+        threads=1,
+        max_steps=4,
+        probe_steps=2,
+        points={"residual": 16, "initial": 4},
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # as a user's shell shows them
+        run_experiment(cfg)
+    messages = [str(w.message) for w in seen]
+    for noise in ("LeafSpec", "does not have many workers", "no pre-optimization state"):
+        assert not any(noise in m for m in messages), messages
