@@ -18,6 +18,11 @@ candidate's trial would have ended):
 
 Both on the calibration and the held-out half (:func:`lightning_pinn.benchmark.split_configs`);
 choose the score on the calibration half. Prints a markdown table.
+
+A second table replays the margin (``ConflictCallback(trial_margin=m)``): the diagnosis's
+first-ranked candidate is kept unless another's score times ``1 + m`` is below its own. For each
+score and margin it gives ``pick`` as above and the geometric mean of the picked candidates'
+final errors. ``m = inf`` is the diagnosis alone among the tried candidates.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from lightning_pinn.benchmark import GUARDED, TOLERANCE, load_results, split_configs
 
 SCORES = ("geomean", "sum", "residual")
+MARGINS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, math.inf)
 
 
 def score_key(losses: Sequence[float], how: str) -> float:
@@ -38,10 +44,23 @@ def score_key(losses: Sequence[float], how: str) -> float:
     if not all(math.isfinite(x) for x in losses):
         return math.inf
     if how == "geomean":
-        return sum(math.log(max(x, 1e-300)) for x in losses)
+        return sum(math.log(max(x, 1e-300)) for x in losses) / len(losses)
     if how == "sum":
         return sum(losses)
     return losses[0]
+
+
+def score_value(losses: Sequence[float], how: str) -> float:
+    """The trial score up to a factor shared by all candidates (their losses before the trials
+    are the same), so ratios between candidates are the callback's."""
+    key = score_key(losses, how)
+    return math.exp(key) if how == "geomean" else key
+
+
+def pick_with_margin(values: Sequence[float], margin: float) -> int:
+    """The callback's choice: index 0 (the diagnosis's first) unless beaten by ``1 + margin``."""
+    best = min(range(len(values)), key=lambda i: values[i])
+    return 0 if values[0] <= values[best] * (1.0 + margin) else best
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -79,6 +98,7 @@ def cases(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         trial = (r.get("report") or {}).get("trial")
         if r["strategy"] != GUARDED or not trial:
             continue
+        trial = sorted(trial, key=lambda t: t.get("rank", 0))  # the diagnosis's order
         rows = [
             (
                 t["candidate"],
@@ -117,6 +137,33 @@ def evaluate(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def evaluate_margins(
+    records: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, float], dict[str, dict[str, Any]]]:
+    """``{(score, margin): {half: {"pick", "geomean_error", "n"}}}`` over the guarded cases
+    whose diagnosis-ranked first candidate has a fixed-strategy run."""
+    all_cases = cases(records)
+    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
+    out: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+    for how in SCORES:
+        for margin in MARGINS:
+            out[how, margin] = {}
+            for half, configs in (("calibration", calib), ("held_out", held)):
+                picks, logs = [], []
+                for case in (c for c in all_cases if c["config"] in configs):
+                    errors = [final for _, _, final in case["rows"]]
+                    values = [score_value(losses, how) for _, losses, _ in case["rows"]]
+                    error = errors[pick_with_margin(values, margin)]
+                    picks.append(error <= TOLERANCE * min(errors))
+                    logs.append(math.log(max(error, 1e-300)))
+                out[how, margin][half] = {
+                    "pick": sum(picks) / len(picks) if picks else None,
+                    "geomean_error": math.exp(statistics.fmean(logs)) if logs else None,
+                    "n": len(picks),
+                }
+    return out
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
@@ -136,6 +183,21 @@ def main(argv: list[str]) -> None:
         print(
             f"| {how} | {fmt(c['pick'], True)} | {fmt(c['spearman'], False)} | "
             f"{fmt(h['pick'], True)} | {fmt(h['spearman'], False)} | {c['n']} / {h['n']} |"
+        )
+    print()
+    print(
+        "| score | margin | calibration pick | calibration geomean error | held-out pick "
+        "| held-out geomean error |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for (how, margin), halves in evaluate_margins(
+        r for path in argv for r in load_results(path)
+    ).items():
+        c, h = halves["calibration"], halves["held_out"]
+        err = [("—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}") for x in (c, h)]
+        print(
+            f"| {how} | {margin:g} | {fmt(c['pick'], True)} | {err[0]} | "
+            f"{fmt(h['pick'], True)} | {err[1]} |"
         )
 
 

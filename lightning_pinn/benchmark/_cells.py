@@ -70,8 +70,9 @@ RUN_OPTIONS = (
     "val_every",
     "trial_steps",
     "trial_score",
+    "trial_margin",
 )
-_GUARDED_ONLY = ("trial_steps", "trial_score")
+_GUARDED_ONLY = ("trial_steps", "trial_score", "trial_margin")
 
 
 def _trial_steps(steps: int, run_options: Mapping[str, Any]) -> int:
@@ -253,7 +254,8 @@ def make_cells(
             the default of ``lightning-pinn run``).
         options: PINNModule options for every cell (an ablation of the method).
         run_options: the optimiser schedule of every cell (keys from :data:`RUN_OPTIONS`);
-            ``trial_steps``/``trial_score`` apply to ``auto-guarded`` cells only.
+            ``trial_steps``/``trial_score``/``trial_margin`` apply to ``auto-guarded`` cells
+            only.
         recipe: train every cell with its problem's recipe (``"default"``), a named recipe or
             a YAML path (``examples/recipes/``); the cell's strategy, steps, probe window and
             run options override the recipe's. ``None``: the plain set-up of the suites.

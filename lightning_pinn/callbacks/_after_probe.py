@@ -32,6 +32,7 @@ class AfterProbe:
         candidates: list[str | Strategy] | None,
         trial_steps: int | None,
         trial_score: TrialScore,
+        trial_margin: float,
         reprobe_every: int | None,
         reprobe_steps: int | None,
         tau_dir: float,
@@ -41,6 +42,7 @@ class AfterProbe:
         self.interventions, self.options = interventions, options
         self.candidates, self.output_dir = candidates, output_dir
         self.trial_steps, self.trial_score = trial_steps, trial_score
+        self.trial_margin = trial_margin
         self.trial: GuardedTrial | None = None
         self.reprobe: Reprober | None = None
         if reprobe_every is not None:
@@ -96,7 +98,9 @@ class AfterProbe:
 
     def _new_trial(self, regime: str) -> GuardedTrial:
         ranked = rank_candidates(self.interventions[regime], self.candidates)
-        return GuardedTrial(self.trial_steps or 0, self.trial_score, self.options, ranked)
+        return GuardedTrial(
+            self.trial_steps or 0, self.trial_score, self.options, ranked, self.trial_margin
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {

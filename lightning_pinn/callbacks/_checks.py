@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import lightning as L
@@ -52,8 +53,10 @@ def check_run(
     return pl_module
 
 
-def check_trial_arguments(trial_steps: object, auto_switch: bool, trial_score: object) -> None:
-    """Raise for a bad ``trial_steps`` or ``trial_score`` (in the constructor)."""
+def check_trial_arguments(
+    trial_steps: object, auto_switch: bool, trial_score: object, trial_margin: object = 0.0
+) -> None:
+    """Raise for a bad ``trial_steps``, ``trial_score`` or ``trial_margin`` (constructor)."""
     if trial_steps is not None and (
         isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps <= 0
     ):
@@ -62,6 +65,16 @@ def check_trial_arguments(trial_steps: object, auto_switch: bool, trial_score: o
         raise ValueError("trial_steps needs auto_switch=True (the trials end in a switch)")
     if trial_score not in TRIAL_SCORES:
         raise ValueError(f"trial_score must be one of {TRIAL_SCORES}, got {trial_score!r}")
+    if (
+        isinstance(trial_margin, bool)
+        or not isinstance(trial_margin, int | float)
+        or not math.isfinite(trial_margin)
+        or trial_margin < 0
+    ):
+        raise ValueError(
+            f"trial_margin must be a finite number >= 0 (0: the best score wins), "
+            f"got {trial_margin!r}"
+        )
 
 
 def check_reprobe_arguments(

@@ -98,6 +98,12 @@ class ConflictCallback(Callback):
         trial_score: ``"geomean"`` (geometric mean over losses of the unweighted held-out
             loss ratio after/before), ``"sum"`` (ratio of the unweighted sums) or
             ``"residual"`` (the first loss's ratio); lower is better.
+        trial_margin: how much better another candidate must score to replace the
+            diagnosis's first choice: it is kept unless the best score times
+            ``1 + trial_margin`` is below its own. ``0`` (default): the best score wins.
+            Short trials favour the candidate that changes least (a switch costs a transient
+            that the trial sees and the rest of the run does not); a margin lets the trials
+            veto a clearly worse choice without overruling the diagnosis on noise.
         reprobe_every: after the switch, profile again every this many steps (a window of
             ``reprobe_steps``, default ``min(probe_steps, reprobe_every)``) and step back to
             ``reweight`` or ``none`` when the rule no longer calls for more; logged as
@@ -128,6 +134,7 @@ class ConflictCallback(Callback):
         trial_steps: int | None = None,
         candidates: Sequence[str | Strategy] | None = None,
         trial_score: TrialScore = "geomean",
+        trial_margin: float = 0.0,
         reprobe_every: int | None = None,
         reprobe_steps: int | None = None,
     ) -> None:
@@ -139,11 +146,12 @@ class ConflictCallback(Callback):
         if rate_window is not None and rate_window < 1:
             raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
         validate_thresholds(tau_dir, tau_mag)
-        check_trial_arguments(trial_steps, auto_switch, trial_score)
+        check_trial_arguments(trial_steps, auto_switch, trial_score, trial_margin)
         window = check_reprobe_arguments(reprobe_every, reprobe_steps, probe_steps, auto_switch)
         self.trial_steps = trial_steps
         self.candidates = check_candidates(candidates)
         self.trial_score: TrialScore = trial_score
+        self.trial_margin = float(trial_margin)
         self.reprobe_every, self.reprobe_steps = reprobe_every, window
         self.probe_steps = probe_steps
         self.auto_switch = auto_switch
@@ -299,7 +307,8 @@ class ConflictCallback(Callback):
         return AfterProbe(
             interventions=self.interventions, options=self.strategy_options,
             candidates=self.candidates, trial_steps=self.trial_steps,
-            trial_score=self.trial_score, reprobe_every=self.reprobe_every,
+            trial_score=self.trial_score, trial_margin=self.trial_margin,
+            reprobe_every=self.reprobe_every,
             reprobe_steps=self.reprobe_steps, tau_dir=self.tau_dir, tau_mag=self.tau_mag,
             output_dir=self.output_dir,
         )  # fmt: skip

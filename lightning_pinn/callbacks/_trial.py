@@ -96,9 +96,11 @@ class GuardedTrial:
         score: TrialScore,
         options: Mapping[str, Any],
         candidates: list[str | Strategy],
+        margin: float = 0.0,
     ) -> None:
         self.steps = steps
         self.score = score
+        self.margin = margin  # the diagnosis's first choice stands unless beaten by this much
         self.options = dict(options)  # strategy_options of a candidate given by name
         self.candidates = candidates  # in the diagnosis's order
         self.current = -1  # index of the candidate being trained; -1: not started
@@ -153,6 +155,7 @@ class GuardedTrial:
             trial_steps=self.steps,
             trial_steps_spent=self.steps * len(self.results),
             trial_score=self.score,
+            trial_margin=self.margin,
         )
 
     def _choose(self, trainer: L.Trainer, module: PINNModule) -> None:
@@ -163,6 +166,8 @@ class GuardedTrial:
         after = reduce(torch.stack(self.after).to(module.device), reduce_op="mean").cpu()  # (n, K)
         scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("inf")), scores)
         best = int(torch.argmin(scores))  # ties: the better diagnosis rank
+        if scores[0] <= scores[best] * (1.0 + self.margin):  # not beaten clearly enough
+            best = 0
         trainer.datamodule.rewind(restore_snapshot(module, trainer, self.ends[best]))
         names = module.loss_names
         self.results = tuple(

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from lightning_pinn import benchmark
 from lightning_pinn.cli._flags import argparse_type
-from lightning_pinn.run._parsers import json_object, parse_points, positive_int
+from lightning_pinn.run._parsers import (
+    json_object,
+    non_negative_float,
+    parse_points,
+    positive_int,
+)
 
 __all__ = ["add_benchmark"]
 
@@ -90,6 +95,14 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         choices=["geomean", "sum", "residual"],
         default=None,
         help="auto-guarded cells: the trial score (default: geomean)",
+    )
+    p.add_argument(
+        "--trial-margin",
+        type=argparse_type(non_negative_float),
+        default=None,
+        help="auto-guarded cells: keep the diagnosis's first choice unless another "
+        "candidate's trial score times (1 + margin) is below its own (default: 0, the best "
+        "score wins)",
     )
     p.add_argument(
         "--val-every",

@@ -78,6 +78,8 @@ class ConflictReport:
         trial_steps: steps per candidate of the guarded switch (0: none).
         trial_steps_spent: training steps the trials took from the budget.
         trial_score: the score used (``"geomean"``, ``"sum"`` or ``"residual"``).
+        trial_margin: the margin by which another candidate had to beat the diagnosis's first
+            choice (``ConflictCallback(trial_margin=...)``; 0: the best score won).
         reprobes: the re-probes after the switch, each ``{"step", "regime", "strategy",
             "switched_to"}`` (``switched_to`` None when the strategy was kept).
 
@@ -106,6 +108,7 @@ class ConflictReport:
     trial_steps: int = 0
     trial_steps_spent: int = 0
     trial_score: str | None = None
+    trial_margin: float = 0.0
     reprobes: tuple[dict[str, Any], ...] = ()
 
     def pair(self, first: str, second: str) -> PairStatistics:
@@ -179,7 +182,9 @@ class ConflictReport:
         ]
         if self.trial:
             how = self.trial_score or "geomean"
-            lines += trial_markdown(self.trial, self.trial_steps, self.trial_steps_spent, how)
+            lines += trial_markdown(
+                self.trial, self.trial_steps, self.trial_steps_spent, how, self.trial_margin
+            )
             lines.append("")
         for e in self.reprobes:
             after = f"stepped back to {e['switched_to']}" if e["switched_to"] else "kept"

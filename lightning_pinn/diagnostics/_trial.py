@@ -73,12 +73,15 @@ class TrialResult:
         return cls(**{**data, "losses": dict(data["losses"])})
 
 
-def trial_markdown(rows: Sequence[TrialResult], steps: int, spent: int, how: str) -> list[str]:
+def trial_markdown(
+    rows: Sequence[TrialResult], steps: int, spent: int, how: str, margin: float = 0.0
+) -> list[str]:
     """Markdown lines of the trial table."""
+    kept = f"; the first-ranked kept unless beaten by a factor {1 + margin:g}" if margin else ""
     lines = [
         "",
         f"### Guarded switch: {len(rows)} candidates x {steps} steps ({spent} steps spent), "
-        f"score {how} of the held-out loss ratios (lower is better)",
+        f"score {how} of the held-out loss ratios (lower is better{kept})",
         "",
         "| candidate | score | diagnosis rank | chosen |",
         "|---|---:|---:|:---:|",

@@ -17,6 +17,7 @@ from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, TrialSc
 from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._parsers import (
     json_object,
+    non_negative_float,
     parse_candidates,
     parse_devices,
     parse_interventions,
@@ -136,6 +137,12 @@ class RunConfig:
         "geomean",
         "score of a trial (lower is better): geomean of the unweighted held-out loss ratios, "
         "sum (ratio of their sums) or residual (the first loss's ratio)",
+    )
+    trial_margin: float = option(
+        0.0,
+        "guarded switch: keep the diagnosis's first choice unless another candidate's trial "
+        "score times (1 + margin) is below its own (default 0: the best score wins)",
+        parse=non_negative_float,
     )
     candidates: list[str] | None = option(
         None,
@@ -279,6 +286,10 @@ class RunConfig:
         if self.candidates is not None and self.trial_steps is None:
             raise ValueError(
                 "candidates are tried by the guarded switch only: give --trial-steps too"
+            )
+        if self.trial_margin and self.trial_steps is None:
+            raise ValueError(
+                "trial_margin weighs the guarded switch's trials: give --trial-steps too"
             )
         if self.logger not in ("csv", "tensorboard", "wandb", "none"):
             raise ValueError(

@@ -161,6 +161,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         trial_steps=cfg.trial_steps,
         candidates=cfg.candidates,
         trial_score=cfg.trial_score,
+        trial_margin=cfg.trial_margin,
     )
     curve = LossCurve()
     val_curve = ValidationCurve()

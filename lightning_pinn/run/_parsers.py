@@ -14,6 +14,7 @@ from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "json_object",
+    "non_negative_float",
     "parse_candidates",
     "parse_devices",
     "parse_interventions",
@@ -50,6 +51,21 @@ def positive_float(text: str | float) -> float:
         raise ValueError(f"expected a positive number, got {text!r}") from None
     if not value > 0:
         raise ValueError(f"expected a positive number, got {value}")
+    return value
+
+
+def non_negative_float(text: str | float) -> float:
+    """``text`` as a finite number >= 0.
+
+    Raises:
+        ValueError: not a number, negative, or not finite.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"expected a finite number >= 0, got {value}")
     return value
 
 

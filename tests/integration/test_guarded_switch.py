@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from lightning_pinn import ConflictCallback
+from lightning_pinn.diagnostics import ConflictReport
 from lightning_pinn.strategies import AdapterStrategy, NoneStrategy
 from lightning_pinn.strategies._registry import _REGISTRY
 
@@ -127,6 +128,35 @@ def test_known_worse_candidate_is_never_chosen(bad, score):
         assert "trial" in cb.report.to_dict() and "### Guarded switch" in cb.report.to_markdown()
 
 
+def test_margin_keeps_the_diagnosis_choice_unless_clearly_beaten():
+    """``trial_margin``: the first-ranked candidate stands unless another one's score times
+    ``1 + margin`` is below its own; the trials themselves do not change."""
+
+    def guarded(margin):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=TRIAL,
+            interventions=_everywhere("ascent"),
+            candidates=["none"],
+            trial_margin=margin,
+        )
+        module, _, _ = _fit(PROBE + 2 * TRIAL + 1, [cb])
+        return cb.report, module
+
+    plain, module = guarded(0.0)
+    worse, better = (r.score for r in plain.trial)
+    assert worse > better and module.strategy_name == "none"  # the best score wins
+    ratio = worse / better
+    for margin, kept in ((ratio - 1) / 2, "none"), (ratio - 1 + 1e-3, "ascent"):
+        report, module = guarded(margin)
+        assert [r.score for r in report.trial] == [r.score for r in plain.trial]
+        assert report.strategy == module.strategy_name == kept
+        assert [r.chosen for r in report.trial] == [kept == "ascent", kept == "none"]
+        assert report.trial_margin == margin
+        assert ConflictReport.from_dict(report.to_dict()).trial_margin == margin
+        assert f"beaten by a factor {1 + margin:g}" in report.to_markdown()
+
+
 def test_without_trial_steps_nothing_changes():
     cb = ConflictCallback(probe_steps=PROBE, interventions=_everywhere("reweight"))
     module, _, _ = _fit(PROBE + 3, [cb])
@@ -175,6 +205,9 @@ def test_bad_arguments():
         ConflictCallback(probe_steps=5, trial_steps=2, trial_score="mean")
     with pytest.raises(ValueError, match="auto_switch"):
         ConflictCallback(probe_steps=5, trial_steps=2, auto_switch=False)
+    for margin in (-0.1, float("nan"), float("inf"), True, "0.2"):
+        with pytest.raises(ValueError, match="trial_margin"):
+            ConflictCallback(probe_steps=5, trial_steps=2, trial_margin=margin)
 
 
 def _fails_in_setup(cb, steps, module=None, datamodule=True, match=""):

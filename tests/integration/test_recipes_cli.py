@@ -152,7 +152,10 @@ def test_guarded_switch_flags_reach_the_config_and_are_checked(seen_config, caps
         "burgers", "--trial-steps", "50", "--trial-score", "sum", "--candidates", "none,surgery"
     )
     assert (cfg.trial_steps, cfg.trial_score, cfg.candidates) == (50, "sum", ["none", "surgery"])
+    assert cfg.trial_margin == 0.0
+    assert seen_config("burgers", "--trial-steps", "5", "--trial-margin", "0.3").trial_margin == 0.3
     for argv, message in (
+        (["--trial-margin", "0.3"], "give --trial-steps too"),
         (["--strategy", "none", "--trial-steps", "5"], "needs strategy auto"),
         (["--no-switch", "--trial-steps", "5"], "needs strategy auto"),
         (["--candidates", "none"], "give --trial-steps too"),

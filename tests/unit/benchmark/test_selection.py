@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -285,6 +286,11 @@ def test_guarded_cells_run_auto_with_trials_and_only_they_take_trial_options(tmp
         ["burgers"], ["auto-guarded"], [0], 200, 50, run_options={"trial_steps": 7}
     )[0]
     assert given.run_config(str(tmp_path), 1, None).trial_steps == 7
+    margin = benchmark.make_cells(
+        ["burgers"], ["auto", "auto-guarded"], [0], 200, 50, run_options={"trial_margin": 0.2}
+    )
+    assert [c.key.endswith("trial_margin=0.2") for c in margin] == [False, True]
+    assert margin[1].run_config(str(tmp_path), 1, None).trial_margin == 0.2
 
 
 def test_guarded_runs_are_scored_against_the_best_and_against_none():
@@ -454,3 +460,35 @@ def test_analysis_of_a_map_with_an_empty_held_out_half_prints_na(tmp_path, capsy
     module = _script("rule_families")
     module.main([str(tmp_path / "results.jsonl")])
     assert "| n/a |" in capsys.readouterr().out
+
+
+def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
+    module = _script("trial_scores")
+    assert module.pick_with_margin([1.0, 0.9], 0.0) == 1
+    assert module.pick_with_margin([1.0, 0.9], 0.2) == 0  # 0.9 * 1.2 >= 1.0: not beaten
+    assert module.pick_with_margin([1.0, 0.5], 0.2) == 1
+    assert module.pick_with_margin([1.0, 0.5], math.inf) == 0
+    # The trial table's rows may be stored in any order: the rank says which came first.
+    records = [
+        {"problem": "c", "strategy": s, "seed": 0, "rel_l2": e}
+        for s, e in (("none", 1.0), ("reweight", 0.1))
+    ]
+    records.append(
+        {
+            "problem": "c",
+            "strategy": "auto-guarded",
+            "seed": 0,
+            "rel_l2": 1.0,
+            "report": {
+                "trial": [
+                    {"candidate": "none", "rank": 2, "losses": {"r": 0.9}},
+                    {"candidate": "reweight", "rank": 1, "losses": {"r": 1.0}},
+                ]
+            },
+        }
+    )
+    result = module.evaluate_margins(records)
+    half = next(h for h in ("calibration", "held_out") if result["residual", 0.0][h]["n"])
+    assert result["residual", 0.0][half]["pick"] == 0.0  # short-term score picks none
+    assert result["residual", 0.2][half]["pick"] == 1.0  # the margin keeps reweight
+    assert result["residual", 0.2][half]["geomean_error"] == pytest.approx(0.1)
