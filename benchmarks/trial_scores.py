@@ -23,6 +23,11 @@ A second table replays the margin (``ConflictCallback(trial_margin=m)``): the di
 first-ranked candidate is kept unless another's score times ``1 + m`` is below its own. For each
 score and margin it gives ``pick`` as above and the geometric mean of the picked candidates'
 final errors. ``m = inf`` is the diagnosis alone among the tried candidates.
+
+A third table replays shorter trials: records made since the trial rows carry ``during`` (the
+held-out losses after 1/4, 1/2 and 3/4 of each trial, equal to what trials that short would
+have ended with) give ``pick`` and the geometric-mean error per fraction of the trial length
+run, on the cases that have them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from lightning_pinn.benchmark import GUARDED, TOLERANCE, load_results, split_con
 
 SCORES = ("geomean", "sum", "residual")
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, math.inf)
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
 def score_key(losses: Sequence[float], how: str) -> float:
@@ -99,17 +105,16 @@ def cases(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if r["strategy"] != GUARDED or not trial:
             continue
         trial = sorted(trial, key=lambda t: t.get("rank", 0))  # the diagnosis's order
-        rows = [
-            (
-                t["candidate"],
-                list(t["losses"].values()),
-                finals.get((r["problem"], t["candidate"], r["seed"])),
-            )
-            for t in trial
+        ran = {t["candidate"]: finals.get((r["problem"], t["candidate"], r["seed"])) for t in trial}
+        kept = [t for t in trial if ran[t["candidate"]] is not None]
+        rows = [(t["candidate"], list(t["losses"].values()), ran[t["candidate"]]) for t in kept]
+        steps = r["report"].get("trial_steps") or 0
+        during = [
+            {round(d["steps"] / steps, 2): list(d["losses"].values()) for d in t.get("during", ())}
+            for t in kept
         ]
-        rows = [row for row in rows if row[2] is not None]
         if len(rows) >= 2:
-            out.append({"config": r["problem"], "seed": r["seed"], "rows": rows})
+            out.append({"config": r["problem"], "seed": r["seed"], "rows": rows, "during": during})
     return out
 
 
@@ -164,6 +169,40 @@ def evaluate_margins(
     return out
 
 
+def evaluate_lengths(
+    records: Iterable[Mapping[str, Any]], how: str = "geomean", margin: float = 0.0
+) -> dict[float, dict[str, dict[str, Any]]]:
+    """``{fraction: {half: {"pick", "geomean_error", "n"}}}``: the choice had the trials been
+    stopped at that fraction of their length, on the cases whose rows all carry it."""
+    all_cases = cases(records)
+    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
+    out: dict[float, dict[str, dict[str, Any]]] = {}
+    for fraction in FRACTIONS:
+        out[fraction] = {}
+        for half, configs in (("calibration", calib), ("held_out", held)):
+            picks, logs = [], []
+            for case in (c for c in all_cases if c["config"] in configs):
+                if fraction == 1.0:
+                    losses = [row[1] for row in case["rows"]]
+                elif all(fraction in d for d in case["during"]):
+                    losses = [d[fraction] for d in case["during"]]
+                else:
+                    continue
+                if not all(d for d in case["during"]):  # compare like with like
+                    continue
+                errors = [final for _, _, final in case["rows"]]
+                values = [score_value(x, how) for x in losses]
+                error = errors[pick_with_margin(values, margin)]
+                picks.append(error <= TOLERANCE * min(errors))
+                logs.append(math.log(max(error, 1e-300)))
+            out[fraction][half] = {
+                "pick": sum(picks) / len(picks) if picks else None,
+                "geomean_error": math.exp(statistics.fmean(logs)) if logs else None,
+                "n": len(picks),
+            }
+    return out
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
@@ -190,14 +229,27 @@ def main(argv: list[str]) -> None:
         "| held-out geomean error |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for (how, margin), halves in evaluate_margins(
-        r for path in argv for r in load_results(path)
-    ).items():
+    records = [r for path in argv for r in load_results(path)]
+    for (how, margin), halves in evaluate_margins(records).items():
         c, h = halves["calibration"], halves["held_out"]
         err = [("—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}") for x in (c, h)]
         print(
             f"| {how} | {margin:g} | {fmt(c['pick'], True)} | {err[0]} | "
             f"{fmt(h['pick'], True)} | {err[1]} |"
+        )
+
+    print()
+    print(
+        "| trial length (fraction run) | calibration pick | calibration geomean error "
+        "| held-out pick | held-out geomean error | cases (cal / held) |"
+    )
+    print("|---:|---:|---:|---:|---:|---|")
+    for fraction, halves in evaluate_lengths(records).items():
+        c, h = halves["calibration"], halves["held_out"]
+        err = [("—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}") for x in (c, h)]
+        print(
+            f"| {fraction:g} | {fmt(c['pick'], True)} | {err[0]} | {fmt(h['pick'], True)} "
+            f"| {err[1]} | {c['n']} / {h['n']} |"
         )
 
 

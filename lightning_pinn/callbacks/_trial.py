@@ -28,10 +28,22 @@ from lightning_pinn.diagnostics import ConflictReport, TrialResult, TrialScore, 
 from lightning_pinn.module import PINNModule
 from lightning_pinn.strategies import Strategy, strategy_names
 
-__all__ = ["DEFAULT_CANDIDATES", "GuardedTrial", "check_candidates", "rank_candidates"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "GuardedTrial",
+    "check_candidates",
+    "rank_candidates",
+    "waypoints",
+]
 
 DEFAULT_CANDIDATES: tuple[str, ...] = ("none", "reweight")
 """Tried besides the diagnosed intervention when ``candidates`` is not given."""
+
+
+def waypoints(steps: int) -> tuple[int, ...]:
+    """The steps inside a trial of ``steps`` after which the held-out losses are also measured
+    (1/4, 1/2 and 3/4 of the way, without 0 and the end), for the report's ``during``."""
+    return tuple(sorted({round(f * steps) for f in (0.25, 0.5, 0.75)} - {0, steps}))
 
 
 def check_candidates(candidates: Sequence[str | Strategy] | None) -> list[str | Strategy] | None:
@@ -109,6 +121,9 @@ class GuardedTrial:
         self.before: Tensor | None = None  # held-out losses at the start [K]
         self.ends: list[dict[str, Any]] = []  # each finished candidate's end snapshot
         self.after: list[Tensor] = []  # each finished candidate's held-out losses [K]
+        self.waypoints = waypoints(steps)
+        self.during: list[Tensor] = []  # the current candidate's losses at its waypoints
+        self.after_during: list[Tensor] = []  # each finished candidate's [W, K]
         self.results: tuple[TrialResult, ...] = ()
 
     @property
@@ -126,10 +141,15 @@ class GuardedTrial:
     def step(self, trainer: L.Trainer, module: PINNModule) -> bool:
         """Count one trained step; at a trial's end move on. True when the trials are over."""
         self.done_steps += 1
+        if self.done_steps in self.waypoints:
+            self.during.append(_held_out_losses(module, trainer))
         if self.done_steps < self.steps:
             return False
         datamodule = trainer.datamodule
         self.after.append(_held_out_losses(module, trainer))
+        k = len(module.loss_names)
+        self.after_during.append(torch.stack(self.during) if self.during else torch.zeros(0, k))
+        self.during = []
         self.ends.append(take_snapshot(module, trainer, datamodule.consumed))
         self.current += 1
         self.done_steps = 0
@@ -164,6 +184,7 @@ class GuardedTrial:
         reduce = trainer.strategy.reduce
         scores = reduce(local.to(module.device), reduce_op="mean").detach().cpu().double()  # (n,)
         after = reduce(torch.stack(self.after).to(module.device), reduce_op="mean").cpu()  # (n, K)
+        during = reduce(torch.stack(self.after_during).to(module.device), reduce_op="mean").cpu()
         scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("inf")), scores)
         best = int(torch.argmin(scores))  # ties: the better diagnosis rank
         if scores[0] <= scores[best] * (1.0 + self.margin):  # not beaten clearly enough
@@ -177,6 +198,13 @@ class GuardedTrial:
                 rank=i + 1,
                 chosen=i == best,
                 losses={n: float(v) for n, v in zip(names, after[i].tolist(), strict=True)},
+                during=tuple(
+                    {
+                        "steps": s,
+                        "losses": {n: float(v) for n, v in zip(names, row.tolist(), strict=True)},
+                    }
+                    for s, row in zip(self.waypoints, during[i], strict=True)
+                ),
             )
             for i, c in enumerate(self.candidates)
         )
@@ -199,6 +227,8 @@ class GuardedTrial:
             "before": to_cpu(self.before),
             "ends": self.ends,
             "after": [to_cpu(a) for a in self.after],
+            "during": [to_cpu(d) for d in self.during],
+            "after_during": [to_cpu(d) for d in self.after_during],
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -213,6 +243,11 @@ class GuardedTrial:
         self.current, self.done_steps = int(state["current"]), int(state["done_steps"])
         self.start, self.ends = state["start"], list(state["ends"])
         self.before, self.after = state["before"], list(state["after"])
+        if "after_during" in state:
+            self.during, self.after_during = list(state["during"]), list(state["after_during"])
+        else:  # a checkpoint from before the waypoints: its trials report no ``during``
+            self.waypoints, self.during = (), []
+            self.after_during = [torch.zeros(0, len(a)) for a in self.after]
         self.results = tuple(TrialResult.from_dict(r) for r in state["results"])
 
 

@@ -57,6 +57,9 @@ class TrialResult:
         chosen: whether training continued from it.
         losses: the unweighted held-out losses at the end of its trial, by loss name (mean
             over DDP ranks).
+        during: the same losses part-way through the trial, ``{"steps": s, "losses": {...}}``
+            after 1/4, 1/2 and 3/4 of its steps (where those differ from 0 and the end), so
+            that shorter trials can be replayed from one run's record.
     """
 
     candidate: str
@@ -64,13 +67,19 @@ class TrialResult:
     rank: int
     chosen: bool
     losses: dict[str, float]
+    during: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["during"] = [dict(d, losses=dict(d["losses"])) for d in self.during]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
-        return cls(**{**data, "losses": dict(data["losses"])})
+        during = tuple(
+            {"steps": int(d["steps"]), "losses": dict(d["losses"])} for d in data.get("during", ())
+        )
+        return cls(**{**data, "losses": dict(data["losses"]), "during": during})
 
 
 def trial_markdown(

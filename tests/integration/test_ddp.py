@@ -66,6 +66,7 @@ def test_two_process_guarded_switch_gives_one_choice(tmp_path):
     assert r0["trial"] and r0["trial"] == r1["trial"]  # scores from each rank's own points
     assert len(r0["trial"]) == 3 and sum(row["chosen"] for row in r0["trial"]) == 1
     assert r0["strategy"] == r1["strategy"] and r0["trial_steps_spent"] == 6
+    assert all([d["steps"] for d in row["during"]] == [1] for row in r0["trial"])  # averaged
     f0, f1 = torch.load(tmp_path / "final0.pt"), torch.load(tmp_path / "final1.pt")
     assert f0.keys() == f1.keys()
     for k in f0:

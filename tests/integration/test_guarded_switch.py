@@ -4,6 +4,7 @@ state, keeps the best by a held-out score, and continues from its end state."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from lightning_pinn import ConflictCallback
-from lightning_pinn.diagnostics import ConflictReport
+from lightning_pinn.callbacks._trial import waypoints
+from lightning_pinn.diagnostics import ConflictReport, TrialResult
 from lightning_pinn.strategies import AdapterStrategy, NoneStrategy
 from lightning_pinn.strategies._registry import _REGISTRY
 
@@ -155,6 +157,32 @@ def test_margin_keeps_the_diagnosis_choice_unless_clearly_beaten():
         assert report.trial_margin == margin
         assert ConflictReport.from_dict(report.to_dict()).trial_margin == margin
         assert f"beaten by a factor {1 + margin:g}" in report.to_markdown()
+
+
+def test_losses_during_a_trial_are_those_a_shorter_trial_ends_with():
+    """``during``: each candidate's held-out losses part-way equal the end losses of a run
+    with trials that short, so one record replays every shorter trial length."""
+
+    def trials(steps):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=steps,
+            interventions=_everywhere("adapters"),
+            candidates=["reweight", "none"],
+        )
+        _fit(PROBE + 3 * steps + 1, [cb])
+        return cb.report.trial
+
+    long = trials(TRIAL)
+    assert waypoints(TRIAL) == (1, 2, 3) and waypoints(2) == (1,) and waypoints(1) == ()
+    for row in long:
+        assert [d["steps"] for d in row.during] == [1, 2, 3]
+    short = trials(2)
+    for a, b in zip(long, short, strict=True):
+        assert a.candidate == b.candidate and a.during[1]["losses"] == b.losses
+        assert [d["losses"] for d in b.during] == [a.during[0]["losses"]]
+    again = TrialResult.from_dict(long[0].to_dict())
+    assert again == long[0] and json.loads(json.dumps(long[0].to_dict()))["during"][2]["steps"] == 3
 
 
 def test_without_trial_steps_nothing_changes():

@@ -492,3 +492,43 @@ def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
     assert result["residual", 0.0][half]["pick"] == 0.0  # short-term score picks none
     assert result["residual", 0.2][half]["pick"] == 1.0  # the margin keeps reweight
     assert result["residual", 0.2][half]["geomean_error"] == pytest.approx(0.1)
+
+
+def test_shorter_trials_are_replayed_from_the_losses_during_the_trials():
+    module = _script("trial_scores")
+    records = [
+        {"problem": "c", "strategy": s, "seed": 0, "rel_l2": e}
+        for s, e in (("none", 1.0), ("reweight", 0.1))
+    ]
+    # Half-way, none is ahead (the switch's transient); at the end reweight is.
+    records.append(
+        {
+            "problem": "c",
+            "strategy": "auto-guarded",
+            "seed": 0,
+            "rel_l2": 0.1,
+            "report": {
+                "trial_steps": 4,
+                "trial": [
+                    {
+                        "candidate": "reweight",
+                        "rank": 1,
+                        "losses": {"r": 0.5},
+                        "during": [{"steps": 2, "losses": {"r": 1.0}}],
+                    },
+                    {
+                        "candidate": "none",
+                        "rank": 2,
+                        "losses": {"r": 0.8},
+                        "during": [{"steps": 2, "losses": {"r": 0.9}}],
+                    },
+                ],
+            },
+        }
+    )
+    result = module.evaluate_lengths(records)
+    half = next(h for h in ("calibration", "held_out") if result[1.0][h]["n"])
+    assert result[1.0][half]["pick"] == 1.0 and result[0.5][half]["pick"] == 0.0
+    assert result[0.25][half]["n"] == 0  # not recorded: not counted
+    records[-1]["report"]["trial"][1]["during"] = []  # like with like: all rows or none
+    assert module.evaluate_lengths(records)[1.0][half]["n"] == 0
