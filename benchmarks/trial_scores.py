@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn.benchmark import GUARDED, TOLERANCE, load_results, split_configs
@@ -142,31 +142,49 @@ def evaluate(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def _replay(chosen: Iterable[tuple[list[float], int]]) -> dict[str, Any]:
+    """``pick``, ``geomean_error`` and ``n`` over ``(final errors, index chosen)`` pairs."""
+    picks, logs = [], []
+    for errors, index in chosen:
+        picks.append(errors[index] <= TOLERANCE * min(errors))
+        logs.append(math.log(max(errors[index], 1e-300)))
+    return {
+        "pick": sum(picks) / len(picks) if picks else None,
+        "geomean_error": math.exp(statistics.fmean(logs)) if logs else None,
+        "n": len(picks),
+    }
+
+
+def _by_half(
+    all_cases: list[dict[str, Any]], choose: Callable[[dict[str, Any]], int | None]
+) -> dict[str, dict[str, Any]]:
+    """:func:`_replay` per half; ``choose(case)`` is the index picked, ``None`` to skip it."""
+    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
+    out = {}
+    for half, configs in (("calibration", calib), ("held_out", held)):
+        chosen = ((c, choose(c)) for c in all_cases if c["config"] in configs)
+        out[half] = _replay(
+            ([final for _, _, final in c["rows"]], i) for c, i in chosen if i is not None
+        )
+    return out
+
+
 def evaluate_margins(
     records: Iterable[Mapping[str, Any]],
 ) -> dict[tuple[str, float], dict[str, dict[str, Any]]]:
     """``{(score, margin): {half: {"pick", "geomean_error", "n"}}}`` over the guarded cases
     whose diagnosis-ranked first candidate has a fixed-strategy run."""
     all_cases = cases(records)
-    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
-    out: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
-    for how in SCORES:
-        for margin in MARGINS:
-            out[how, margin] = {}
-            for half, configs in (("calibration", calib), ("held_out", held)):
-                picks, logs = [], []
-                for case in (c for c in all_cases if c["config"] in configs):
-                    errors = [final for _, _, final in case["rows"]]
-                    values = [score_value(losses, how) for _, losses, _ in case["rows"]]
-                    error = errors[pick_with_margin(values, margin)]
-                    picks.append(error <= TOLERANCE * min(errors))
-                    logs.append(math.log(max(error, 1e-300)))
-                out[how, margin][half] = {
-                    "pick": sum(picks) / len(picks) if picks else None,
-                    "geomean_error": math.exp(statistics.fmean(logs)) if logs else None,
-                    "n": len(picks),
-                }
-    return out
+    return {
+        (how, margin): _by_half(
+            all_cases,
+            lambda c, how=how, margin=margin: pick_with_margin(
+                [score_value(losses, how) for _, losses, _ in c["rows"]], margin
+            ),
+        )
+        for how in SCORES
+        for margin in MARGINS
+    }
 
 
 def evaluate_lengths(
@@ -174,33 +192,20 @@ def evaluate_lengths(
 ) -> dict[float, dict[str, dict[str, Any]]]:
     """``{fraction: {half: {"pick", "geomean_error", "n"}}}``: the choice had the trials been
     stopped at that fraction of their length, on the cases whose rows all carry it."""
+
+    def choose(case: dict[str, Any], fraction: float) -> int | None:
+        if not all(case["during"]):  # compare like with like: every row has them, or skip
+            return None
+        if fraction == 1.0:
+            losses = [row[1] for row in case["rows"]]
+        elif all(fraction in d for d in case["during"]):
+            losses = [d[fraction] for d in case["during"]]
+        else:
+            return None
+        return pick_with_margin([score_value(x, how) for x in losses], margin)
+
     all_cases = cases(records)
-    calib, held = split_configs(sorted({c["config"] for c in all_cases}))
-    out: dict[float, dict[str, dict[str, Any]]] = {}
-    for fraction in FRACTIONS:
-        out[fraction] = {}
-        for half, configs in (("calibration", calib), ("held_out", held)):
-            picks, logs = [], []
-            for case in (c for c in all_cases if c["config"] in configs):
-                if fraction == 1.0:
-                    losses = [row[1] for row in case["rows"]]
-                elif all(fraction in d for d in case["during"]):
-                    losses = [d[fraction] for d in case["during"]]
-                else:
-                    continue
-                if not all(d for d in case["during"]):  # compare like with like
-                    continue
-                errors = [final for _, _, final in case["rows"]]
-                values = [score_value(x, how) for x in losses]
-                error = errors[pick_with_margin(values, margin)]
-                picks.append(error <= TOLERANCE * min(errors))
-                logs.append(math.log(max(error, 1e-300)))
-            out[fraction][half] = {
-                "pick": sum(picks) / len(picks) if picks else None,
-                "geomean_error": math.exp(statistics.fmean(logs)) if logs else None,
-                "n": len(picks),
-            }
-    return out
+    return {f: _by_half(all_cases, lambda c, f=f: choose(c, f)) for f in FRACTIONS}
 
 
 def main(argv: list[str]) -> None:
@@ -223,34 +228,34 @@ def main(argv: list[str]) -> None:
             f"| {how} | {fmt(c['pick'], True)} | {fmt(c['spearman'], False)} | "
             f"{fmt(h['pick'], True)} | {fmt(h['spearman'], False)} | {c['n']} / {h['n']} |"
         )
-    print()
-    print(
-        "| score | margin | calibration pick | calibration geomean error | held-out pick "
-        "| held-out geomean error |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
     records = [r for path in argv for r in load_results(path)]
-    for (how, margin), halves in evaluate_margins(records).items():
-        c, h = halves["calibration"], halves["held_out"]
-        err = [("—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}") for x in (c, h)]
-        print(
-            f"| {how} | {margin:g} | {fmt(c['pick'], True)} | {err[0]} | "
-            f"{fmt(h['pick'], True)} | {err[1]} |"
-        )
+    _print_replay(
+        "| score | margin |",
+        {f"| {how} | {margin:g} |": v for (how, margin), v in evaluate_margins(records).items()},
+    )
+    _print_replay(
+        "| trial length (fraction run) |",
+        {f"| {fraction:g} |": v for fraction, v in evaluate_lengths(records).items()},
+    )
+
+
+def _print_replay(head: str, rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+    """A markdown table of :func:`_replay` results per half, one row per labelled setting."""
+
+    def cell(x: Mapping[str, Any]) -> str:
+        pick = "—" if x["pick"] is None else f"{x['pick']:.0%}"
+        err = "—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}"
+        return f" {pick} | {err} |"
 
     print()
     print(
-        "| trial length (fraction run) | calibration pick | calibration geomean error "
-        "| held-out pick | held-out geomean error | cases (cal / held) |"
+        f"{head} calibration pick | calibration geomean error | held-out pick "
+        "| held-out geomean error | cases (cal / held) |"
     )
-    print("|---:|---:|---:|---:|---:|---|")
-    for fraction, halves in evaluate_lengths(records).items():
+    print("|" + "---|" * (head.count("|") - 1) + "---:|" * 4 + "---|")
+    for label, halves in rows.items():
         c, h = halves["calibration"], halves["held_out"]
-        err = [("—" if x["geomean_error"] is None else f"{x['geomean_error']:.3g}") for x in (c, h)]
-        print(
-            f"| {fraction:g} | {fmt(c['pick'], True)} | {err[0]} | {fmt(h['pick'], True)} "
-            f"| {err[1]} | {c['n']} / {h['n']} |"
-        )
+        print(f"{label}{cell(c)}{cell(h)} {c['n']} / {h['n']} |")
 
 
 if __name__ == "__main__":

@@ -462,6 +462,19 @@ def test_analysis_of_a_map_with_an_empty_held_out_half_prints_na(tmp_path, capsy
     assert "| n/a |" in capsys.readouterr().out
 
 
+def _guarded_case(report):
+    """One configuration where ``reweight`` (0.1) beats ``none`` (1.0), and a guarded record
+    with the given report."""
+    records = [
+        {"problem": "c", "strategy": s, "seed": 0, "rel_l2": e}
+        for s, e in (("none", 1.0), ("reweight", 0.1))
+    ]
+    records.append(
+        {"problem": "c", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.1, "report": report}
+    )
+    return records
+
+
 def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
     module = _script("trial_scores")
     assert module.pick_with_margin([1.0, 0.9], 0.0) == 1
@@ -469,22 +482,12 @@ def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
     assert module.pick_with_margin([1.0, 0.5], 0.2) == 1
     assert module.pick_with_margin([1.0, 0.5], math.inf) == 0
     # The trial table's rows may be stored in any order: the rank says which came first.
-    records = [
-        {"problem": "c", "strategy": s, "seed": 0, "rel_l2": e}
-        for s, e in (("none", 1.0), ("reweight", 0.1))
-    ]
-    records.append(
+    records = _guarded_case(
         {
-            "problem": "c",
-            "strategy": "auto-guarded",
-            "seed": 0,
-            "rel_l2": 1.0,
-            "report": {
-                "trial": [
-                    {"candidate": "none", "rank": 2, "losses": {"r": 0.9}},
-                    {"candidate": "reweight", "rank": 1, "losses": {"r": 1.0}},
-                ]
-            },
+            "trial": [
+                {"candidate": "none", "rank": 2, "losses": {"r": 0.9}},
+                {"candidate": "reweight", "rank": 1, "losses": {"r": 1.0}},
+            ]
         }
     )
     result = module.evaluate_margins(records)
@@ -496,34 +499,24 @@ def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
 
 def test_shorter_trials_are_replayed_from_the_losses_during_the_trials():
     module = _script("trial_scores")
-    records = [
-        {"problem": "c", "strategy": s, "seed": 0, "rel_l2": e}
-        for s, e in (("none", 1.0), ("reweight", 0.1))
-    ]
     # Half-way, none is ahead (the switch's transient); at the end reweight is.
-    records.append(
+    records = _guarded_case(
         {
-            "problem": "c",
-            "strategy": "auto-guarded",
-            "seed": 0,
-            "rel_l2": 0.1,
-            "report": {
-                "trial_steps": 4,
-                "trial": [
-                    {
-                        "candidate": "reweight",
-                        "rank": 1,
-                        "losses": {"r": 0.5},
-                        "during": [{"steps": 2, "losses": {"r": 1.0}}],
-                    },
-                    {
-                        "candidate": "none",
-                        "rank": 2,
-                        "losses": {"r": 0.8},
-                        "during": [{"steps": 2, "losses": {"r": 0.9}}],
-                    },
-                ],
-            },
+            "trial_steps": 4,
+            "trial": [
+                {
+                    "candidate": "reweight",
+                    "rank": 1,
+                    "losses": {"r": 0.5},
+                    "during": [{"steps": 2, "losses": {"r": 1.0}}],
+                },
+                {
+                    "candidate": "none",
+                    "rank": 2,
+                    "losses": {"r": 0.8},
+                    "during": [{"steps": 2, "losses": {"r": 0.9}}],
+                },
+            ],
         }
     )
     result = module.evaluate_lengths(records)
