@@ -33,13 +33,38 @@ class Embedding(nn.Module):
     out_dim: int
 
 
+def _scales(sigma: float | Sequence[float], in_dim: int) -> tuple[float, ...]:
+    """``sigma`` as ``in_dim`` checked scales (a scalar is repeated)."""
+    hint = "try sigma=1.0 (larger values fit higher frequencies)"
+    if isinstance(sigma, Sequence) and not isinstance(sigma, str):
+        if len(sigma) != in_dim:
+            raise ValueError(
+                f"sigma has {len(sigma)} scales but the embedding has in_dim={in_dim} "
+                f"coordinates; give one scale per coordinate or a single number ({hint})"
+            )
+        values = tuple(sigma)
+    else:
+        values = (sigma,) * in_dim
+    for value in values:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value > 0)
+        ):
+            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}; {hint}")
+    return tuple(float(v) for v in values)
+
+
 class FourierFeatures(Embedding):
     """Random Fourier features ``γ(x) = [cos(x B), sin(x B)]``, ``B ~ N(0, σ²)`` ``[d, m/2]``.
 
     ``B`` is drawn once from the global RNG and kept as a buffer (saved in the state dict,
     never trained). The convention is jaxpi's (no 2π inside): Tancik et al.'s scale
     ``σ_T`` corresponds to ``sigma = 2π σ_T``. A larger ``sigma`` lets the trunk fit higher
-    frequencies.
+    frequencies. ``sigma`` may also give one scale per coordinate (row ``j`` of ``B`` is drawn
+    with ``σ_j``): the spatio-temporal scales of Wang, Wang & Perdikaris (2021) for a solution
+    that oscillates faster in time than in space. The same draws are made either way, so a
+    sequence of equal scales gives the same ``B`` as the scalar.
 
     Reference:
         Tancik et al. (2020), "Fourier features let networks learn high frequency functions
@@ -49,10 +74,12 @@ class FourierFeatures(Embedding):
     Args:
         in_dim: input dimension d.
         out_dim: number of features m (even: m/2 cosines and m/2 sines).
-        sigma: standard deviation σ > 0 of the entries of ``B``.
+        sigma: standard deviation σ > 0 of the entries of ``B``; or a sequence of ``in_dim``
+            such scales, one per input coordinate.
 
     Raises:
-        ValueError: ``sigma <= 0``, an odd or non-positive ``out_dim``, or ``in_dim < 1``.
+        ValueError: a ``sigma`` that is not finite and > 0 (or a sequence whose length is not
+            ``in_dim``), an odd or non-positive ``out_dim``, or ``in_dim < 1``.
 
     Example:
         >>> emb = FourierFeatures(2, out_dim=128, sigma=1.0)
@@ -60,7 +87,9 @@ class FourierFeatures(Embedding):
         torch.Size([5, 128])
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 256, sigma: float = 1.0) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int = 256, sigma: float | Sequence[float] = 1.0
+    ) -> None:
         super().__init__()
         _positive_int("in_dim", in_dim, "pass the number of input coordinates")
         if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 2 or out_dim % 2:
@@ -68,15 +97,16 @@ class FourierFeatures(Embedding):
                 f"out_dim must be an even integer >= 2 (cosines and sines), got {out_dim!r}; "
                 "e.g. out_dim=256"
             )
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(
-                f"sigma must be a finite number > 0, got {sigma!r}; try sigma=1.0 (larger "
-                "values fit higher frequencies)"
-            )
+        scales = _scales(sigma, in_dim)
         self.in_dim = in_dim
         self.out_dim = out_dim
-        self.sigma = float(sigma)
-        self.register_buffer("B", torch.randn(in_dim, out_dim // 2) * self.sigma)
+        self.sigma: float | tuple[float, ...] = scales[0] if len(set(scales)) == 1 else scales
+        draws = torch.randn(in_dim, out_dim // 2)
+        if isinstance(self.sigma, tuple):
+            draws = draws * torch.tensor(self.sigma, dtype=draws.dtype).unsqueeze(1)
+        else:
+            draws = draws * self.sigma
+        self.register_buffer("B", draws)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, in_dim]`` -> ``[N, out_dim]``."""
@@ -84,7 +114,8 @@ class FourierFeatures(Embedding):
         return torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, sigma={self.sigma:g}"
+        sigma = self.sigma if isinstance(self.sigma, tuple) else f"{self.sigma:g}"
+        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, sigma={sigma}"
 
 
 class PeriodicEmbedding(Embedding):

@@ -35,7 +35,48 @@ def test_embedding_adds_no_shared_parameter():
     assert all(not n.startswith("embedding") for n, _ in modified.named_parameters())
 
 
-@pytest.mark.parametrize("sigma", [0.0, -1.0, math.nan, math.inf])
+def test_fourier_scales_per_coordinate():
+    emb = FourierFeatures(2, out_dim=8000, sigma=[1.0, 10.0])
+    assert emb.B.std(dim=1).tolist() == pytest.approx([1.0, 10.0], rel=0.05)
+    assert emb.sigma == (1.0, 10.0)
+    assert "sigma=(1.0, 10.0)" in repr(emb)
+    torch.manual_seed(3)
+    scalar = FourierFeatures(2, out_dim=16, sigma=2.0)
+    torch.manual_seed(3)
+    equal = FourierFeatures(2, out_dim=16, sigma=(2.0, 2.0))
+    torch.manual_seed(3)
+    scaled = FourierFeatures(2, out_dim=16, sigma=(2.0, 6.0))
+    assert torch.equal(scalar.B, equal.B) and equal.sigma == 2.0
+    assert torch.equal(scaled.B[0], scalar.B[0])
+    torch.testing.assert_close(scaled.B[1], 3 * scalar.B[1])
+
+
+def test_fourier_scales_per_coordinate_in_a_recipe_trunk():
+    from lightning_pinn.run._recipes import build_trunk
+
+    spec = {
+        "class_path": "lightning_pinn.networks.ModifiedMLP",
+        "init_args": {
+            "width": 8,
+            "depth": 2,
+            "embedding": {
+                "class_path": "lightning_pinn.networks.FourierFeatures",
+                "init_args": {"out_dim": 16, "sigma": [1.0, 10.0]},
+            },
+        },
+    }
+    trunk = build_trunk(spec, in_dim=2, out_dim=1)
+    assert trunk.embedding.sigma == (1.0, 10.0)
+    assert trunk(torch.zeros(3, 2)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("sigma", [[1.0], [1.0, 2.0, 3.0]])
+def test_fourier_scales_of_the_wrong_length_raise(sigma):
+    with pytest.raises(ValueError, match=r"sigma has \d scales but the embedding has in_dim=2"):
+        FourierFeatures(2, 16, sigma=sigma)
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, math.nan, math.inf, [1.0, 0.0], [math.nan, 1.0]])
 def test_fourier_sigma_not_positive_raises(sigma):
     with pytest.raises(ValueError, match=r"sigma must be a finite number > 0, got"):
         FourierFeatures(2, 16, sigma=sigma)
