@@ -4,7 +4,7 @@
 - :class:`ModifiedMLP`: two encoders gate every hidden layer (Wang, Teng & Perdikaris 2021);
 - :class:`PirateNet`: gated residual blocks with zero-initialised skips (Wang et al. 2024);
 - :class:`FourierFeatures`, :class:`PeriodicEmbedding`: input embeddings, passed to a trunk's
-  ``embedding`` argument;
+  ``embedding`` argument; :class:`EmbeddingChain` applies several in turn;
 - :func:`apply_rwf`, :class:`RWF`: random weight factorisation of every ``nn.Linear``
   (Wang et al. 2022), as a ``torch.nn.utils.parametrize`` parametrisation, or a trunk's
   ``rwf`` argument.
@@ -13,7 +13,12 @@ Every trunk is built from ``nn.Linear`` layers, so ``PerLossAdapter`` wraps it a
 ``merged()`` folds it, and every one is constructible by ``class_path`` from YAML.
 """
 
-from lightning_pinn.networks._embeddings import Embedding, FourierFeatures, PeriodicEmbedding
+from lightning_pinn.networks._embeddings import (
+    Embedding,
+    EmbeddingChain,
+    FourierFeatures,
+    PeriodicEmbedding,
+)
 from lightning_pinn.networks._mlp import MLP
 from lightning_pinn.networks._modified import ModifiedMLP
 from lightning_pinn.networks._pirate import PirateBlock, PirateNet
@@ -23,6 +28,7 @@ __all__ = [
     "MLP",
     "RWF",
     "Embedding",
+    "EmbeddingChain",
     "FourierFeatures",
     "ModifiedMLP",
     "PeriodicEmbedding",

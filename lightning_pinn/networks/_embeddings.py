@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Embedding", "FourierFeatures", "PeriodicEmbedding"]
+__all__ = ["Embedding", "EmbeddingChain", "FourierFeatures", "PeriodicEmbedding"]
 
 
 def _positive_int(name: str, value: int, hint: str) -> int:
@@ -189,3 +189,61 @@ class PeriodicEmbedding(Embedding):
             f"in_dim={self.in_dim}, dims={self.dims}, periods={self.periods}, "
             f"harmonics={self.harmonics}"
         )
+
+
+class EmbeddingChain(Embedding):
+    """Embeddings applied one after the other: ``e_n(… e_2(e_1(x)))``.
+
+    jaxpi's recipes put an exact periodic embedding in front of random Fourier features (e.g.
+    the advection and Allen–Cahn examples of Wang et al. 2023): the periodic features make the
+    trunk exactly periodic, the Fourier features then let it fit high frequencies. Each
+    embedding's ``in_dim`` must equal the previous one's ``out_dim``. In a recipe's YAML the
+    ``in_dim`` of every link may be left out: the recipe loader fills them in along the chain
+    (the trunk's ``in_dim`` for the first link).
+
+    Args:
+        embeddings: the links, at least one, first applied first.
+
+    Raises:
+        ValueError: no link, a link that is not an :class:`Embedding`, or a link whose
+            ``in_dim`` differs from the previous link's ``out_dim``.
+
+    Example:
+        >>> chain = EmbeddingChain([
+        ...     PeriodicEmbedding(2, dims=[0], periods=[2.0]),  # (x, t) -> (t, cos πx, sin πx)
+        ...     FourierFeatures(3, out_dim=64, sigma=2.0),
+        ... ])
+        >>> chain(torch.zeros(5, 2)).shape
+        torch.Size([5, 64])
+    """
+
+    def __init__(self, embeddings: Sequence[Embedding]) -> None:
+        super().__init__()
+        links = list(embeddings) if isinstance(embeddings, Sequence) else []
+        if not links:
+            raise ValueError(
+                "EmbeddingChain needs at least one embedding, e.g. "
+                "[PeriodicEmbedding(...), FourierFeatures(...)]"
+            )
+        for i, link in enumerate(links):
+            if not isinstance(link, Embedding):
+                raise ValueError(
+                    f"EmbeddingChain link {i} must be a lightning_pinn.networks.Embedding, got "
+                    f"{type(link).__name__}"
+                )
+            if i and link.in_dim != links[i - 1].out_dim:
+                raise ValueError(
+                    f"EmbeddingChain link {i} ({type(link).__name__}) takes in_dim="
+                    f"{link.in_dim} but link {i - 1} ({type(links[i - 1]).__name__}) gives "
+                    f"out_dim={links[i - 1].out_dim}; build link {i} with "
+                    f"in_dim={links[i - 1].out_dim}"
+                )
+        self.links = nn.ModuleList(links)
+        self.in_dim = links[0].in_dim
+        self.out_dim = links[-1].out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, in_dim]`` -> ``[N, out_dim]``."""
+        for link in self.links:
+            x = link(x)
+        return x

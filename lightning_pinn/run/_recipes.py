@@ -18,10 +18,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from jsonargparse import ArgumentParser
 from torch import nn
 
+from lightning_pinn.networks import Embedding
 from lightning_pinn.optim import LBFGSPhase
 from lightning_pinn.run._config import RunConfig
 
@@ -253,16 +255,40 @@ def build_trunk(spec: Mapping[str, Any], in_dim: int, out_dim: int) -> nn.Module
     args = dict(spec.get("init_args") or {})
     args.setdefault("in_dim", in_dim)
     args.setdefault("out_dim", out_dim)
-    embedding = args.get("embedding")
-    if isinstance(embedding, Mapping) and "class_path" in embedding:
-        emb_args = dict(embedding.get("init_args") or {})
-        emb_args.setdefault("in_dim", in_dim)
-        args["embedding"] = {**embedding, "init_args": emb_args}
+    if "embedding" in args:
+        args["embedding"] = _fill_embedding(args["embedding"], args["in_dim"], spec)
     spec["init_args"] = args
+    return _instantiate(spec, nn.Module, spec)
+
+
+def _instantiate(spec: Mapping[str, Any], kind: type, trunk: Mapping[str, Any]) -> Any:
+    """``spec`` built by jsonargparse as a ``kind``; its refusal as a ``ValueError``."""
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--trunk", type=nn.Module)
+    parser.add_argument("--obj", type=kind)
     try:
-        cfg = parser.parse_object({"trunk": spec})
+        return parser.instantiate(parser.parse_object({"obj": spec})).obj
     except Exception as err:  # jsonargparse's ArgumentError: the class or argument it refused
-        raise ValueError(f"cannot build trunk {spec.get('class_path')!r}: {err}") from None
-    return parser.instantiate(cfg).trunk
+        raise ValueError(f"cannot build trunk {trunk.get('class_path')!r}: {err}") from None
+
+
+def _fill_embedding(embedding: Any, in_dim: int, trunk: Mapping[str, Any]) -> Any:
+    """An embedding spec with ``in_dim`` filled in, along every link of an ``EmbeddingChain``.
+
+    A link's ``out_dim`` (the next link's ``in_dim``) is read from the link built once under a
+    forked RNG, so filling in the sizes draws nothing from the run's random stream.
+    """
+    if not (isinstance(embedding, Mapping) and "class_path" in embedding):
+        return embedding
+    emb_args = dict(embedding.get("init_args") or {})
+    emb_args.setdefault("in_dim", in_dim)
+    if str(embedding["class_path"]).rsplit(".", 1)[-1] == "EmbeddingChain":
+        links, dim = [], in_dim
+        for link in emb_args.get("embeddings") or []:
+            link = _fill_embedding(link, dim, trunk)
+            links.append(link)
+            if isinstance(link, Mapping) and "class_path" in link:
+                with torch.random.fork_rng(devices=[]):
+                    dim = getattr(_instantiate(link, Embedding, trunk), "out_dim", dim)
+        emb_args["embeddings"] = links
+        emb_args.pop("in_dim")  # the chain takes its in_dim from its first link
+    return {**embedding, "init_args": emb_args}

@@ -9,6 +9,7 @@ from torch import nn
 from lightning_pinn.networks import (
     MLP,
     RWF,
+    EmbeddingChain,
     FourierFeatures,
     ModifiedMLP,
     PeriodicEmbedding,
@@ -28,6 +29,15 @@ TRUNKS: dict[str, Callable[[], nn.Module]] = {
     "modified": lambda: ModifiedMLP(D_IN, D_OUT, width=16, depth=3),
     "modified-fourier-rwf": lambda: ModifiedMLP(
         D_IN, D_OUT, 16, 3, embedding=FourierFeatures(D_IN, 32, 1.0), rwf=RWF(0.5, 0.1)
+    ),
+    "modified-periodic-fourier": lambda: ModifiedMLP(
+        D_IN,
+        D_OUT,
+        16,
+        2,
+        embedding=EmbeddingChain(
+            [PeriodicEmbedding(D_IN, [0], [2.0]), FourierFeatures(D_IN + 1, 32, 1.0)]
+        ),
     ),
     "pirate": lambda: PirateNet(D_IN, D_OUT, 16, 2, embedding=FourierFeatures(D_IN, 16, 1.0)),
     "pirate-rwf": lambda: PirateNet(D_IN, D_OUT, 16, 2, nn.Tanh, FourierFeatures(D_IN, 16), RWF()),

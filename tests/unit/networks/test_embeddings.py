@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from lightning_pinn.networks import MLP, FourierFeatures, ModifiedMLP, PeriodicEmbedding
+from lightning_pinn.networks import (
+    MLP,
+    EmbeddingChain,
+    FourierFeatures,
+    ModifiedMLP,
+    PeriodicEmbedding,
+)
 from lightning_pinn.operators import gradient, laplacian, laplacian_fwd
 
 
@@ -143,3 +149,71 @@ def test_forward_mode_laplacian_sees_the_embedding(embedding):
     x = torch.rand(10, 2, requires_grad=True)
     reverse = laplacian(net(x), x)
     torch.testing.assert_close(laplacian_fwd(net, x), reverse, rtol=1e-4, atol=1e-4)
+
+
+def test_embedding_chain_applies_its_links_in_turn():
+    periodic = PeriodicEmbedding(2, dims=[0], periods=[2.0])
+    fourier = FourierFeatures(3, out_dim=16, sigma=2.0)
+    chain = EmbeddingChain([periodic, fourier])
+    x = torch.randn(7, 2)
+    assert (chain.in_dim, chain.out_dim) == (2, 16)
+    torch.testing.assert_close(chain(x), fourier(periodic(x)))
+    assert list(chain.named_parameters()) == []
+    shifted = x + torch.tensor([2.0, 0.0])  # one period in x: the chain stays exactly periodic
+    torch.testing.assert_close(chain(shifted), chain(x), atol=1e-5, rtol=0)
+
+
+def test_embedding_chain_bad_links_raise():
+    with pytest.raises(ValueError, match="needs at least one embedding"):
+        EmbeddingChain([])
+    with pytest.raises(ValueError, match="link 1 must be a lightning_pinn.networks.Embedding"):
+        EmbeddingChain([FourierFeatures(2, 8), torch.nn.Linear(8, 8)])
+    with pytest.raises(ValueError, match=r"link 1 \(FourierFeatures\) takes in_dim=2 but link 0"):
+        EmbeddingChain([PeriodicEmbedding(2, dims=[0], periods=[2.0]), FourierFeatures(2, 8)])
+
+
+def test_embedding_chain_sizes_are_filled_in_from_a_recipe_spec():
+    from lightning_pinn.run._recipes import build_trunk
+
+    link = "lightning_pinn.networks."
+    spec = {
+        "class_path": link + "ModifiedMLP",
+        "init_args": {
+            "width": 8,
+            "depth": 2,
+            "embedding": {
+                "class_path": link + "EmbeddingChain",
+                "init_args": {
+                    "embeddings": [
+                        {"class_path": link + "PeriodicEmbedding", "init_args": {"dims": [0]}},
+                        {"class_path": link + "FourierFeatures", "init_args": {"out_dim": 16}},
+                    ]
+                },
+            },
+        },
+    }
+    torch.manual_seed(0)
+    trunk = build_trunk(spec, in_dim=2, out_dim=1)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    chain = EmbeddingChain([PeriodicEmbedding(2, dims=[0]), FourierFeatures(3, 16)])
+    direct = ModifiedMLP(2, 1, 8, 2, embedding=chain)
+    assert torch.equal(after, torch.rand(1))  # sizing the links drew nothing from the stream
+    for (name, a), b in zip(trunk.state_dict().items(), direct.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    bad = {
+        **spec,
+        "init_args": {
+            **spec["init_args"],
+            "embedding": {
+                "class_path": link + "EmbeddingChain",
+                "init_args": {
+                    "embeddings": [
+                        {"class_path": link + "FourierFeatures", "init_args": {"sigma": -1.0}}
+                    ]
+                },
+            },
+        },
+    }
+    with pytest.raises(ValueError, match="cannot build trunk"):
+        build_trunk(bad, in_dim=2, out_dim=1)
