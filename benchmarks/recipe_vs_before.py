@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lightning_pinn.benchmark import load_results
+from lightning_pinn.benchmark import current_records, load_results
 from lightning_pinn.run import load_recipe
 
 
@@ -82,7 +82,9 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         print(__doc__)
         return
-    recipe = recipe_medians(r for path in argv[0].split(",") for r in load_results(path))
+    recipe = recipe_medians(
+        current_records([r for path in argv[0].split(",") for r in load_results(path)])
+    )
     before = best_before(load_results(path) for path in argv[1:])
     table = rows(recipe, before)
     print("| configuration | recipe median rel L2 | recipe's strategy | best before | ratio |")

@@ -34,6 +34,7 @@ from typing import Any
 
 from lightning_pinn.benchmark import (
     COMPARED,
+    current_records,
     diagnose_report,
     load_results,
     selection_accuracy,
@@ -205,7 +206,7 @@ def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
         return
-    records = [r for path in argv for r in load_results(path)]
+    records = current_records([r for path in argv for r in load_results(path)])
     rows = evaluate(records)
     print("| rule family | chosen on the calibration half | calibration | held-out |")
     print("|---|---|---:|---:|")

@@ -38,7 +38,13 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from lightning_pinn.benchmark import GUARDED, TOLERANCE, load_results, split_configs
+from lightning_pinn.benchmark import (
+    GUARDED,
+    TOLERANCE,
+    current_records,
+    load_results,
+    split_configs,
+)
 
 SCORES = ("geomean", "sum", "residual")
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, math.inf)
@@ -212,7 +218,8 @@ def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
         return
-    result = evaluate(r for path in argv for r in load_results(path))
+    records = current_records([r for path in argv for r in load_results(path)])
+    result = evaluate(records)
 
     def fmt(x: float | None, pct: bool) -> str:
         return "—" if x is None else (f"{x:.0%}" if pct else f"{x:.2f}")
@@ -228,7 +235,6 @@ def main(argv: list[str]) -> None:
             f"| {how} | {fmt(c['pick'], True)} | {fmt(c['spearman'], False)} | "
             f"{fmt(h['pick'], True)} | {fmt(h['spearman'], False)} | {c['n']} / {h['n']} |"
         )
-    records = [r for path in argv for r in load_results(path)]
     _print_replay(
         "| score | margin |",
         {f"| {how} | {margin:g} |": v for (how, margin), v in evaluate_margins(records).items()},

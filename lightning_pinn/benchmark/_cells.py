@@ -233,6 +233,33 @@ def load_results(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def current_records(records: Sequence[dict]) -> list[dict]:
+    """The records made with the current version of their recipe.
+
+    A record that names a recipe and its digest is kept only while the recipe file's digest
+    (:attr:`lightning_pinn.run.Recipe.digest`) still matches: after a recipe changes, the cells
+    of its earlier versions stay in the file as history but no longer count, the same rule as
+    ``benchmarks/accuracy.py``'s table. Records without a recipe, and those whose recipe cannot
+    be loaded any more (a path that is gone), are kept.
+    """
+    digests: dict[tuple[str, str], str | None] = {}
+    kept = []
+    for record in records:
+        name, digest = record.get("recipe"), record.get("recipe_digest")
+        if name is None or digest is None:
+            kept.append(record)
+            continue
+        key = (record["problem"], name)
+        if key not in digests:
+            try:
+                digests[key] = load_recipe(record["problem"], name).digest
+            except (OSError, ValueError, KeyError):
+                digests[key] = None
+        if digests[key] in (None, digest):
+            kept.append(record)
+    return kept
+
+
 def make_cells(
     problem_names: Sequence[str],
     strategies: Sequence[str],

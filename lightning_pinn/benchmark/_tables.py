@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_pinn.benchmark._cells import ALL_STRATEGIES, load_results
+from lightning_pinn.benchmark._cells import ALL_STRATEGIES, current_records, load_results
 from lightning_pinn.benchmark._figures import plot_regime_map
 from lightning_pinn.benchmark._selection import (
     by_config,
@@ -55,6 +55,8 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
 def analyze(out: str | Path) -> dict[str, Any]:
     """Write ``table.md``, ``selection.json`` and ``regime_map.png`` for ``out/results.jsonl``.
 
+    Only the records of each recipe's current version count (:func:`current_records`).
+
     Args:
         out: the benchmark's output directory.
 
@@ -65,7 +67,7 @@ def analyze(out: str | Path) -> dict[str, Any]:
         ValueError: the results file is missing or empty.
     """
     out = Path(out)
-    records = load_results(out / "results.jsonl")
+    records = current_records(load_results(out / "results.jsonl"))
     if not records:
         raise ValueError(f"no results in {out / 'results.jsonl'}; run the benchmark first")
     selection = selection_accuracy(records)

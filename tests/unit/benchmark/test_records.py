@@ -1,0 +1,30 @@
+"""Which benchmark records count: only those of each recipe's current version."""
+
+from __future__ import annotations
+
+from lightning_pinn.benchmark import current_records
+from lightning_pinn.run import load_recipe
+
+
+def test_records_of_an_earlier_recipe_version_no_longer_count(tmp_path):
+    digest = load_recipe("convection-b20", "convection").digest
+    current = {"problem": "convection-b20", "recipe": "convection", "recipe_digest": digest}
+    stale = {**current, "recipe_digest": "000000000000"}
+    no_recipe = {"problem": "burgers", "strategy": "none"}
+    gone = {"problem": "burgers", "recipe": str(tmp_path / "gone.yaml"), "recipe_digest": "abc"}
+    default = load_recipe("thermal_flow", "default").digest
+    lookup = {"problem": "thermal_flow", "recipe": "default", "recipe_digest": default}
+    records = [current, stale, no_recipe, gone, lookup, {**lookup, "recipe_digest": "x"}]
+    assert current_records(records) == [current, no_recipe, gone, lookup]
+
+
+def test_a_changed_recipe_drops_its_cells_from_the_tables(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("steps: 10\nlr: 1.0e-3\n")
+    made = {"problem": "burgers", "recipe": str(recipe), "recipe_digest": ""}
+    made["recipe_digest"] = load_recipe("burgers", str(recipe)).digest
+    assert current_records([made]) == [made]
+    recipe.write_text("steps: 20\nlr: 1.0e-3\n")
+    assert current_records([made]) == []
+    recipe.write_text("# a comment changes nothing\nsteps: 10\nlr: 1.0e-3\n")
+    assert current_records([made]) == [made]
