@@ -102,11 +102,7 @@ class FourierFeatures(Embedding):
         self.out_dim = out_dim
         self.sigma: float | tuple[float, ...] = scales[0] if len(set(scales)) == 1 else scales
         draws = torch.randn(in_dim, out_dim // 2)
-        if isinstance(self.sigma, tuple):
-            draws = draws * torch.tensor(self.sigma, dtype=draws.dtype).unsqueeze(1)
-        else:
-            draws = draws * self.sigma
-        self.register_buffer("B", draws)
+        self.register_buffer("B", draws * torch.tensor(scales, dtype=draws.dtype).unsqueeze(1))
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, in_dim]`` -> ``[N, out_dim]``."""
