@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from torch import nn
 
-from lightning_pinn.networks import Embedding
+from lightning_pinn.networks import Embedding, EmbeddingChain
 from lightning_pinn.optim import LBFGSPhase
 from lightning_pinn.run._config import RunConfig
 
@@ -271,6 +272,19 @@ def _instantiate(spec: Mapping[str, Any], kind: type, trunk: Mapping[str, Any]) 
         raise ValueError(f"cannot build trunk {trunk.get('class_path')!r}: {err}") from None
 
 
+def _is_chain(class_path: str) -> bool:
+    """Whether ``class_path`` names :class:`EmbeddingChain` or a subclass of it (a short name,
+    as jsonargparse accepts for the library's own classes, counts by name)."""
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        return name == EmbeddingChain.__name__
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False  # jsonargparse names the class it cannot find when the trunk is built
+    return isinstance(cls, type) and issubclass(cls, EmbeddingChain)
+
+
 def _fill_embedding(embedding: Any, in_dim: int, trunk: Mapping[str, Any]) -> Any:
     """An embedding spec with ``in_dim`` filled in, along every link of an ``EmbeddingChain``.
 
@@ -281,7 +295,7 @@ def _fill_embedding(embedding: Any, in_dim: int, trunk: Mapping[str, Any]) -> An
         return embedding
     emb_args = dict(embedding.get("init_args") or {})
     emb_args.setdefault("in_dim", in_dim)
-    if str(embedding["class_path"]).rsplit(".", 1)[-1] == "EmbeddingChain":
+    if _is_chain(str(embedding["class_path"])):
         links, dim = [], in_dim
         for link in emb_args.get("embeddings") or []:
             link = _fill_embedding(link, dim, trunk)

@@ -217,3 +217,34 @@ def test_embedding_chain_sizes_are_filled_in_from_a_recipe_spec():
     }
     with pytest.raises(ValueError, match="cannot build trunk"):
         build_trunk(bad, in_dim=2, out_dim=1)
+
+
+class _UserChain(EmbeddingChain):
+    """A user's subclass of the chain: its links' sizes are filled in as the chain's are."""
+
+
+def test_a_subclass_of_the_chain_gets_its_sizes_filled_in():
+    from lightning_pinn.run._recipes import build_trunk
+
+    link = "lightning_pinn.networks."
+    spec = {
+        "class_path": link + "MLP",
+        "init_args": {
+            "width": 8,
+            "depth": 2,
+            "embedding": {
+                "class_path": f"{__name__}._UserChain",
+                "init_args": {
+                    "embeddings": [
+                        {"class_path": link + "PeriodicEmbedding", "init_args": {"dims": [0]}},
+                        {"class_path": link + "FourierFeatures", "init_args": {"out_dim": 16}},
+                    ]
+                },
+            },
+        },
+    }
+    trunk = build_trunk(spec, in_dim=2, out_dim=1)
+    chain = trunk.net[0]
+    assert isinstance(chain, _UserChain)
+    assert (chain.in_dim, chain.out_dim) == (2, 16)
+    assert trunk(torch.randn(5, 2)).shape == (5, 1)
