@@ -66,8 +66,8 @@ class ProbeRecorder:
     Example:
         >>> rec = ProbeRecorder(100, 3)
         >>> stats = rec.record(torch.randn(3, 10), torch.randn(10))
-        >>> rec.buffers()["cosines"].shape
-        torch.Size([100, 3])
+        >>> rec.buffers()["cosines"].shape  # the rows recorded so far
+        torch.Size([1, 3])
     """
 
     def __init__(

@@ -30,7 +30,7 @@ def trial_score(before: Tensor, after: Tensor, how: TrialScore = "geomean") -> T
 
     Example:
         >>> trial_score(torch.tensor([1.0, 4.0]), torch.tensor([0.5, 0.5]))
-        tensor(0.2500)
+        tensor(0.2500, dtype=torch.float64)
     """
     if how not in TRIAL_SCORES:
         raise ValueError(f"unknown trial score {how!r}; valid: {', '.join(TRIAL_SCORES)}")

@@ -92,8 +92,8 @@ def jet(
     Example:
         >>> f = lambda x: x[:, :1] ** 2 * x[:, 1:]
         >>> out = jet(f, torch.ones(3, 2), second=[(0, 0), (0, 1)])
-        >>> out.d(0).squeeze(1), out.d2(0, 1).squeeze(1)
-        (tensor([2., 2., 2.]), tensor([2., 2., 2.]))
+        >>> out.d(0).squeeze(1).tolist(), out.d2(0, 1).squeeze(1).tolist()
+        ([2.0, 2.0, 2.0], [2.0, 2.0, 2.0])
     """
     firsts = _check(x, range(x.shape[1]) if first is None else first, "first")
     pairs = [(int(i), int(j)) for i, j in second]

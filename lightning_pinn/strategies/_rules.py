@@ -123,7 +123,7 @@ class GradNormRule(ReweightRule):
     Example:
         >>> rule = GradNormRule(every=100)  # K comes from the strategy that holds it
         >>> rule.bind(2)(torch.tensor([1.0, 4.0]), torch.ones(2), torch.eye(2))
-        tensor([1.0500, 0.9125])
+        tensor([1.4000, 1.0250])
     """
 
     name = "gradnorm"
