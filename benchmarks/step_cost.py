@@ -18,7 +18,8 @@ round, the script applies them at start, or leaves glibc's defaults for both wit
 
 A strategy name with the suffix ``+probe`` (e.g. ``none+probe``) adds a ``ConflictCallback``
 that records the conflict statistics on every step: ``none+probe / none`` is the callback's
-overhead. ``adapters`` is the summed adapter design, ``adapters-per_loss`` the per-loss one.
+overhead. ``adapters`` is the summed adapter design, ``adapters-per_loss`` the per-loss one,
+``adapters-nonlinear`` the summed design with the nonlinear (tanh branch) adapter form.
 """
 
 from __future__ import annotations
@@ -82,10 +83,14 @@ def lightning_run(
     torch.manual_seed(seed)
     probe = strategy.endswith("+probe")  # the ConflictCallback recording every step
     strategy = strategy.removesuffix("+probe")
-    if strategy == "adapters-per_loss":  # the second adapter design (loss k via adapter k)
+    designs = {
+        "adapters-per_loss": {"mode": "per_loss"},
+        "adapters-nonlinear": {"form": "nonlinear"},
+    }
+    if strategy in designs:  # the second design (loss k via adapter k), the tanh branch
         from lightning_pinn.strategies import AdapterStrategy
 
-        strategy = AdapterStrategy(mode="per_loss")
+        strategy = AdapterStrategy(**designs[strategy])
     module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
     module.tune_allocator = TUNE[0]
     stamp = _Stamp()
