@@ -172,26 +172,23 @@ def test_embedding_chain_bad_links_raise():
         EmbeddingChain([PeriodicEmbedding(2, dims=[0], periods=[2.0]), FourierFeatures(2, 8)])
 
 
+def _chain_spec(trunk: str, chain: str) -> dict:
+    """A recipe's trunk spec: ``trunk`` 8 x 2 behind ``chain`` (periodic x, then 16 Fourier
+    features), every ``in_dim`` left for ``build_trunk`` to fill in."""
+    link = "lightning_pinn.networks."
+    links = [
+        {"class_path": link + "PeriodicEmbedding", "init_args": {"dims": [0]}},
+        {"class_path": link + "FourierFeatures", "init_args": {"out_dim": 16}},
+    ]
+    embedding = {"class_path": chain, "init_args": {"embeddings": links}}
+    return {"class_path": trunk, "init_args": {"width": 8, "depth": 2, "embedding": embedding}}
+
+
 def test_embedding_chain_sizes_are_filled_in_from_a_recipe_spec():
     from lightning_pinn.run._recipes import build_trunk
 
     link = "lightning_pinn.networks."
-    spec = {
-        "class_path": link + "ModifiedMLP",
-        "init_args": {
-            "width": 8,
-            "depth": 2,
-            "embedding": {
-                "class_path": link + "EmbeddingChain",
-                "init_args": {
-                    "embeddings": [
-                        {"class_path": link + "PeriodicEmbedding", "init_args": {"dims": [0]}},
-                        {"class_path": link + "FourierFeatures", "init_args": {"out_dim": 16}},
-                    ]
-                },
-            },
-        },
-    }
+    spec = _chain_spec(link + "ModifiedMLP", link + "EmbeddingChain")
     torch.manual_seed(0)
     trunk = build_trunk(spec, in_dim=2, out_dim=1)
     after = torch.rand(1)
@@ -226,23 +223,7 @@ class _UserChain(EmbeddingChain):
 def test_a_subclass_of_the_chain_gets_its_sizes_filled_in():
     from lightning_pinn.run._recipes import build_trunk
 
-    link = "lightning_pinn.networks."
-    spec = {
-        "class_path": link + "MLP",
-        "init_args": {
-            "width": 8,
-            "depth": 2,
-            "embedding": {
-                "class_path": f"{__name__}._UserChain",
-                "init_args": {
-                    "embeddings": [
-                        {"class_path": link + "PeriodicEmbedding", "init_args": {"dims": [0]}},
-                        {"class_path": link + "FourierFeatures", "init_args": {"out_dim": 16}},
-                    ]
-                },
-            },
-        },
-    }
+    spec = _chain_spec("lightning_pinn.networks.MLP", f"{__name__}._UserChain")
     trunk = build_trunk(spec, in_dim=2, out_dim=1)
     chain = trunk.net[0]
     assert isinstance(chain, _UserChain)
