@@ -83,9 +83,10 @@ class ConflictReport:
         reprobes: the re-probes after the switch, each ``{"step", "regime", "strategy",
             "switched_to"}`` (``switched_to`` None when the strategy was kept).
 
-    Example:
-        >>> report = ConflictReport.from_dict(callback.report.to_dict())  # doctest: +SKIP
-        >>> print(report.to_markdown())  # doctest: +SKIP
+    Example (``callback`` is the ``ConflictCallback`` of a finished run)::
+
+        report = ConflictReport.from_dict(callback.report.to_dict())
+        print(report.to_markdown())
     """
 
     regime: str
