@@ -3,17 +3,22 @@ every example runs with ``torch`` and the public API in scope, as a user's scrip
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 import lightning_pinn
 
+_API = ("", ".adapters", ".data", ".networks", ".strategies", ".diagnostics")
 
-@pytest.fixture(autouse=True)
+
+@pytest.fixture(autouse=True, scope="session")
 def _doctest_names(doctest_namespace: dict) -> None:
+    """Filled once per session (``doctest_namespace`` is session-scoped)."""
     doctest_namespace["torch"] = torch
-    for package in ("", ".adapters", ".data", ".networks", ".strategies", ".diagnostics"):
-        module = __import__(f"lightning_pinn{package}", fromlist=["__all__"])
-        for name in getattr(module, "__all__", ()):
-            doctest_namespace.setdefault(name, getattr(module, name))
+    for name in _API:
+        module = importlib.import_module(f"lightning_pinn{name}")
+        for public in getattr(module, "__all__", ()):
+            doctest_namespace.setdefault(public, getattr(module, public))
     doctest_namespace["lightning_pinn"] = lightning_pinn

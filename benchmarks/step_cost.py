@@ -39,6 +39,11 @@ from lightning_pinn.networks import MLP
 
 warnings.filterwarnings("ignore")
 
+ADAPTER_DESIGNS = {  # the second design (loss k via adapter k), the tanh-branch form
+    "adapters-per_loss": {"mode": "per_loss"},
+    "adapters-nonlinear": {"form": "nonlinear"},
+}
+
 
 class _Stamp(Callback):
     def __init__(self) -> None:
@@ -83,14 +88,10 @@ def lightning_run(
     torch.manual_seed(seed)
     probe = strategy.endswith("+probe")  # the ConflictCallback recording every step
     strategy = strategy.removesuffix("+probe")
-    designs = {
-        "adapters-per_loss": {"mode": "per_loss"},
-        "adapters-nonlinear": {"form": "nonlinear"},
-    }
-    if strategy in designs:  # the second design (loss k via adapter k), the tanh branch
+    if strategy in ADAPTER_DESIGNS:
         from lightning_pinn.strategies import AdapterStrategy
 
-        strategy = AdapterStrategy(**designs[strategy])
+        strategy = AdapterStrategy(**ADAPTER_DESIGNS[strategy])
     module = problem.module(trunk=MLP(2, 1, 64, 4), strategy=strategy, **options)
     module.tune_allocator = TUNE[0]
     stamp = _Stamp()
