@@ -144,29 +144,41 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         **_phase_options(cfg, problem),
         **cfg.module_options,
     )
+    if module.num_losses < 2 and cfg.trial_steps is not None:
+        raise ValueError(
+            f"trial_steps={cfg.trial_steps} compares strategies after a conflict probe, but "
+            f"{problem.name} has one loss ({list(module.loss_names)}): nothing conflicts; "
+            "drop --trial-steps"
+        )
     datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
     name = cfg.name or problem.name
     logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
     run_dir = _own_run_dir(logger, cfg, name)
     if run_dir is not None:  # fail on an unusable --out before training, not after
         run_dir.mkdir(parents=True, exist_ok=True)
-    conflict = ConflictCallback(
-        probe_steps=cfg.effective_probe_steps,
-        auto_switch=cfg.switch and cfg.strategy == "auto",
-        log_every_n_steps=cfg.log_every_n_steps,
-        tau_dir=cfg.tau_dir,
-        tau_mag=cfg.tau_mag,
-        interventions=cfg.interventions,
-        output_dir=str(run_dir) if run_dir is not None else None,
-        trial_steps=cfg.trial_steps,
-        candidates=cfg.candidates,
-        trial_score=cfg.trial_score,
-        trial_margin=cfg.trial_margin,
+    conflict = (
+        None
+        if module.num_losses < 2
+        else ConflictCallback(
+            probe_steps=cfg.effective_probe_steps,
+            auto_switch=cfg.switch and cfg.strategy == "auto",
+            log_every_n_steps=cfg.log_every_n_steps,
+            tau_dir=cfg.tau_dir,
+            tau_mag=cfg.tau_mag,
+            interventions=cfg.interventions,
+            output_dir=str(run_dir) if run_dir is not None else None,
+            trial_steps=cfg.trial_steps,
+            candidates=cfg.candidates,
+            trial_score=cfg.trial_score,
+            trial_margin=cfg.trial_margin,
+        )
     )
     curve = LossCurve()
     val_curve = ValidationCurve()
     start = _StartStep()
-    callbacks: list[Callback] = [conflict, curve, val_curve, start]
+    # One loss (every condition imposed exactly): no pair to compare, so no probe; `auto`
+    # then trains as it starts, with strategy none.
+    callbacks: list[Callback] = [c for c in (conflict, curve, val_curve, start) if c is not None]
     governor = ThreadGovernor(threads) if cfg.threads is None and threads > 1 else None
     if governor is not None:
         callbacks.append(governor)
@@ -216,7 +228,9 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             for n, p in module.coefficients.items()
         },
         "skipped_steps": module.skipped_steps,
-        "report": conflict.report.to_dict() if conflict.report is not None else None,
+        "report": conflict.report.to_dict()
+        if conflict is not None and conflict.report is not None
+        else None,
         "loss_curve": curve.points,
         "val_curve": val_curve.points,
         "log_dir": str(log_dir),
@@ -234,7 +248,7 @@ def _save_outputs(
     module: Any,
     problem: problems.Problem,
     log_dir: Path,
-    conflict: ConflictCallback,
+    conflict: ConflictCallback | None,
     logger: Logger | None,
     plots: bool = True,
 ) -> dict[str, str | None]:
@@ -245,8 +259,9 @@ def _save_outputs(
         "error_field": None,
         "conflict_report": None,
     }
-    if conflict.report_dir is not None and (conflict.report_dir / "conflict_report.md").exists():
-        out["conflict_report"] = str(conflict.report_dir / "conflict_report.md")
+    report_dir = conflict.report_dir if conflict is not None else None
+    if report_dir is not None and (report_dir / "conflict_report.md").exists():
+        out["conflict_report"] = str(report_dir / "conflict_report.md")
     if not (plots and trainer.is_global_zero):
         return out
     try:

@@ -190,3 +190,30 @@ def test_a_run_shows_none_of_lightnings_inapplicable_notices(tmp_path):
     messages = [str(w.message) for w in seen]
     for noise in ("LeafSpec", "does not have many workers", "no pre-optimization state"):
         assert not any(noise in m for m in messages), messages
+
+
+def test_a_single_loss_problem_trains_without_a_probe(tmp_path):
+    """Every condition imposed exactly leaves K = 1: nothing to compare, so `run` trains it
+    (auto stays `none`) instead of failing in the conflict callback's K >= 2 check."""
+    from lightning_pinn.run import run_experiment
+
+    options = {"hard_constraints": ["initial", "boundary"]}
+    cfg = RunConfig(
+        problem="wave",
+        recipe="vanilla",
+        problem_options=options,
+        out=str(tmp_path),
+        logger="none",
+        progress_bar=False,
+        plots=False,
+        checkpoint=False,
+        threads=1,
+        max_steps=4,
+        points={"residual": 16},
+    )
+    summary = run_experiment(cfg)
+    assert summary["final_losses"].keys() == {"residual"} and summary["report"] is None
+    assert summary["final_strategy"] == "none" and summary["steps"] == 4
+    trial = dataclasses.replace(cfg, trial_steps=1)
+    with pytest.raises(ValueError, match="one loss.*drop --trial-steps"):
+        run_experiment(trial)
