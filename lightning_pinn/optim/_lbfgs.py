@@ -57,7 +57,21 @@ class LBFGSPhase:
         tolerance_change: an L-BFGS call returns when the loss or step changes less.
         line_search: ``"strong_wolfe"`` or ``None`` (fixed step ``lr``; rarely useful).
         record_every: L-BFGS steps between two records of ``J`` and the statistics.
-        stall_steps: consecutive calls without a decrease that stop training.
+        stall_steps: consecutive calls without a decrease that stop training (with
+            ``rad_candidates``: that draw a fresh adaptive batch instead).
+        rad_candidates: 0 (default) trains on the switch step's batch. ``M > 0``: the frozen
+            batch's set ``rad_set`` is drawn by residual-based adaptive distribution (RAD, Wu
+            et al. 2023) instead: ``M`` candidates from the set's region, of which the set's
+            count are kept with probability ``∝ |r|^k / mean(|r|^k) + c``, so points gather
+            where the PDE residual ``r`` is large (a shock, an interface). Needs a
+            :class:`~lightning_pinn.data.CollocationDataModule` and a module with
+            ``pointwise_residual`` (every :class:`~lightning_pinn.problems.ProblemModule`).
+        rad_k: the exponent ``k`` (1: Wu et al.'s default).
+        rad_c: the floor ``c`` (1: half of the points, on average, stay uniform).
+        rad_every: with ``rad_candidates``, L-BFGS steps between two fresh draws (0: one
+            draw, at the switch). A fresh draw changes the objective, so L-BFGS restarts
+            its history.
+        rad_set: the point set RAD draws (the PDE residual's).
 
     Raises:
         ValueError: an argument out of range (the message names it and its value).
@@ -76,6 +90,11 @@ class LBFGSPhase:
     line_search: Literal["strong_wolfe"] | None = "strong_wolfe"
     record_every: int = 10
     stall_steps: int = 3
+    rad_candidates: int = 0
+    rad_k: float = 1.0
+    rad_c: float = 1.0
+    rad_every: int = 0
+    rad_set: str = "residual"
 
     def __post_init__(self) -> None:
         _check_int("after", self.after, 0)
@@ -90,6 +109,17 @@ class LBFGSPhase:
             )
         _check_int("record_every", self.record_every, 1)
         _check_int("stall_steps", self.stall_steps, 1)
+        _check_int("rad_candidates", self.rad_candidates, 0)
+        _check_positive("rad_k", self.rad_k, allow_zero=True)
+        _check_positive("rad_c", self.rad_c, allow_zero=True)
+        _check_int("rad_every", self.rad_every, 0)
+        if self.rad_every and not self.rad_candidates:
+            raise ValueError(
+                f"LBFGSPhase rad_every={self.rad_every} re-draws the adaptive batch, which "
+                "needs rad_candidates > 0 (how many candidate points each draw scores)"
+            )
+        if not isinstance(self.rad_set, str) or not self.rad_set:
+            raise ValueError(f"LBFGSPhase rad_set must name a point set, got {self.rad_set!r}")
 
     def build(self, params: list[Tensor]) -> torch.optim.LBFGS:
         """The ``torch.optim.LBFGS`` over ``params`` (one param group, as LBFGS requires)."""
@@ -138,6 +168,7 @@ class LBFGSRun:
         self.last_loss: float | None = None
         self.stalled = 0
         self.stopped = False
+        self.rad_draws = 0  # adaptive (RAD) batches drawn so far
 
     @property
     def started(self) -> bool:
@@ -176,6 +207,7 @@ class LBFGSRun:
             "last_loss": self.last_loss,
             "stalled": self.stalled,
             "stopped": self.stopped,
+            "rad_draws": self.rad_draws,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -186,3 +218,4 @@ class LBFGSRun:
         self.last_loss = state["last_loss"]
         self.stalled = state["stalled"]
         self.stopped = state["stopped"]
+        self.rad_draws = state.get("rad_draws", 0)  # absent from checkpoints before RAD

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lightning_pinn._per_loss import evaluate_losses
 from lightning_pinn._step import StepRecord, check_losses, step_gradients, step_metrics
+from lightning_pinn.data._stream import _batch_seed
 from lightning_pinn.optim._lbfgs import LBFGSPhase
 from lightning_pinn.optim._schedule import WarmupExponential
 
@@ -106,10 +108,42 @@ def check_phase_fits(module: PINNModule) -> None:
     if phase is None or module.lbfgs_run.started:
         return
     phase.check_fits(module.trainer.max_steps)
+    if phase.rad_candidates:
+        _check_rad(module, phase)
     if getattr(module.trainer.precision_plugin, "scaler", None) is not None:
         raise ValueError(
             "the L-BFGS phase does not work under precision='16-mixed' (a gradient scaler "
             "cannot follow a line search); use '32-true', '64-true' or 'bf16-mixed'"
+        )
+
+
+def _check_rad(module: PINNModule, phase: LBFGSPhase) -> None:
+    """What an adaptive (RAD) L-BFGS batch needs, checked before the first step."""
+    from lightning_pinn.data import CollocationDataModule
+
+    if not callable(getattr(module, "pointwise_residual", None)):
+        raise ValueError(
+            f"LBFGSPhase(rad_candidates={phase.rad_candidates}) scores points by their PDE "
+            f"residual, but {type(module).__name__} has no pointwise_residual(batch, name, "
+            "points); use a lightning_pinn.problems.ProblemModule or set rad_candidates=0"
+        )
+    dm = getattr(module.trainer, "datamodule", None)
+    if not isinstance(dm, CollocationDataModule):
+        raise ValueError(
+            f"LBFGSPhase(rad_candidates={phase.rad_candidates}) draws candidates from the "
+            "datamodule's regions, which needs a lightning_pinn.data.CollocationDataModule "
+            f"passed as trainer.fit(module, datamodule=...), got {type(dm).__name__}"
+        )
+    if phase.rad_set not in dm.sets:
+        raise ValueError(
+            f"LBFGSPhase rad_set={phase.rad_set!r} names no point set; the datamodule has "
+            f"{list(dm.sets)}"
+        )
+    n = dm.sets[phase.rad_set].n
+    if phase.rad_candidates < n:
+        raise ValueError(
+            f"LBFGSPhase rad_candidates={phase.rad_candidates} is below the {n} points of set "
+            f"{phase.rad_set!r} it keeps; give at least {n} (Wu et al. 2023 score ~10x more)"
         )
 
 
@@ -144,6 +178,8 @@ def maybe_begin_lbfgs(module: PINNModule, batch: Any) -> None:
     if weights is None:  # no first-order step applied: the plain sum
         weights = torch.ones(module.num_losses, device=module.device)
     run.start(module.train_steps, batch, weights)
+    if phase.rad_candidates:
+        run.batch = rad_batch(module, run.batch, run.rad_draws)
     optimizer = phase.build(lbfgs_parameters(module))
     module.trainer.optimizers = [*module.trainer.optimizers, optimizer]
     named = ", ".join(f"{n}={w:.4g}" for n, w in zip(module.loss_names, weights.tolist()))
@@ -153,6 +189,51 @@ def maybe_begin_lbfgs(module: PINNModule, batch: Any) -> None:
         f"weights {named})"
     )
     module.log("optim/phase", 1.0, on_step=True, on_epoch=False)
+
+
+def rad_batch(module: PINNModule, batch: Any, draw: int) -> Any:
+    """``batch`` with its set ``rad_set`` drawn by residual-based adaptive distribution.
+
+    ``rad_candidates`` points are drawn from the set's region (a generator seeded by the
+    datamodule's seed, the rank and ``draw``, so a resumed run draws the same), scored by the
+    module's point-by-point residual, and the set's count of them kept, without replacement,
+    with probability ``∝ |r|^k / mean(|r|^k) + c``.
+    """
+    phase = module.lbfgs
+    assert phase is not None
+    points = module.trainer.datamodule.sets[phase.rad_set]
+    dm = module.trainer.datamodule
+    rank = module.trainer.global_rank
+    gen = torch.Generator().manual_seed(_batch_seed(dm.seed + 5_555_555, rank, draw))
+    candidates = points.region.sample(phase.rad_candidates, gen, dm.method)
+    base = move_data_to_device(batch, module.device)
+    residual = module.pointwise_residual  # type: ignore[attr-defined]
+    errors = [
+        residual(base, phase.rad_set, part.to(module.device)).detach().double().cpu()
+        for part in candidates.split(max(points.n, 1))
+    ]
+    err = torch.cat(errors)
+    err = torch.where(torch.isfinite(err), err, torch.zeros_like(err))
+    density = err.pow(phase.rad_k)
+    mean = density.mean()
+    prob = density / mean + phase.rad_c if mean > 0 else torch.ones_like(density)
+    keep = torch.multinomial(prob, points.n, replacement=False, generator=gen)
+    out = dict(batch)
+    out[phase.rad_set] = candidates[keep].to(batch[phase.rad_set].device)
+    return out
+
+
+def _rad_redraw(module: PINNModule, optimizer: Any) -> None:
+    """A fresh adaptive batch: the objective changes, so L-BFGS forgets its history."""
+    run = module.lbfgs_run
+    run.rad_draws += 1
+    run.batch = rad_batch(module, run.batch, run.rad_draws)
+    getattr(optimizer, "optimizer", optimizer).state.clear()
+    run.last_loss, run.stalled = None, 0
+    rank_zero_info(
+        f"lightning_pinn: L-BFGS draws adaptive batch {run.rad_draws} (RAD) at training step "
+        f"{module.train_steps}"
+    )
 
 
 def _record(module: PINNModule, batch: Any) -> tuple[Tensor, Tensor]:
@@ -231,7 +312,10 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
         _stop_nonfinite(module, params, saved)
     else:
         run.observe(float(loss))
-        if run.stalled >= phase.stall_steps:
+        redraw = phase.rad_every > 0 and run.steps % phase.rad_every == 0
+        if phase.rad_candidates and not last and (redraw or run.stalled >= phase.stall_steps):
+            _rad_redraw(module, opt)
+        elif run.stalled >= phase.stall_steps:
             run.stopped = True
             trainer.should_stop = True
             rank_zero_info(

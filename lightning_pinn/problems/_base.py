@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
 from lightning_pinn.module import PINNModule
 from lightning_pinn.networks import MLP
+from lightning_pinn.problems._common import mse
 
 __all__ = ["Problem", "ProblemModule"]
 
@@ -74,6 +75,16 @@ class Problem:
         raise NotImplementedError
 
     # -- optional hooks ------------------------------------------------------------------
+    def residual_loss(self, module: ProblemModule, residual: Tensor, points: Tensor) -> Tensor:
+        """Mean squared PDE ``residual`` ``[N, m]`` at ``points`` ``[N, d]``.
+
+        Route the residual through this method in :meth:`losses` (rather than taking its mean
+        square directly): the module can then read it point by point, which residual-based
+        adaptive sampling needs (``LBFGSPhase(rad_candidates=...)``).
+        """
+        record_residual(module, residual)
+        return mse(residual)
+
     def unknowns(self) -> dict[str, float]:
         """Unknown scalar PDE coefficients of an inverse problem: name -> initial guess."""
         return {}
@@ -146,6 +157,13 @@ class Problem:
         )
 
 
+def record_residual(module: Any, residual: Tensor) -> None:
+    """Keep ``residual`` (detached) when ``module`` is reading residuals point by point."""
+    record = getattr(module, "residual_record", None)
+    if record is not None:
+        record.append(residual.detach())
+
+
 class _TensorDict(nn.Module):
     """Fixed tensors registered as (non-persistent) buffers, accessed by name."""
 
@@ -216,6 +234,32 @@ class ProblemModule(PINNModule):
         )
         self.fixed = _TensorDict(problem.fixed_data())
         self.causal_weights: Tensor | None = None  # [M], set by a causally weighted residual
+        self.residual_record: list[Tensor] | None = None  # set while reading residuals
+
+    def pointwise_residual(self, batch: Mapping[str, Tensor], name: str, points: Tensor) -> Tensor:
+        """``|r|`` ``[N]`` at ``points`` ``[N, d]``: the problem's losses on ``batch`` with set
+        ``name`` replaced by ``points``, reading the residuals it passes to
+        :meth:`Problem.residual_loss` (summed in square over several residuals of one set).
+
+        Raises:
+            ValueError: the problem's ``losses`` reports no residual of ``points``' size (it
+                does not call ``self.residual_loss``).
+        """
+        self.residual_record = []
+        try:
+            with torch.enable_grad():
+                self.problem.losses(self, {**batch, name: points.detach().clone()})
+            record = [r for r in self.residual_record if r.shape[0] == points.shape[0]]
+        finally:
+            self.residual_record = None
+        if not record:
+            raise ValueError(
+                f"problem {self.problem.name!r} reports no point-by-point residual for set "
+                f"{name!r}: its losses() must pass each PDE residual through "
+                "self.residual_loss(module, residual, points)"
+            )
+        square = sum(r.reshape(r.shape[0], -1).pow(2).sum(dim=1) for r in record)
+        return torch.as_tensor(square).sqrt()
 
     def forward(self, x: Tensor, **kwargs: Any) -> Tensor:
         """The network at ``x`` ``[N, d]``, through the problem's output transform if any."""

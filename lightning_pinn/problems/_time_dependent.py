@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor
 
 from lightning_pinn.data import PointSet
-from lightning_pinn.problems._base import Problem
+from lightning_pinn.problems._base import Problem, record_residual
 from lightning_pinn.problems._common import causal_mse, check_causal, mse
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class TimeDependentProblem(Problem):
     def residual_loss(self, module: ProblemModule, residual: Tensor, xt: Tensor) -> Tensor:
         """Mean squared ``residual`` ``[N, m]`` at ``xt`` ``[N, d]``, causally weighted when
         ``causal_eps > 0`` (the weights are kept on ``module.causal_weights`` for logging)."""
+        record_residual(module, residual)
         if self.causal_eps == 0:
             return mse(residual)
         t = xt[:, self.time_index]

@@ -69,7 +69,7 @@ class Helmholtz(Problem):
         u_xx, u_yy = hessian_diag(u, xy).unbind(dim=1)  # (N,) each: three reverse passes
         residual = (u_xx + u_yy).unsqueeze(1) + self.k**2 * u - self.source(xy.detach())
         return {
-            "residual": mse(residual),
+            "residual": self.residual_loss(module, residual, xy),
             "boundary": mse(module(batch["boundary"], loss="boundary")),
         }
 

@@ -76,7 +76,7 @@ class PoissonND(Problem):
             residual = -laplacian_fwd(module.model, x) - source
         xb = batch["boundary"]
         boundary = mse(module(xb, loss="boundary") - self.reference(xb))
-        return {"residual": mse(residual), "boundary": boundary}
+        return {"residual": self.residual_loss(module, residual, x), "boundary": boundary}
 
     def reference(self, points: Tensor) -> Tensor:
         return torch.sin(math.pi * points / 2).sum(dim=1, keepdim=True)
@@ -136,7 +136,7 @@ class HeatND(Problem):
         source = (1 - self.dim - r2) * self.reference(xt)
         x0, xb = batch["initial"], batch["boundary"]
         return {
-            "residual": mse(u_t - lap - source),
+            "residual": self.residual_loss(module, u_t - lap - source, xt),
             "initial": mse(module(x0, loss="initial") - self.reference(x0)),
             "boundary": mse(module(xb, loss="boundary") - self.reference(xb)),
         }

@@ -100,7 +100,11 @@ class BurgersInverse(Problem):
         residual = du[:, 1:2] + u * du[:, :1] - module.coefficients["nu"] * u_xx
         x0 = batch["initial"]
         initial = module(x0, loss="initial") + torch.sin(math.pi * x0[:, :1])
-        return {"residual": mse(residual), "initial": mse(initial), "data": _data_loss(module)}
+        return {
+            "residual": self.residual_loss(module, residual, xt),
+            "initial": mse(initial),
+            "data": _data_loss(module),
+        }
 
     def reference(self, points: Tensor) -> Tensor:
         return burgers_solution(points, self.nu)
@@ -162,7 +166,7 @@ class HeatInverse(Problem):
         u_xx = hessian_diag(u, xt, dims=[0], grad=du)
         residual = du[:, 1:2] - module.coefficients["kappa"] * u_xx
         return {
-            "residual": mse(residual),
+            "residual": self.residual_loss(module, residual, xt),
             "boundary": mse(module(batch["boundary"], loss="boundary")),
             "data": _data_loss(module),
         }
@@ -237,7 +241,7 @@ class PoissonInverse(Problem):
         xb = batch["boundary"]
         boundary = mse(module(xb, loss="boundary") - self.reference(xb))
         return {
-            "residual": mse(-div - self.source(xy.detach())),
+            "residual": self.residual_loss(module, -div - self.source(xy.detach()), xy),
             "boundary": boundary,
             "data": _data_loss(module),
         }

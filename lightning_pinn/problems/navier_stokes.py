@@ -72,9 +72,9 @@ class Kovasznay(Problem):
             mom_x = u * du[:, :1] + v * du[:, 1:2] + dp[:, :1] - _laplacian_2d(du, xy) / self.re
             mom_y = u * dv[:, :1] + v * dv[:, 1:2] + dp[:, 1:2] - _laplacian_2d(dv, xy) / self.re
             return {
-                "momentum_x": mse(mom_x),
-                "momentum_y": mse(mom_y),
-                "continuity": mse(du[:, :1] + dv[:, 1:2]),
+                "momentum_x": self.residual_loss(module, mom_x, xy),
+                "momentum_y": self.residual_loss(module, mom_y, xy),
+                "continuity": self.residual_loss(module, du[:, :1] + dv[:, 1:2], xy),
             }
 
         losses = shared_forward_losses(
@@ -178,10 +178,10 @@ class ThermalFlow(Problem):
             )
             energy = transport(dT) - self.alpha * _laplacian_2d(dT, xyt) - q_t
             return {
-                "momentum_x": mse(mom_x),
-                "momentum_y": mse(mom_y),
-                "continuity": mse(du[:, :1] + dv[:, 1:2]),
-                "energy": mse(energy),
+                "momentum_x": self.residual_loss(module, mom_x, xyt),
+                "momentum_y": self.residual_loss(module, mom_y, xyt),
+                "continuity": self.residual_loss(module, du[:, :1] + dv[:, 1:2], xyt),
+                "energy": self.residual_loss(module, energy, xyt),
             }
 
         names = ("momentum_x", "momentum_y", "continuity", "energy")

@@ -91,7 +91,10 @@ class Thermoelastic(Problem):
             f_u, f_theta = self.sources(xt.detach())
             momentum = u_tt - self.c**2 * du_x[:, :1] + self.gamma * dth[:, :1] - f_u
             energy = dth[:, 1:2] - self.kappa * th_xx + self.eta * du_x[:, 1:2] - f_theta
-            return {"momentum": mse(momentum), "energy": mse(energy)}
+            return {
+                "momentum": self.residual_loss(module, momentum, xt),
+                "energy": self.residual_loss(module, energy, xt),
+            }
 
         losses = shared_forward_losses(module, ("momentum", "energy"), residuals)
         x0 = batch["initial"].requires_grad_(True)
