@@ -167,23 +167,18 @@ def test_guarded_switch_flags_reach_the_config_and_are_checked(seen_config, caps
     assert "unknown candidate(s) ['magic']" in capsys.readouterr().err
 
 
+def _quiet_config(tmp_path, problem: str, **fields) -> RunConfig:
+    """A 4-step run of ``problem``: no logger, plots, checkpoints or progress bar."""
+    quiet = {"logger": "none", "progress_bar": False, "plots": False, "checkpoint": False}
+    return RunConfig(problem=problem, out=str(tmp_path), threads=1, max_steps=4, **quiet, **fields)
+
+
 def test_a_run_shows_none_of_lightnings_inapplicable_notices(tmp_path):
     import warnings
 
     from lightning_pinn.run import run_experiment
 
-    cfg = RunConfig(
-        problem="burgers",
-        out=str(tmp_path),
-        logger="none",
-        progress_bar=False,
-        plots=False,
-        checkpoint=False,
-        threads=1,
-        max_steps=4,
-        probe_steps=2,
-        points={"residual": 16, "initial": 4},
-    )
+    cfg = _quiet_config(tmp_path, "burgers", probe_steps=2, points={"residual": 16, "initial": 4})
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")  # as a user's shell shows them
         run_experiment(cfg)
@@ -198,18 +193,8 @@ def test_a_single_loss_problem_trains_without_a_probe(tmp_path):
     from lightning_pinn.run import run_experiment
 
     options = {"hard_constraints": ["initial", "boundary"]}
-    cfg = RunConfig(
-        problem="wave",
-        recipe="vanilla",
-        problem_options=options,
-        out=str(tmp_path),
-        logger="none",
-        progress_bar=False,
-        plots=False,
-        checkpoint=False,
-        threads=1,
-        max_steps=4,
-        points={"residual": 16},
+    cfg = _quiet_config(
+        tmp_path, "wave", recipe="vanilla", problem_options=options, points={"residual": 16}
     )
     summary = run_experiment(cfg)
     assert summary["final_losses"].keys() == {"residual"} and summary["report"] is None
