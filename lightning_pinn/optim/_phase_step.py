@@ -201,8 +201,8 @@ def rad_batch(module: PINNModule, batch: Any, draw: int) -> Any:
     """
     phase = module.lbfgs
     assert phase is not None
-    points = module.trainer.datamodule.sets[phase.rad_set]
     dm = module.trainer.datamodule
+    points = dm.sets[phase.rad_set]
     rank = module.trainer.global_rank
     gen = torch.Generator().manual_seed(_batch_seed(dm.seed + 5_555_555, rank, draw))
     candidates = points.region.sample(phase.rad_candidates, gen, dm.method)

@@ -258,8 +258,7 @@ class ProblemModule(PINNModule):
                 f"{name!r}: its losses() must pass each PDE residual through "
                 "self.residual_loss(module, residual, points)"
             )
-        square = sum(r.reshape(r.shape[0], -1).pow(2).sum(dim=1) for r in record)
-        return torch.as_tensor(square).sqrt()
+        return torch.cat([r.reshape(r.shape[0], -1) for r in record], dim=1).norm(dim=1)
 
     def forward(self, x: Tensor, **kwargs: Any) -> Tensor:
         """The network at ``x`` ``[N, d]``, through the problem's output transform if any."""
