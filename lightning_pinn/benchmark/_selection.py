@@ -215,14 +215,20 @@ def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:
     When every configuration is a registered problem, the alternation runs over all
     registered names, so a configuration's half never moves when results for other
     configurations are added (a held-out configuration stays held out); otherwise it runs over
-    the given names.
+    the given names. A registered alias of another configuration (:func:`problems.aliases`,
+    e.g. ``poisson_nd`` = ``poisson_nd-d5``) is in neither half, so no configuration counts
+    twice; the alternation still steps over it, so no other name changes half.
     """
     registered = sorted(problems.names())
     present = set(configs)
-    ordered = registered if present <= set(registered) else sorted(present)
+    if present <= set(registered):
+        ordered, dropped = registered, set(problems.aliases())
+    else:
+        ordered, dropped = sorted(present), set()
+    keep = present - dropped
     return (
-        [c for c in ordered[0::2] if c in present],
-        [c for c in ordered[1::2] if c in present],
+        [c for c in ordered[0::2] if c in keep],
+        [c for c in ordered[1::2] if c in keep],
     )
 
 

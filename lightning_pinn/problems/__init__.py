@@ -20,7 +20,7 @@ Example:
 """
 
 from lightning_pinn.problems._base import Problem, ProblemModule
-from lightning_pinn.problems._registry import get, names, register
+from lightning_pinn.problems._registry import aliases, get, names, register
 from lightning_pinn.problems._time_dependent import TimeDependentProblem, hard_constraint_support
 from lightning_pinn.problems.allen_cahn import AllenCahn
 from lightning_pinn.problems.burgers import Burgers
@@ -52,6 +52,7 @@ __all__ = [
     "Thermoelastic",
     "TimeDependentProblem",
     "Wave",
+    "aliases",
     "get",
     "hard_constraint_support",
     "names",

@@ -10,7 +10,7 @@ from typing import Any
 from lightning_pinn.problems._base import Problem
 from lightning_pinn.problems._time_dependent import TimeDependentProblem
 
-__all__ = ["get", "names", "register"]
+__all__ = ["aliases", "get", "names", "register"]
 
 _REGISTRY: dict[str, tuple[type[Problem], dict[str, Any]]] = {}
 
@@ -26,6 +26,42 @@ def register(name: str, cls: type[Problem], **preset: Any) -> None:
 def names() -> list[str]:
     """Registered problem names, sorted."""
     return sorted(_REGISTRY)
+
+
+def _resolved(cls: type[Problem], preset: dict[str, Any]) -> tuple[Any, ...]:
+    """``cls`` and every field's value under ``preset`` (defaults filled in), comparable."""
+    values = []
+    for f in dataclasses.fields(cls):
+        if f.name in preset:
+            value = preset[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = dataclasses.MISSING
+        values.append((f.name, repr(value)))
+    return (cls, tuple(values))
+
+
+def aliases() -> dict[str, str]:
+    """Registered names that build the same problem as another name: ``{alias: canonical}``.
+
+    Two names are the same configuration when they register the same class with the same
+    parameter values once defaults are filled in (``poisson_nd`` is ``poisson_nd-d5``: its
+    default ``dim`` is 5). The canonical name is the one with the most preset parameters (the
+    explicit variant), then the first in sorted order; the others are its aliases. Benchmarks
+    count such a configuration once (:func:`lightning_pinn.benchmark.split_configs`).
+    """
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name in names():
+        cls, preset = _REGISTRY[name]
+        groups.setdefault(_resolved(cls, preset), []).append(name)
+    out: dict[str, str] = {}
+    for group in groups.values():
+        canonical = min(group, key=lambda n: (-len(_REGISTRY[n][1]), n))
+        out.update({n: canonical for n in group if n != canonical})
+    return out
 
 
 def _check_type(cls: type[Problem], key: str, value: Any) -> None:

@@ -209,7 +209,22 @@ def test_halves_of_registered_configs_do_not_move_when_results_are_added():
     calib, held = benchmark.split_configs(names[:5])
     calib2, held2 = benchmark.split_configs(names)
     assert set(calib) <= set(calib2) and set(held) <= set(held2)
-    assert set(calib2).isdisjoint(held2) and len(calib2) + len(held2) == len(names)
+    assert set(calib2).isdisjoint(held2)
+    assert len(calib2) + len(held2) == len(names) - len(problems.aliases())
+
+
+def test_an_alias_is_in_neither_half_and_moves_no_other_configuration():
+    from lightning_pinn import problems
+
+    names = sorted(problems.names())
+    assert problems.aliases()["poisson_nd"] == "poisson_nd-d5"
+    calib, held = benchmark.split_configs(names)
+    assert "poisson_nd" not in calib + held and "poisson_nd-d5" in calib
+    # the alternation still steps over the alias: every other name keeps its place
+    assert calib == [n for n in names[0::2] if n != "poisson_nd"]
+    assert held == [n for n in names[1::2] if n != "poisson_nd"]
+    # names that are not all registered alternate over themselves, aliases included
+    assert benchmark.split_configs(["poisson_nd", "zz-mine"]) == (["poisson_nd"], ["zz-mine"])
 
 
 def test_adapter_choice_scores_a_variant_against_the_default():

@@ -71,3 +71,18 @@ def test_bad_overrides_are_rejected(name, overrides, error, match) -> None:
 def test_datamodule_rejects_unknown_point_sets() -> None:
     with pytest.raises(ValueError, match="unknown point set"):
         problems.get("wave").datamodule(points={"interior": 10})
+
+
+def test_aliases_are_names_that_build_the_same_problem() -> None:
+    found = problems.aliases()
+    # poisson_nd's default dim is 5: it is poisson_nd-d5, the explicit variant is canonical
+    assert found["poisson_nd"] == "poisson_nd-d5"
+    # convection's default beta is 30, helmholtz's a2 is 4: distinct from every variant
+    assert not {"convection", "helmholtz", "heat_nd"} & set(found)
+    for alias, canonical in found.items():
+        assert canonical not in found
+        a, c = problems.get(alias), problems.get(canonical)
+        assert type(a) is type(c)
+        assert {k: v for k, v in vars(a).items() if k != "name"} == {
+            k: v for k, v in vars(c).items() if k != "name"
+        }
