@@ -54,7 +54,7 @@ def test_default_is_the_problems_recipe_and_flags_override_it(seen_config):
     assert (cfg.max_steps, cfg.lr, cfg.resample) == (300, 0.002, False)
     assert cfg.schedule == {"warmup_steps": 200, "decay_rate": 0.9, "decay_steps": 1000}
     cfg = seen_config("convection-b40", "--problem-options", '{"causal_eps": 0.5}')
-    assert cfg.recipe == "convection"
+    assert cfg.recipe == "convection-b40"
     assert cfg.problem_options == {
         "hard_constraints": ["initial"],
         "causal_eps": 0.5,

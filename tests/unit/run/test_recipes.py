@@ -26,7 +26,8 @@ from lightning_pinn.run._recipes import (
     "problem, expected",
     [
         ("burgers", "burgers"),
-        ("convection-b40", "convection"),
+        ("convection-b40", "convection-b40"),
+        ("convection-b10", "convection-b10"),
         ("convection", "convection"),
         ("helmholtz-a6", "helmholtz"),
         ("burgers_inverse", "default"),
@@ -141,6 +142,17 @@ def test_burgers_default_recipe_builds_the_intended_module():
     assert module.hparams["lbfgs"]["after"] == 800 and module.hparams["lbfgs"]["max_iter"] == 20
     assert module.hparams["schedule"]["warmup_steps"] == 200
     assert cfg.points == {"residual": 3000} and cfg.max_steps == 1000
+
+
+@pytest.mark.parametrize("name", [n for n in problems.names() if n.startswith("convection")])
+def test_convection_recipes_scale_their_time_features_with_beta(name):
+    # sin(x - beta t) needs frequency beta in t: sigma_t = max(1, beta / 10) (chosen on b20)
+    trunk = build_trunk(load_recipe(name).trunk, 2, 1)
+    (features,) = [m for m in trunk.modules() if isinstance(m, FourierFeatures)]
+    s_t = max(1.0, problems.get(name).beta / 10)
+    sigma = features.sigma if isinstance(features.sigma, tuple) else (features.sigma,) * 4
+    # the periodic embedding's outputs are (cos x, cos pi t, sin x, sin pi t)
+    assert sigma == (1.0, s_t, 1.0, s_t)
 
 
 def test_periodic_and_fourier_trunks():
