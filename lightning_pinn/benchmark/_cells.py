@@ -233,6 +233,15 @@ def load_results(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _asked_recipe(record: Mapping[str, Any]) -> str | None:
+    """The recipe a record's cell asked for: its key's ``recipe=R@D`` part, else the record's
+    ``recipe`` field (records of ``benchmarks/accuracy.py`` and older files)."""
+    for part in str(record.get("key", "")).split("|"):
+        if part.startswith("recipe=") and "@" in part:
+            return part[len("recipe=") :].rsplit("@", 1)[0]
+    return record.get("recipe")
+
+
 def current_records(records: Sequence[dict]) -> list[dict]:
     """The records made with the current version of their recipe.
 
@@ -240,12 +249,16 @@ def current_records(records: Sequence[dict]) -> list[dict]:
     (:attr:`lightning_pinn.run.Recipe.digest`) still matches: after a recipe changes, the cells
     of its earlier versions stay in the file as history but no longer count, the same rule as
     ``benchmarks/accuracy.py``'s table. Records without a recipe, and those whose recipe cannot
-    be loaded any more (a path that is gone), are kept.
+    be loaded any more (a path that is gone), are kept. The recipe compared is the one the
+    cell asked for (its key's ``recipe=R@D``, e.g. ``default``), looked up again for the
+    record's problem: when a problem gains its own file (``convection-b1.yaml`` beside the
+    family's ``convection.yaml``), its records stay current exactly when the settings did
+    not change.
     """
     digests: dict[tuple[str, str], str | None] = {}
     kept = []
     for record in records:
-        name, digest = record.get("recipe"), record.get("recipe_digest")
+        name, digest = _asked_recipe(record), record.get("recipe_digest")
         if name is None or digest is None:
             kept.append(record)
             continue

@@ -28,3 +28,18 @@ def test_a_changed_recipe_drops_its_cells_from_the_tables(tmp_path):
     assert current_records([made]) == []
     recipe.write_text("# a comment changes nothing\nsteps: 10\nlr: 1.0e-3\n")
     assert current_records([made]) == [made]
+
+
+def test_a_problem_that_gains_its_own_recipe_file_keeps_its_unchanged_cells():
+    # convection-b1 once resolved `default` to the family's convection.yaml; it now has its own
+    # file with the same settings, while convection.yaml (beta = 30) changed
+    b1 = load_recipe("convection-b1", "default")
+    assert b1.name == "convection-b1" and b1.digest != load_recipe("convection").digest
+    made = {
+        "problem": "convection-b1",
+        "recipe": "convection",  # the file the cell resolved to when it ran
+        "recipe_digest": b1.digest,
+        "key": f"convection-b1|none|0|4000|1000||recipe=default@{b1.digest}",
+    }
+    changed = {**made, "recipe_digest": "000000000000", "key": "x|recipe=default@000000000000"}
+    assert current_records([made, changed]) == [made]
