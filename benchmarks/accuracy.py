@@ -276,9 +276,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     records = [r for r in read_records(args.out) if r["budget_scale"] == args.budget_scale]
+    machines = sorted({str(r.get("machine")) for r in records if r.get("machine")})
     print(
         f"\nrecipe {args.recipe}, budget scale {args.budget_scale}, one thread per run; "
-        f"machine: {records[0]['machine'] if records else machine()}\n"
+        f"machines in the records: {'; '.join(machines) if machines else machine()} (each "
+        "record names its own)\n"
     )
     digests = {ROW_KEYS[k].label: recipe_digest(k, args.recipe) for k in ROW_KEYS}
     print("\n".join(table(records, args.recipe, digests)))
