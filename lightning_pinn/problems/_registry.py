@@ -50,16 +50,18 @@ def aliases() -> dict[str, str]:
     Two names are the same configuration when they register the same class with the same
     parameter values once defaults are filled in (``poisson_nd`` is ``poisson_nd-d5``: its
     default ``dim`` is 5). The canonical name is the one with the most preset parameters (the
-    explicit variant), then the first in sorted order; the others are its aliases. Benchmarks
-    count such a configuration once (:func:`lightning_pinn.benchmark.split_configs`).
+    explicit variant), then the one registered first (a built-in name stays canonical when a
+    user registers the same class again); the others are its aliases. Benchmarks count such a
+    configuration once (:func:`lightning_pinn.benchmark.split_configs`).
     """
+    order = {name: i for i, name in enumerate(_REGISTRY)}
     groups: dict[tuple[Any, ...], list[str]] = {}
     for name in names():
         cls, preset = _REGISTRY[name]
         groups.setdefault(_resolved(cls, preset), []).append(name)
     out: dict[str, str] = {}
     for group in groups.values():
-        canonical = min(group, key=lambda n: (-len(_REGISTRY[n][1]), n))
+        canonical = min(group, key=lambda n: (-len(_REGISTRY[n][1]), order[n]))
         out.update({n: canonical for n in group if n != canonical})
     return out
 

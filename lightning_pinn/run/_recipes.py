@@ -142,8 +142,8 @@ def load_recipe(
             ill-typed key, a bad ``lbfgs`` phase.
 
     Example:
-        >>> load_recipe("convection-b40").name
-        'convection'
+        >>> load_recipe("helmholtz-a6").name  # no helmholtz-a6.yaml: the family's file
+        'helmholtz'
     """
     recipe_dir = Path(recipe_dir)
     if recipe == "default":

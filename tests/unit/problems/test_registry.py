@@ -86,3 +86,12 @@ def test_aliases_are_names_that_build_the_same_problem() -> None:
         assert {k: v for k, v in vars(a).items() if k != "name"} == {
             k: v for k, v in vars(c).items() if k != "name"
         }
+
+
+def test_a_built_in_name_stays_canonical_when_its_class_is_registered_again(monkeypatch) -> None:
+    from lightning_pinn.problems import _registry
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    problems.register("aaa_my_burgers", problems.Burgers)
+    assert problems.aliases()["aaa_my_burgers"] == "burgers"
+    assert "burgers" not in problems.aliases()
