@@ -5,7 +5,8 @@ and ``out_dim`` filled in from the problem), the strategy and its reweighting ru
 options (hard constraints, causal weighting), the collocation points and whether they are
 resampled, the learning rate, its schedule, an L-BFGS phase placed at a *fraction* of the run,
 and the number of steps. :func:`load_recipe` finds the file for a problem (the exact name, then
-the family before ``-``, then ``default.yaml``); :func:`apply_recipe` writes it into a
+the family before ``-``, then ``default.yaml``); a file may start from another with
+``extends: NAME`` and override only what differs. :func:`apply_recipe` writes it into a
 :class:`~lightning_pinn.run.RunConfig`, leaving the fields given on the command line alone.
 """
 
@@ -160,8 +161,57 @@ def load_recipe(
                 f"{', '.join(n for n in recipe_names(recipe_dir) if n != 'default')}, or a path "
                 "to a YAML file"
             )
-    data = yaml.safe_load(path.read_text()) or {}
-    return _parse(data, name=path.stem, source=str(path))
+    return _parse(_read_resolved(path), name=path.stem, source=str(path))
+
+
+def _read_resolved(path: Path, chain: tuple[Path, ...] = ()) -> Any:
+    """The file's mapping with its ``extends:`` parent (if any) merged underneath it.
+
+    ``extends`` names a recipe in the same directory (``convection``) or a YAML path relative
+    to the file. The child's mappings are merged into the parent's key by key, at every depth;
+    any other value (a list, a number, ``null``) replaces the parent's.
+    """
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise ValueError(f"recipe {chain[0]}: 'extends' forms a cycle: {cycle}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path}: not valid YAML: {err}") from None
+    if not isinstance(data, Mapping) or "extends" not in data:
+        return data
+    data = dict(data)
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(
+            f"recipe {path}: extends must name a recipe (e.g. 'convection') or a YAML path, "
+            f"got {parent!r}"
+        )
+    is_path = parent.endswith((".yaml", ".yml")) or "/" in parent
+    parent_path = path.parent / (parent if is_path else f"{parent}.yaml")
+    if not parent_path.is_file():
+        raise ValueError(
+            f"recipe {path}: extends {parent!r}, but {parent_path} does not exist; recipes "
+            f"here: {', '.join(recipe_names(path.parent)) or 'none'}"
+        )
+    base = _read_resolved(parent_path, (*chain, path))
+    if not isinstance(base, Mapping):
+        raise ValueError(
+            f"recipe {path}: extends {parent_path}, which is not a mapping of keys "
+            f"(got {type(base).__name__})"
+        )
+    return _merge(base, data)
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """``override`` merged into ``base``: mappings key by key (recursively), else replaced."""
+    if not isinstance(base, Mapping) or not isinstance(override, Mapping):
+        return override
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(base[key], value) if key in base else value
+    return merged
 
 
 def _parse(data: Any, *, name: str, source: str) -> Recipe:

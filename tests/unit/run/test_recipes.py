@@ -89,6 +89,56 @@ def test_bad_recipe_files_are_named(tmp_path, text, message):
         load_recipe("burgers", str(path))
 
 
+def test_extends_merges_mappings_and_replaces_other_values(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "steps: 10\nlr: 0.01\nrule: {name: gradnorm, every: 100}\n"
+        "points: {residual: 500, boundary: 50}\nlbfgs: {after_fraction: 0.5}\n"
+        "problem_options: {hard_constraints: [initial, boundary]}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base\nrule: {every: 10}\npoints: {residual: 900}\nlbfgs: null\n"
+        "problem_options: {hard_constraints: [initial]}\n"
+    )
+    child = load_recipe("burgers", str(tmp_path / "child.yaml"))
+    assert child.name == "child" and (child.steps, child.lr) == (10, 0.01)
+    assert child.rule == {"name": "gradnorm", "every": 10}  # merged key by key
+    assert child.points == {"residual": 900, "boundary": 50}
+    assert child.lbfgs is None  # null replaces
+    assert child.problem_options == {"hard_constraints": ["initial"]}  # a list replaces
+    (tmp_path / "same.yaml").write_text("extends: base.yaml\n")  # a path, relative to the file
+    assert load_recipe("burgers", str(tmp_path / "same.yaml")).digest == (
+        load_recipe("burgers", str(tmp_path / "base.yaml")).digest
+    )
+
+
+def test_convection_betas_extend_the_family_recipe():
+    """The per-beta files restate only the Fourier scales; the rest is convection.yaml's."""
+    family = load_recipe("convection")
+    for name in ("convection-b1", "convection-b10", "convection-b20", "convection-b40"):
+        assert "extends: convection" in (RECIPE_DIR / f"{name}.yaml").read_text()
+        recipe = load_recipe(name)
+        for field in ("steps", "lr", "rule", "schedule", "lbfgs", "points", "problem_options"):
+            assert getattr(recipe, field) == getattr(family, field), (name, field)
+        assert recipe.trunk["init_args"]["width"] == family.trunk["init_args"]["width"]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a": "extends: b\nsteps: 3\n", "b": "extends: a\n"}, "cycle: a.yaml -> b.yaml -> a.yaml"),
+        ({"a": "extends: nowhere\nsteps: 3\n"}, "extends .nowhere.*does not exist"),
+        ({"a": "extends: [b]\nsteps: 3\n"}, "extends must name a recipe"),
+        ({"a": "steps: [3\n"}, "not valid YAML"),
+        ({"a": "extends: b\n", "b": "[1, 2]\n"}, "extends .*b.yaml, which is not a mapping"),
+    ],
+)
+def test_bad_extends_is_named(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_recipe("burgers", str(tmp_path / "a.yaml"))
+
+
 def test_missing_trunk_class_is_named():
     with pytest.raises(ValueError, match="lightning_pinn.networks.NoSuchNet"):
         build_trunk({"class_path": "lightning_pinn.networks.NoSuchNet"}, 2, 1)
