@@ -27,6 +27,7 @@ from lightning_pinn import problems
 from lightning_pinn.callbacks._switching import intervention_map
 from lightning_pinn.callbacks._trial import max_candidates, max_discarded_steps
 from lightning_pinn.run import (
+    Recipe,
     RunConfig,
     apply_recipe,
     default_threads,
@@ -233,13 +234,36 @@ def load_results(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _asked_recipe(record: Mapping[str, Any]) -> str | None:
-    """The recipe a record's cell asked for: its key's ``recipe=R@D`` part, else the record's
+def _asked_recipe(record: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The recipe a record's cell asked for, and whether the record is a benchmark cell: its
+    key's ``recipe=R@D`` part (a cell, which sets its own strategy), else the record's
     ``recipe`` field (records of ``benchmarks/accuracy.py`` and older files)."""
     for part in str(record.get("key", "")).split("|"):
         if part.startswith("recipe=") and "@" in part:
-            return part[len("recipe=") :].rsplit("@", 1)[0]
-    return record.get("recipe")
+            return part[len("recipe=") :].rsplit("@", 1)[0], True
+    return record.get("recipe"), False
+
+
+def _without_digest(key: str) -> str:
+    """A cell key with its ``recipe=R@D`` part cut to ``recipe=R@`` (a record that
+    :func:`current_records` keeps ran the same set-up as a new cell with that key)."""
+    return "|".join(
+        part.rsplit("@", 1)[0] + "@" if part.startswith("recipe=") and "@" in part else part
+        for part in key.split("|")
+    )
+
+
+def _cell_digests(recipe: Recipe) -> set[str]:
+    """The digests under which a benchmark cell of ``recipe`` ran the same settings.
+
+    A cell always sets its own strategy (:meth:`Cell.run_config`), so the recipe's
+    ``strategy`` never reached it: the recipe with any strategy in its place is the same
+    set-up for the cell. A recipe that only changes its recommended strategy (e.g. a new
+    ``burgers_inverse.yaml`` that is ``default.yaml`` with ``strategy: reweight``) keeps the
+    map's cells."""
+    return {
+        dataclasses.replace(recipe, strategy=s).digest for s in (*ALL_STRATEGIES, recipe.strategy)
+    }
 
 
 def current_records(records: Sequence[dict]) -> list[dict]:
@@ -253,22 +277,25 @@ def current_records(records: Sequence[dict]) -> list[dict]:
     cell asked for (its key's ``recipe=R@D``, e.g. ``default``), looked up again for the
     record's problem: when a problem gains its own file (``convection-b1.yaml`` beside the
     family's ``convection.yaml``), its records stay current exactly when the settings did
-    not change.
+    not change. A benchmark cell sets its own strategy, so for cells a change of the recipe's
+    ``strategy`` alone keeps them current; for records of ``benchmarks/accuracy.py``, which
+    train with the recipe's strategy, it does not.
     """
-    digests: dict[tuple[str, str], str | None] = {}
+    recipes: dict[tuple[str, str], Recipe | None] = {}
     kept = []
     for record in records:
-        name, digest = _asked_recipe(record), record.get("recipe_digest")
+        (name, is_cell), digest = _asked_recipe(record), record.get("recipe_digest")
         if name is None or digest is None:
             kept.append(record)
             continue
         key = (record["problem"], name)
-        if key not in digests:
+        if key not in recipes:
             try:
-                digests[key] = load_recipe(record["problem"], name).digest
+                recipes[key] = load_recipe(record["problem"], name)
             except (OSError, ValueError, KeyError):
-                digests[key] = None
-        if digests[key] in (None, digest):
+                recipes[key] = None
+        recipe = recipes[key]
+        if recipe is None or digest in (_cell_digests(recipe) if is_cell else {recipe.digest}):
             kept.append(record)
     return kept
 
@@ -398,8 +425,11 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = {r["key"] for r in load_results(results)}
-    todo = [c for c in cells if c.key not in done]
+    records = load_results(results)
+    done = {r["key"] for r in records} | {
+        _without_digest(r["key"]) for r in current_records(records)
+    }
+    todo = [c for c in cells if c.key not in done and _without_digest(c.key) not in done]
     cores = os.cpu_count() or 1
     jobs = max(1, jobs or cores // 2)
     threads = threads or default_threads(jobs)

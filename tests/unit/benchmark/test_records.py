@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from lightning_pinn.benchmark import current_records
 from lightning_pinn.run import load_recipe
 
@@ -43,3 +45,30 @@ def test_a_problem_that_gains_its_own_recipe_file_keeps_its_unchanged_cells():
     }
     changed = {**made, "recipe_digest": "000000000000", "key": "x|recipe=default@000000000000"}
     assert current_records([made, changed]) == [made]
+
+
+def test_a_recipe_that_only_changes_its_strategy_keeps_the_cells_not_the_accuracy_runs(tmp_path):
+    """A benchmark cell sets its own strategy, so the recipe's recommended strategy never
+    reached it; a record of benchmarks/accuracy.py trained with it, so it goes stale."""
+    from lightning_pinn.benchmark import make_cells, run_benchmark
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("steps: 4\nlr: 1.0e-3\nstrategy: auto\n")
+    cell = make_cells(["poisson_nd-d2"], ["none"], [0], None, 2, recipe=str(path))[0]
+    old = cell.recipe_digest
+    made = {"problem": "poisson_nd-d2", "recipe": str(path), "recipe_digest": old, "key": cell.key}
+    accuracy = {"problem": "poisson_nd-d2", "recipe": str(path), "recipe_digest": old}
+    path.write_text("steps: 4\nlr: 1.0e-3\nstrategy: reweight\n")
+    assert load_recipe("poisson_nd-d2", str(path)).digest != old
+    assert current_records([made, accuracy]) == [made]
+    path.write_text("steps: 4\nlr: 2.0e-3\nstrategy: reweight\n")  # a setting the cell used
+    assert current_records([made, accuracy]) == []
+
+    # and the benchmark does not run the cell again: its record still stands
+    path.write_text("steps: 4\nlr: 1.0e-3\nstrategy: reweight\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.jsonl").write_text(json.dumps(made) + "\n")
+    again = make_cells(["poisson_nd-d2"], ["none"], [0], None, 2, recipe=str(path))[0]
+    assert again.key != cell.key
+    records = run_benchmark([again], tmp_path / "out", jobs=1, progress=False)
+    assert records == [made]

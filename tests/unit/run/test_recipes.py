@@ -30,7 +30,8 @@ from lightning_pinn.run._recipes import (
         ("convection-b10", "convection-b10"),
         ("convection", "convection"),
         ("helmholtz-a6", "helmholtz"),
-        ("burgers_inverse", "default"),
+        ("burgers_inverse", "burgers_inverse"),
+        ("thermal_flow", "default"),
         ("poisson_nd-d10", "default"),
     ],
 )
