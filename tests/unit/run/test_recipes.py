@@ -206,6 +206,19 @@ def test_convection_recipes_scale_their_time_features_with_beta(name):
     assert sigma == (1.0, s_t, 1.0, s_t)
 
 
+def test_allen_cahn_recipe_trains_the_initial_condition_softly_behind_the_embedding_chain():
+    """The hard form u = u0 + t N grew without bound where the causal weights stayed 0 (seed 2
+    ended at 2.99); the recipe keeps the initial loss and puts Fourier features behind the
+    periodic embedding, then L-BFGS from 70 % of the steps (docs/results.md)."""
+    recipe = load_recipe("allen_cahn")
+    cfg = apply_recipe(RunConfig(problem="allen_cahn"), recipe)
+    problem = problems.get("allen_cahn", **cfg.problem_options)
+    assert "initial" in problem.loss_names and problem.causal_eps == 1.0
+    chain = [type(m) for m in build_trunk(cfg.trunk, 2, 1).modules()]
+    assert chain.index(PeriodicEmbedding) < chain.index(FourierFeatures)
+    assert lbfgs_phase(recipe.lbfgs, recipe.steps)["after"] == round(0.7 * recipe.steps)
+
+
 def test_periodic_and_fourier_trunks():
     conv = apply_recipe(RunConfig(problem="convection-b40"), load_recipe("convection-b40"))
     trunk = build_trunk(conv.trunk, 2, 1)
