@@ -281,7 +281,8 @@ def current_records(records: Sequence[dict]) -> list[dict]:
     ``strategy`` alone keeps them current; for records of ``benchmarks/accuracy.py``, which
     train with the recipe's strategy, it does not.
     """
-    recipes: dict[tuple[str, str], Recipe | None] = {}
+    # (problem, recipe) -> (the recipe's digest, the digests a cell accepts); None: unloadable
+    digests: dict[tuple[str, str], tuple[str, set[str]] | None] = {}
     kept = []
     for record in records:
         (name, is_cell), digest = _asked_recipe(record), record.get("recipe_digest")
@@ -289,13 +290,14 @@ def current_records(records: Sequence[dict]) -> list[dict]:
             kept.append(record)
             continue
         key = (record["problem"], name)
-        if key not in recipes:
+        if key not in digests:
             try:
-                recipes[key] = load_recipe(record["problem"], name)
+                recipe = load_recipe(record["problem"], name)
+                digests[key] = (recipe.digest, _cell_digests(recipe))
             except (OSError, ValueError, KeyError):
-                recipes[key] = None
-        recipe = recipes[key]
-        if recipe is None or digest in (_cell_digests(recipe) if is_cell else {recipe.digest}):
+                digests[key] = None
+        known = digests[key]
+        if known is None or digest in (known[1] if is_cell else {known[0]}):
             kept.append(record)
     return kept
 

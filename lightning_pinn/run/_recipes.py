@@ -149,7 +149,7 @@ def load_recipe(
     recipe_dir = Path(recipe_dir)
     if recipe == "default":
         path = _lookup(problem, recipe_dir)
-    elif recipe.endswith((".yaml", ".yml")) or "/" in recipe:
+    elif _is_path(recipe):
         path = Path(recipe)
         if not path.is_file():
             raise ValueError(f"recipe file {recipe!r} does not exist")
@@ -162,6 +162,11 @@ def load_recipe(
                 "to a YAML file"
             )
     return _parse(_read_resolved(path), name=path.stem, source=str(path))
+
+
+def _is_path(name: str) -> bool:
+    """A recipe given as a YAML path rather than a name under the recipe directory."""
+    return name.endswith((".yaml", ".yml")) or "/" in name
 
 
 def _read_resolved(path: Path, chain: tuple[Path, ...] = ()) -> Any:
@@ -188,8 +193,7 @@ def _read_resolved(path: Path, chain: tuple[Path, ...] = ()) -> Any:
             f"recipe {path}: extends must name a recipe (e.g. 'convection') or a YAML path, "
             f"got {parent!r}"
         )
-    is_path = parent.endswith((".yaml", ".yml")) or "/" in parent
-    parent_path = path.parent / (parent if is_path else f"{parent}.yaml")
+    parent_path = path.parent / (parent if _is_path(parent) else f"{parent}.yaml")
     if not parent_path.is_file():
         raise ValueError(
             f"recipe {path}: extends {parent!r}, but {parent_path} does not exist; recipes "
@@ -210,7 +214,7 @@ def _merge(base: Any, override: Any) -> Any:
         return override
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = _merge(base[key], value) if key in base else value
+        merged[key] = _merge(base.get(key), value)
     return merged
 
 
