@@ -19,6 +19,7 @@ from lightning_pinn._step import StepRecord, check_losses, step_gradients, step_
 from lightning_pinn.data._stream import _batch_seed
 from lightning_pinn.optim._lbfgs import LBFGSPhase
 from lightning_pinn.optim._schedule import WarmupExponential
+from lightning_pinn.problems._common import CausalHold
 
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
@@ -283,7 +284,10 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
     start: list[Tensor] = []
     finite = [True]
 
+    hold = CausalHold()  # causal weights fixed over this call: one objective per line search
+
     def closure() -> Tensor:
+        hold.rewind()
         with ctx:
             out = evaluate_losses(module, frozen)
             check_losses(out, module.loss_names, type(module).__name__)
@@ -304,7 +308,11 @@ def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:
         return flat[0]
 
     saved = [p.detach().clone() for p in params]
-    loss = opt.step(closure=closure)
+    module.causal_hold = hold
+    try:
+        loss = opt.step(closure=closure)
+    finally:
+        module.causal_hold = None
     opt.zero_grad(set_to_none=True)
     module.train_steps += 1
     ok = finite[0] and all(bool(torch.isfinite(p).all()) for p in params)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from lightning_pinn.data import CollocationDataModule, PointSet, SamplingMethod
 from lightning_pinn.module import PINNModule
 from lightning_pinn.networks import MLP
-from lightning_pinn.problems._common import mse
+from lightning_pinn.problems._common import CausalHold, mse
 
 __all__ = ["Problem", "ProblemModule"]
 
@@ -234,6 +234,7 @@ class ProblemModule(PINNModule):
         )
         self.fixed = _TensorDict(problem.fixed_data())
         self.causal_weights: Tensor | None = None  # [M], set by a causally weighted residual
+        self.causal_hold: CausalHold | None = None  # set by the L-BFGS phase during a call
         self.residual_record: list[Tensor] | None = None  # set while reading residuals
 
     def pointwise_residual(self, batch: Mapping[str, Tensor], name: str, points: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from lightning_pinn.data import Box
 
 __all__ = [
     "add_noise",
+    "CausalHold",
     "causal_mse",
     "check_causal",
     "check_positive",
@@ -74,7 +75,9 @@ def check_causal(eps: float, chunks: int, owner: str = "causal weighting") -> No
         raise ValueError(f"{owner}: causal_chunks must be >= 1, got {chunks!r}")
 
 
-def causal_mse(residual: Tensor, t: Tensor, eps: float, chunks: int = 32) -> tuple[Tensor, Tensor]:
+def causal_mse(
+    residual: Tensor, t: Tensor, eps: float, chunks: int = 32, weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The causally weighted mean squared residual and its temporal weights.
 
     The N points are sorted by time and split into ``chunks`` consecutive groups of (nearly)
@@ -92,6 +95,9 @@ def causal_mse(residual: Tensor, t: Tensor, eps: float, chunks: int = 32) -> tup
         t: ``[N]`` (or ``[N, 1]``) time of each point.
         eps: causality parameter ε ``>= 0``.
         chunks: number of temporal chunks M, ``1 <= M <= N``.
+        weights: ``[M]`` weights to use instead of computing them (``None``: computed). The
+            L-BFGS phase holds them fixed over one call (:class:`CausalHold`), so that its line
+            search sees one objective.
 
     Returns:
         ``(loss, weights)``: the scalar loss and the ``[M]`` weights (detached, non-increasing
@@ -125,10 +131,49 @@ def causal_mse(residual: Tensor, t: Tensor, eps: float, chunks: int = 32) -> tup
     sums = per_point.new_zeros(chunks).index_add(0, chunk_of, per_point[order])  # (M,)
     counts = torch.bincount(chunk_of, minlength=chunks).to(per_point.dtype)  # (M,), all >= 1
     chunk_loss = sums / counts  # (M,)
-    with torch.no_grad():
-        earlier = torch.cumsum(chunk_loss, 0)[:-1]  # (M-1,) Σ_{j<=i} L_j
-        weights = torch.exp(-eps * torch.cat([earlier.new_zeros(1), earlier]))  # (M,)
+    if weights is not None:
+        if tuple(weights.shape) != (chunks,):
+            raise ValueError(
+                f"causal_mse: weights must have one value per chunk ({chunks}), got "
+                f"{tuple(weights.shape)}"
+            )
+        weights = weights.detach().to(chunk_loss)
+    else:
+        with torch.no_grad():
+            earlier = torch.cumsum(chunk_loss, 0)[:-1]  # (M-1,) Σ_{j<=i} L_j
+            weights = torch.exp(-eps * torch.cat([earlier.new_zeros(1), earlier]))  # (M,)
     return (weights * chunk_loss).mean(), weights
+
+
+class CausalHold:
+    """Causal weights held fixed over the loss evaluations of one L-BFGS call.
+
+    The causal weights are recomputed from the residual at every evaluation, and treated as
+    constants by the gradient. For a first-order step that is Wang et al.'s rule, but a line
+    search that evaluates the losses several times would see an objective whose value moves
+    with weights its gradient ignores, and strong-Wolfe stalls (Burgers with ``causal_eps=1``
+    stalled on its first L-BFGS call). Under a hold, the first evaluation of a call computes
+    the weights of each causally weighted loss, in call order, and the later evaluations
+    reuse them (:meth:`rewind` before each evaluation); the next call computes fresh ones.
+    """
+
+    def __init__(self) -> None:
+        self.weights: list[Tensor] = []
+        self.index = 0
+
+    def rewind(self) -> None:
+        """A new evaluation of the losses starts: the first causal loss takes slot 0."""
+        self.index = 0
+
+    def current(self) -> Tensor | None:
+        """The held weights of the next causal loss (``None`` on the call's first evaluation)."""
+        return self.weights[self.index] if self.index < len(self.weights) else None
+
+    def advance(self, weights: Tensor) -> None:
+        """Keep ``weights`` for this loss (first evaluation) and move to the next slot."""
+        if self.index == len(self.weights):
+            self.weights.append(weights.detach())
+        self.index += 1
 
 
 def check_positive(problem: str, **values: float) -> None:

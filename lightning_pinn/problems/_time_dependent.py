@@ -134,7 +134,11 @@ class TimeDependentProblem(Problem):
         if self.causal_eps == 0:
             return mse(residual)
         t = xt[:, self.time_index]
-        loss, weights = causal_mse(residual, t, self.causal_eps, self.causal_chunks)
+        hold = getattr(module, "causal_hold", None)  # set by the L-BFGS phase during a call
+        held = hold.current() if hold is not None else None
+        loss, weights = causal_mse(residual, t, self.causal_eps, self.causal_chunks, held)
+        if hold is not None:
+            hold.advance(weights)
         module.causal_weights = weights
         return loss
 

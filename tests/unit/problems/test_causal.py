@@ -136,3 +136,53 @@ def test_problem_datamodule_resamples_by_default() -> None:
     fixed = p.datamodule(resample=False, seed=3)
     assert torch.equal(fixed.sample(0)["residual"], fixed.sample(9)["residual"])
     assert torch.equal(fixed.sample(0)["residual"], p.datamodule(seed=3).sample(0)["residual"])
+
+
+def test_given_weights_replace_the_computed_ones_and_must_fit_the_chunks() -> None:
+    r, t = _residual(n=12)
+    held = torch.tensor([1.0, 0.5, 0.25, 0.125])
+    loss, w = causal_mse(r, t, eps=2.0, chunks=4, weights=held)
+    order = torch.argsort(t)
+    chunk = r.detach()[order].pow(2).reshape(4, 3).mean(dim=1)
+    torch.testing.assert_close(w, held)
+    torch.testing.assert_close(loss.detach(), (held * chunk).mean())
+    with pytest.raises(ValueError, match="one value per chunk"):
+        causal_mse(r, t, eps=2.0, chunks=4, weights=torch.ones(3))
+
+
+def test_lbfgs_holds_the_causal_weights_over_each_call(monkeypatch) -> None:
+    """A line search needs one objective: within one L-BFGS call every evaluation after the
+    first reuses the first one's causal weights; the next call computes fresh ones."""
+    from lightning_pinn.optim import LBFGSPhase
+    from lightning_pinn.problems import _time_dependent
+
+    p = problems.get("burgers", causal_eps=10.0, causal_chunks=8)
+    torch.manual_seed(0)
+    module = p.module(trunk=MLP(2, 1, width=8, depth=2), lbfgs=LBFGSPhase(after=2, max_iter=6))
+    calls: list[tuple[int, bool, torch.Tensor]] = []  # (hold, weights given, weights used)
+    original = _time_dependent.causal_mse
+
+    def spy(residual, t, eps, chunks=32, weights=None):
+        loss, w = original(residual, t, eps, chunks, weights)
+        if module.causal_hold is not None:
+            calls.append((id(module.causal_hold), weights is not None, w.clone()))
+        return loss, w
+
+    monkeypatch.setattr(_time_dependent, "causal_mse", spy)
+    dm = p.datamodule(points={"residual": 64, "initial": 16, "boundary": 16})
+    trainer = L.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, dm)
+    assert module.lbfgs_run.started and module.causal_hold is None
+    holds = list(dict.fromkeys(h for h, _, _ in calls))
+    assert len(holds) == 2  # one hold per L-BFGS call (training steps 3 and 4)
+    for hold in holds:
+        mine = [(given, w) for h, given, w in calls if h == hold]
+        assert not mine[0][0] and len(mine) >= 2  # computed once, then evaluated again
+        for given, w in mine[1:]:
+            assert given and torch.equal(w, mine[0][1])
