@@ -150,7 +150,7 @@ def test_given_weights_replace_the_computed_ones_and_must_fit_the_chunks() -> No
         causal_mse(r, t, eps=2.0, chunks=4, weights=torch.ones(3))
 
 
-def test_lbfgs_holds_the_causal_weights_over_each_call(monkeypatch) -> None:
+def test_lbfgs_holds_the_causal_weights_over_each_call(monkeypatch, tiny_trainer) -> None:
     """A line search needs one objective: within one L-BFGS call every evaluation after the
     first reuses the first one's causal weights; the next call computes fresh ones."""
     from lightning_pinn.optim import LBFGSPhase
@@ -159,30 +159,23 @@ def test_lbfgs_holds_the_causal_weights_over_each_call(monkeypatch) -> None:
     p = problems.get("burgers", causal_eps=10.0, causal_chunks=8)
     torch.manual_seed(0)
     module = p.module(trunk=MLP(2, 1, width=8, depth=2), lbfgs=LBFGSPhase(after=2, max_iter=6))
-    calls: list[tuple[int, bool, torch.Tensor]] = []  # (hold, weights given, weights used)
+    calls: list[tuple[object, bool, torch.Tensor]] = []  # (hold, weights given, weights used)
     original = _time_dependent.causal_mse
 
     def spy(residual, t, eps, chunks=32, weights=None):
         loss, w = original(residual, t, eps, chunks, weights)
         if module.causal_hold is not None:
-            calls.append((id(module.causal_hold), weights is not None, w.clone()))
+            calls.append((module.causal_hold, weights is not None, w.clone()))  # keeps it alive
         return loss, w
 
     monkeypatch.setattr(_time_dependent, "causal_mse", spy)
     dm = p.datamodule(points={"residual": 64, "initial": 16, "boundary": 16})
-    trainer = L.Trainer(
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, dm)
+    tiny_trainer(4).fit(module, dm)
     assert module.lbfgs_run.started and module.causal_hold is None
-    holds = list(dict.fromkeys(h for h, _, _ in calls))
+    holds = list({id(h): h for h, _, _ in calls}.values())
     assert len(holds) == 2  # one hold per L-BFGS call (training steps 3 and 4)
     for hold in holds:
-        mine = [(given, w) for h, given, w in calls if h == hold]
+        mine = [(given, w) for h, given, w in calls if h is hold]
         assert not mine[0][0] and len(mine) >= 2  # computed once, then evaluated again
         for given, w in mine[1:]:
             assert given and torch.equal(w, mine[0][1])
