@@ -8,6 +8,13 @@ parameters with the best selection accuracy on the calibration half
 half; ties go to the first grid point, which is listed so that it is the default rule's
 setting or closest to it. Prints a markdown table. Nothing is tuned on the held-out half.
 
+One rule is then chosen across the families, on the calibration half only (fixed on
+2026-11-29, before the held-out half was complete): the highest calibration accuracy; among
+equal accuracies, the lowest calibration regret, the geometric mean over the calibration
+configurations of (the pick's median rel L2 / the best's), which counts how far a miss lands
+and not only whether it lands within 1.25x; then the family listed first. The ``always``
+constant pickers compete as the ``remap`` family's grid points.
+
 Families:
 - ``design``: the default rule (docs/concepts.md) with thresholds ``tau_dir`` x ``tau_mag``
   (what ``calibrate`` does);
@@ -28,6 +35,8 @@ Families:
 from __future__ import annotations
 
 import itertools
+import math
+import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -164,8 +173,30 @@ def families() -> dict[str, list[tuple[str, Rule]]]:
     }
 
 
+def regret(rows: Iterable[Mapping[str, Any]]) -> float | None:
+    """Geometric mean over ``selection_accuracy`` rows of (the pick's median / the best's)."""
+    ratios = [r["medians"][r["pick"]] / max(r["medians"][r["best"]], 1e-300) for r in rows]
+    return math.exp(statistics.fmean(math.log(max(x, 1e-300)) for x in ratios)) if ratios else None
+
+
+def chosen_rule(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The rule chosen across families on the calibration half: accuracy, then regret, then
+    family order (see the module docstring)."""
+    ranked = [
+        (i, r)
+        for i, r in enumerate(rows)
+        if r["calibration"] is not None and not r["family"].startswith("always")
+    ]
+    if not ranked:
+        return None
+    return min(ranked, key=lambda ir: (-ir[1]["calibration"], ir[1]["calibration_regret"], ir[0]))[
+        1
+    ]
+
+
 def evaluate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per family: the chosen grid point and its calibration / held-out accuracies."""
+    """Per family: the chosen grid point and its calibration / held-out accuracies and
+    regrets."""
     records = with_reweighted_probes(records)
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     calib, held = split_configs(configs)
@@ -177,26 +208,35 @@ def evaluate(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if best is None or acc > best[0]:
                 best = (acc, label, rule)
         acc, label, rule = best
+        calib_rows = selection_accuracy(records, configs=calib, rule=rule)
         held_rows = selection_accuracy(records, configs=held, rule=rule)
         rows.append(
             {
                 "family": family,
                 "chosen": label,
                 "calibration": acc,
+                "calibration_regret": regret(calib_rows["rows"]),
                 "held_out": held_rows["accuracy"],
+                "held_out_regret": regret(held_rows["rows"]),
                 "held_out_misses": [r["config"] for r in held_rows["rows"] if not r["hit"]],
             }
         )
-    constant_calib = selection_accuracy(records, configs=calib)["constant_pick_accuracy"]
-    constant_held = selection_accuracy(records, configs=held)["constant_pick_accuracy"]
-    for name, value in constant_held.items():
+    for name in COMPARED:
+
+        def always(rep: Mapping[str, Any], name: str = name) -> str:
+            return name
+
+        calib_rows = selection_accuracy(records, configs=calib, rule=always)
+        held_rows = selection_accuracy(records, configs=held, rule=always)
         rows.append(
             {
                 "family": f"always {name}",
                 "chosen": "—",
-                "calibration": constant_calib[name],
-                "held_out": value,
-                "held_out_misses": [],
+                "calibration": calib_rows["accuracy"],
+                "calibration_regret": regret(calib_rows["rows"]),
+                "held_out": held_rows["accuracy"],
+                "held_out_regret": regret(held_rows["rows"]),
+                "held_out_misses": [r["config"] for r in held_rows["rows"] if not r["hit"]],
             }
         )
     return rows
@@ -208,11 +248,27 @@ def main(argv: list[str]) -> None:
         return
     records = current_records([r for path in argv for r in load_results(path)])
     rows = evaluate(records)
-    print("| rule family | chosen on the calibration half | calibration | held-out |")
-    print("|---|---|---:|---:|")
+    print(
+        "| rule family | chosen on the calibration half | calibration | calibration regret "
+        "| held-out | held-out regret | held-out misses |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         cal, held = ("n/a" if r[k] is None else f"{r[k]:.0%}" for k in ("calibration", "held_out"))
-        print(f"| {r['family']} | {r['chosen']} | {cal} | {held} |")
+        cal_r, held_r = (
+            "n/a" if r[k] is None else f"{r[k]:.3g}"
+            for k in ("calibration_regret", "held_out_regret")
+        )
+        misses = ", ".join(r["held_out_misses"]) or "—"
+        print(f"| {r['family']} | {r['chosen']} | {cal} | {cal_r} | {held} | {held_r} | {misses} |")
+    winner = chosen_rule(rows)
+    if winner is not None:
+        print(
+            f"\nChosen across families on the calibration half: {winner['family']} "
+            f"({winner['chosen']}), calibration {winner['calibration']:.0%} "
+            f"(regret {winner['calibration_regret']:.3g}); held-out "
+            + ("n/a" if winner["held_out"] is None else f"{winner['held_out']:.0%}")
+        )
 
 
 if __name__ == "__main__":
