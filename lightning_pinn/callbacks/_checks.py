@@ -113,7 +113,11 @@ def check_trial(
         raise ValueError(
             "ConflictCallback(trial_steps=...) replays the collocation stream and scores on "
             "held-out points: fit with a lightning_pinn CollocationDataModule (got "
-            f"{type(datamodule).__name__ if datamodule is not None else 'no data module'})"
+            f"{type(datamodule).__name__ if datamodule is not None else 'no data module'}). "
+            "Build one for your own points with lightning_pinn.data.CollocationDataModule("
+            "{'residual': (Box(lo, hi), n), ...}), or use problems.get(name).datamodule(); "
+            "a plain DataLoader cannot be rewound between trials. Without trial_steps the "
+            "diagnosis alone decides and any data loader works"
         )
     n = max_candidates(callback.candidates, callback.interventions)
     needed = callback.probe_steps + n * trial_steps
