@@ -11,6 +11,7 @@
 
 from lightning_pinn.benchmark._cells import (
     ALL_STRATEGIES,
+    ESCALATED,
     GUARDED,
     GUARDED_TRIAL_FRACTION,
     RUN_OPTIONS,
@@ -37,6 +38,7 @@ from lightning_pinn.benchmark._tables import analyze, markdown_table
 __all__ = [
     "ALL_STRATEGIES",
     "COMPARED",
+    "ESCALATED",
     "GUARDED",
     "GUARDED_TRIAL_FRACTION",
     "RUN_OPTIONS",

@@ -40,6 +40,7 @@ from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "ALL_STRATEGIES",
+    "ESCALATED",
     "GUARDED",
     "GUARDED_TRIAL_FRACTION",
     "RUN_OPTIONS",
@@ -57,9 +58,13 @@ GUARDED = "auto-guarded"
 GUARDED_TRIAL_FRACTION = 0.05
 """An ``auto-guarded`` cell's trial length when the run options give none:
 ``max(1, round(GUARDED_TRIAL_FRACTION * steps))`` steps per candidate."""
-ALL_STRATEGIES: tuple[str, ...] = (*strategy_names(), "auto", GUARDED)
+ESCALATED = "auto-escalate"
+"""The cell strategy of ``auto`` with escalation (``RunConfig.escalate``: reweight first,
+adapters only if the conflict remains under reweighting)."""
+ALL_STRATEGIES: tuple[str, ...] = (*strategy_names(), "auto", GUARDED, ESCALATED)
 """Every strategy a cell may run: the registered ones from the start, ``auto`` (the diagnosis
-alone decides) and ``auto-guarded`` (the diagnosis ranks, trials decide)."""
+alone decides), ``auto-guarded`` (the diagnosis ranks, trials decide) and ``auto-escalate``
+(reweight first, a second window decides on adapters)."""
 
 # RunConfig fields a cell may set: the optimiser schedule, a validation interval (the
 # record's `val_curve` then holds the rel L2 at every shorter budget), and the guarded switch's
@@ -179,6 +184,9 @@ class Cell:
         if strategy == GUARDED:
             strategy = "auto"
             run_options["trial_steps"] = _trial_steps(self.steps, run_options)
+        elif strategy == ESCALATED:
+            strategy = "auto"
+            run_options["escalate"] = True
         cfg = RunConfig(
             problem=self.problem,
             max_steps=self.steps,
@@ -357,6 +365,8 @@ def make_cells(
             raise ValueError(f"need 0 < probe_steps <= steps, got {probe} and {n} ({p})")
         if GUARDED in strategies:
             _check_trials(p, n, probe, run_options or {}, recipes.get(p))
+        if ESCALATED in strategies:
+            _check_escalation(p, n, probe, recipes.get(p))
         plans[p] = (n, probe, recipes[p].digest if recipe is not None else None)
     opts = tuple(sorted((options or {}).items()))
     cells = []
@@ -373,6 +383,21 @@ def make_cells(
                 ordered = tuple(sorted(run_opts.items()))
                 cells.append(Cell(p, s, seed, n, probe, opts, ordered, recipe, digest))
     return cells
+
+
+def _check_escalation(problem: str, steps: int, probe: int, recipe: Any) -> None:
+    """What an ``auto-escalate`` cell's setup would refuse: no step for the escalation window
+    (as ``lightning-pinn run`` shortens it) between the probe and the run's end or the
+    recipe's L-BFGS phase."""
+    room = steps - 1 - probe
+    if recipe is not None and recipe.lbfgs is not None:
+        room = min(room, lbfgs_phase(recipe.lbfgs, steps)["after"] - probe)
+    if room < 1:
+        raise ValueError(
+            f"{problem}: auto-escalate cells of {steps} steps leave no step for the escalation "
+            f"window after the probe ({probe}) and before the run's end or the L-BFGS phase; "
+            "lower --probe-steps or raise --steps"
+        )
 
 
 def _check_trials(

@@ -29,6 +29,7 @@ _MARKERS = {
     "surgery": ("D", "tab:green"),
     "auto": ("x", "k"),
     "auto-guarded": ("+", "tab:purple"),
+    "auto-escalate": ("*", "tab:orange"),
 }
 
 

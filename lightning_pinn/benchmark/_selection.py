@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn import problems
-from lightning_pinn.benchmark._cells import GUARDED
+from lightning_pinn.benchmark._cells import ESCALATED, GUARDED
 from lightning_pinn.diagnostics import (
     DEFAULT_INTERVENTIONS,
     DEFAULT_TAU_DIR,
@@ -131,7 +131,8 @@ def selection_accuracy(
         picking the same strategy, the baseline the diagnosis must beat; and
         ``"auto_run_accuracy"``: the share of configurations whose ``auto`` runs (probe, then
         switch in the same run) reach a median within 1.25× of the best fixed strategy;
-        ``"guarded_run_accuracy"``: the same for ``auto-guarded`` runs; ``"guarded_within_none"``:
+        ``"guarded_run_accuracy"``: the same for ``auto-guarded`` runs
+        (``"escalated_run_accuracy"``: for ``auto-escalate`` runs); ``"guarded_within_none"``:
         the share of configurations whose ``auto-guarded`` median is at most 1.25× ``none``'s;
         ``"geomean_rel_l2"``: per strategy, the geometric mean over the configurations of the
         median rel L2 (strategies that ran on every configuration).
@@ -164,6 +165,9 @@ def selection_accuracy(
                 "guarded_median": median_rel_l2(by_strategy[GUARDED])
                 if by_strategy.get(GUARDED)
                 else None,
+                "escalated_median": median_rel_l2(by_strategy[ESCALATED])
+                if by_strategy.get(ESCALATED)
+                else None,
                 "all_medians": {s: median_rel_l2(v) for s, v in by_strategy.items() if v},
             }
         )
@@ -171,7 +175,11 @@ def selection_accuracy(
     # The `auto` runs themselves (probe, then switch mid-run; guarded: trials decide) against
     # the same best, and the guarded runs against `none`.
     run_accuracy, runs = {}, {}
-    for name, field in (("auto", "auto_median"), ("guarded", "guarded_median")):
+    for name, field in (
+        ("auto", "auto_median"),
+        ("guarded", "guarded_median"),
+        ("escalated", "escalated_median"),
+    ):
         runs[name] = [r for r in rows if r[field] is not None]
         for r in runs[name]:
             r[f"{name}_hit"] = r[field] <= TOLERANCE * r["medians"][r["best"]]
@@ -204,6 +212,7 @@ def selection_accuracy(
         "constant_pick_accuracy": constant,
         "auto_run_accuracy": run_accuracy["auto"],
         "guarded_run_accuracy": run_accuracy["guarded"],
+        "escalated_run_accuracy": run_accuracy["escalated"],
         "guarded_within_none": guarded_vs_none,
         "geomean_rel_l2": geomean,
     }

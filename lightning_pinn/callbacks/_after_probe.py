@@ -14,7 +14,7 @@ from lightning_pinn.callbacks._report_logging import publish_trial_report, repor
 from lightning_pinn.callbacks._reprobe import Reprober
 from lightning_pinn.callbacks._switching import apply_intervention, intervention_name
 from lightning_pinn.callbacks._trial import GuardedTrial, rank_candidates
-from lightning_pinn.diagnostics import ConflictReport, TrialScore
+from lightning_pinn.diagnostics import ConflictReport, Regime, TrialScore
 from lightning_pinn.module import PINNModule
 from lightning_pinn.strategies import Strategy
 
@@ -38,6 +38,7 @@ class AfterProbe:
         tau_dir: float,
         tau_mag: float,
         output_dir: Path | None,
+        escalate_to: str | Strategy | None = None,
     ) -> None:
         self.interventions, self.options = interventions, options
         self.candidates, self.output_dir = candidates, output_dir
@@ -45,11 +46,16 @@ class AfterProbe:
         self.trial_margin = trial_margin
         self.trial: GuardedTrial | None = None
         self.reprobe: Reprober | None = None
-        if reprobe_every is not None:
+        if reprobe_every is not None or escalate_to is not None:
             names = {r: intervention_name(s) for r, s in interventions.items()}
+            if escalate_to is not None:  # re-probes judge by the full rule
+                names[Regime.DIRECTIONAL.value] = intervention_name(escalate_to)
+            window = reprobe_steps or 1
             self.reprobe = Reprober(
-                reprobe_every, reprobe_steps or 1, tau_dir=tau_dir, tau_mag=tau_mag,
-                interventions=names, options=options,
+                reprobe_every or window, window, tau_dir=tau_dir, tau_mag=tau_mag,
+                interventions=names, options=options, escalate_to=escalate_to,
+                windows=None if reprobe_every is not None else 1,
+                step_back=reprobe_every is not None,
             )  # fmt: skip
 
     @property

@@ -15,7 +15,13 @@ from lightning_pinn.module import PINNModule
 if TYPE_CHECKING:
     from lightning_pinn.callbacks._conflict import ConflictCallback
 
-__all__ = ["check_reprobe_arguments", "check_run", "check_trial", "check_trial_arguments"]
+__all__ = [
+    "check_escalation",
+    "check_reprobe_arguments",
+    "check_run",
+    "check_trial",
+    "check_trial_arguments",
+]
 
 
 def check_run(
@@ -78,17 +84,34 @@ def check_trial_arguments(
 
 
 def check_reprobe_arguments(
-    every: object, steps: object, probe_steps: int, auto_switch: bool
+    every: object,
+    steps: object,
+    probe_steps: int,
+    auto_switch: bool,
+    escalate: object = False,
+    trial_steps: object = None,
 ) -> int | None:
-    """Raise for bad re-probe arguments; return the window length (None: no re-probing)."""
+    """Raise for bad re-probe or escalation arguments; return the window length (None: no
+    re-probing and no escalation)."""
     for name, value in (("reprobe_every", every), ("reprobe_steps", steps)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value <= 0
         ):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    if not isinstance(escalate, bool):
+        raise ValueError(f"escalate must be True or False, got {escalate!r}")
+    if escalate and not auto_switch:
+        raise ValueError("escalate needs auto_switch=True (an escalation is a switch)")
+    if escalate and trial_steps is not None:
+        raise ValueError(
+            "escalate and trial_steps are two ways to check the diagnosis after the probe "
+            "(a second window under reweighting, or trials of the candidates): pass one"
+        )
     if every is None:
+        if escalate:  # one window under the first switch
+            return steps if isinstance(steps, int) else probe_steps
         if steps is not None:
-            raise ValueError("reprobe_steps needs reprobe_every")
+            raise ValueError("reprobe_steps needs reprobe_every (or escalate=True)")
         return None
     assert isinstance(every, int)
     if not auto_switch:
@@ -165,3 +188,28 @@ def check_trial(
                     f"ConflictCallback: the trial candidate {c!r} cannot be applied to this "
                     f"module: {err}"
                 ) from err
+
+
+def check_escalation(trainer: L.Trainer, module: PINNModule, probe_steps: int, window: int) -> None:
+    """Raise now when the escalation window (``window`` steps after the probe) cannot end
+    within the first-order phase of the run.
+
+    Raises:
+        ValueError: ``max_steps`` ends the run, or the L-BFGS phase starts, before the window
+            ends.
+    """
+    end = probe_steps + window
+    if trainer.max_steps is not None and 0 < trainer.max_steps <= end:
+        raise ValueError(
+            f"Trainer(max_steps={trainer.max_steps}) ends the run before the escalation window "
+            f"does (probe {probe_steps} + reprobe_steps {window} = {end} steps): lower "
+            "reprobe_steps or probe_steps, or raise max_steps"
+        )
+    lbfgs = getattr(module, "lbfgs", None)
+    if lbfgs is not None and lbfgs.after < end:
+        raise ValueError(
+            f"the L-BFGS phase starts at step {lbfgs.after}, before the escalation window ends "
+            f"(probe {probe_steps} + reprobe_steps {window} = {end}, counted by the module); "
+            "an escalation then could not train the adapters it adds: lower reprobe_steps or "
+            "start L-BFGS later"
+        )

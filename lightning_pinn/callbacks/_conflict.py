@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from lightning_pinn.callbacks._after_probe import AfterProbe
 from lightning_pinn.callbacks._checks import (
+    check_escalation,
     check_reprobe_arguments,
     check_run,
     check_trial,
@@ -108,6 +109,16 @@ class ConflictCallback(Callback):
             ``reprobe_steps``, default ``min(probe_steps, reprobe_every)``) and step back to
             ``reweight`` or ``none`` when the rule no longer calls for more; logged as
             ``conflict/reprobe/*`` and listed in ``report.reprobes``.
+        reprobe_steps: the re-probe window (and the escalation window).
+        escalate: reweight first, and add adapters only if the conflict remains after
+            reweighting (docs/concepts.md): a directional probe switches to the magnitude
+            regime's intervention (``reweight``), profiles one window of ``reprobe_steps``
+            (default ``probe_steps``) under it and, if that window is directional too,
+            switches to the directional intervention (``adapters``). The report's
+            ``strategy`` is the first switch; the escalation is a re-probe event with
+            ``"escalated": True`` (logged as ``conflict/reprobe/escalated``). Without
+            ``reprobe_every`` that window is the only re-probe and never steps back. Not
+            with ``trial_steps``.
 
     Raises:
         ValueError: invalid arguments (here) or an unsuitable run (in ``setup``).
@@ -137,6 +148,7 @@ class ConflictCallback(Callback):
         trial_margin: float = 0.0,
         reprobe_every: int | None = None,
         reprobe_steps: int | None = None,
+        escalate: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
@@ -147,7 +159,10 @@ class ConflictCallback(Callback):
             raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
         validate_thresholds(tau_dir, tau_mag)
         check_trial_arguments(trial_steps, auto_switch, trial_score, trial_margin)
-        window = check_reprobe_arguments(reprobe_every, reprobe_steps, probe_steps, auto_switch)
+        window = check_reprobe_arguments(
+            reprobe_every, reprobe_steps, probe_steps, auto_switch, escalate, trial_steps
+        )
+        self.escalate = escalate
         self.trial_steps = trial_steps
         self.candidates = check_candidates(candidates)
         self.trial_score: TrialScore = trial_score
@@ -191,6 +206,9 @@ class ConflictCallback(Callback):
             check_interventions(module, self.interventions, self.strategy_options)
         if self.trial_steps is not None:
             check_trial(trainer, module, self, self.trial_steps)
+        if self.escalate:
+            assert self.reprobe_steps is not None
+            check_escalation(trainer, module, self.probe_steps, self.reprobe_steps)
         self._after = self._new_after()
         # A new fit starts a new probe; resuming restores the state after setup.
         self.report = self.report_dir = self._probe = self._window = self._pending_state = None
@@ -287,7 +305,7 @@ class ConflictCallback(Callback):
             probe_steps=self.probe_steps,
             tau_dir=self.tau_dir,
             tau_mag=self.tau_mag,
-            interventions={r: intervention_name(s) for r, s in self.interventions.items()},
+            interventions={r: intervention_name(s) for r, s in self._first_switch().items()},
         )
         directory = report_directory(trainer, self.output_dir)
         if trainer.is_global_zero:
@@ -303,9 +321,18 @@ class ConflictCallback(Callback):
         elif self.auto_switch:
             self._after.start(trainer, pl_module, self.report)
 
+    def _first_switch(self) -> dict[str, str | Strategy]:
+        """Regime → the intervention applied at the end of the probe: with ``escalate``,
+        directional conflict is first met by the magnitude regime's intervention."""
+        first = dict(self.interventions)
+        if self.escalate:
+            first[Regime.DIRECTIONAL.value] = first[Regime.MAGNITUDE.value]
+        return first
+
     def _new_after(self) -> AfterProbe:
         return AfterProbe(
-            interventions=self.interventions, options=self.strategy_options,
+            interventions=self._first_switch(), options=self.strategy_options,
+            escalate_to=self.interventions[Regime.DIRECTIONAL.value] if self.escalate else None,
             candidates=self.candidates, trial_steps=self.trial_steps,
             trial_score=self.trial_score, trial_margin=self.trial_margin,
             reprobe_every=self.reprobe_every,

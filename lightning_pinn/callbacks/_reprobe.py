@@ -1,5 +1,7 @@
 """Re-probing after the switch: profile a short window every ``reprobe_every`` steps and step
-back to ``reweight`` or ``none`` when the regime that called for the intervention has gone."""
+back to ``reweight`` or ``none`` when the regime that called for the intervention has gone;
+with ``escalate``, the first window after a ``reweight`` (or ``none``) switch may instead step
+forward to the directional intervention when the conflict persists under it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
-from lightning_pinn.callbacks._switching import apply_intervention
+from lightning_pinn.callbacks._switching import apply_intervention, intervention_name
 from lightning_pinn.diagnostics import (
     ProbeRecorder,
     Regime,
@@ -18,6 +20,7 @@ from lightning_pinn.diagnostics import (
     min_finite_steps,
 )
 from lightning_pinn.module import PINNModule
+from lightning_pinn.strategies import Strategy
 
 __all__ = ["STEP_BACK", "Reprober"]
 
@@ -36,8 +39,14 @@ class Reprober:
 
     At the end of each window the regime rule runs on the window's statistics; when its
     intervention is ``none`` or ``reweight`` and weaker than the active strategy, the module
-    steps back to it (never forward). Each re-probe is an event ``{step, regime, strategy,
-    switched_to}`` (``switched_to`` None when nothing changed).
+    steps back to it. Each re-probe is an event ``{step, regime, strategy, switched_to}``
+    (``switched_to`` None when nothing changed).
+
+    ``escalate_to`` (the escalation of ``ConflictCallback(escalate=True)``): the *first* window
+    may step forward instead: when it is directional and the active strategy is ``reweight``
+    (the conflict remains after reweighting), the module switches to ``escalate_to`` (the
+    event has ``"escalated": True``). ``windows`` caps the number of windows (``None``: no
+    cap); ``step_back=False`` only escalates.
     """
 
     def __init__(
@@ -49,8 +58,14 @@ class Reprober:
         tau_mag: float,
         interventions: Mapping[str, str],
         options: Mapping[str, Any],
+        escalate_to: str | Strategy | None = None,
+        windows: int | None = None,
+        step_back: bool = True,
     ) -> None:
         self.every, self.window = every, window
+        self.escalate_to, self.windows, self.step_back = escalate_to, windows, step_back
+        self.escalation_pending = escalate_to is not None
+        self.decided = 0  # windows that ended
         self.tau_dir, self.tau_mag = tau_dir, tau_mag
         self.interventions = dict(interventions)
         self.options = dict(options)
@@ -70,6 +85,8 @@ class Reprober:
         back. Returns the event at a window's end, else None."""
         if self.settled_at is None or step <= self.settled_at:
             return None
+        if self.windows is not None and self.decided >= self.windows:
+            return None
         r = (step - self.settled_at) % self.every
         if r != 0 and r <= self.every - self.window:
             return None
@@ -85,6 +102,8 @@ class Reprober:
         assert self.recorder is not None
         stats = aggregate_window(**self.recorder.buffers(), floor=self.recorder.floor)
         self.recorder = None
+        self.decided += 1
+        escalating, self.escalation_pending = self.escalation_pending, False
         if stats.finite_steps < min_finite_steps(self.window):
             return None
         diagnosis = classify_regime(
@@ -96,7 +115,15 @@ class Reprober:
             interventions=self.interventions,
         )
         current, target = module.strategy_name, diagnosis.strategy
-        back = target in STEP_BACK and _strength(target) < _strength(current)
+        if (
+            escalating
+            and self.escalate_to is not None
+            and diagnosis.regime is Regime.DIRECTIONAL
+            and current == "reweight"
+            and intervention_name(self.escalate_to) != current
+        ):
+            return self._escalate(module, step, current)
+        back = self.step_back and target in STEP_BACK and _strength(target) < _strength(current)
         event = {
             "step": step,
             "regime": diagnosis.regime.value,
@@ -113,12 +140,36 @@ class Reprober:
         self.events.append(event)
         return event
 
+    def _escalate(self, module: PINNModule, step: int, current: str) -> dict[str, Any]:
+        """The conflict persists under ``current``: switch forward to ``escalate_to``."""
+        assert self.escalate_to is not None
+        target = intervention_name(self.escalate_to)
+        rank_zero_info(
+            f"ConflictCallback: re-probe at step {step}: still directional under {current!r}; "
+            f"escalating to {target!r}"
+        )
+        options = {} if isinstance(self.escalate_to, Strategy) else self.options
+        reason = f"re-probe: directional under {current}"
+        apply_intervention(module, self.escalate_to, reason, options)
+        event = {
+            "step": step,
+            "regime": Regime.DIRECTIONAL.value,
+            "strategy": current,
+            "switched_to": target,
+            "escalated": True,
+        }
+        self.events.append(event)
+        return event
+
     @staticmethod
     def metrics(event: Mapping[str, Any]) -> dict[str, float]:
-        """Logged scalars of a re-probe: the regime's index and whether it stepped back."""
+        """Logged scalars of a re-probe: the regime's index, whether it stepped back, and
+        whether it escalated."""
+        escalated = bool(event.get("escalated"))
         return {
             "conflict/reprobe/regime": float(_REGIME_INDEX[event["regime"]]),
-            "conflict/reprobe/step_back": float(event["switched_to"] is not None),
+            "conflict/reprobe/step_back": float(event["switched_to"] is not None and not escalated),
+            "conflict/reprobe/escalated": float(escalated),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -126,6 +177,8 @@ class Reprober:
             "settled_at": self.settled_at,
             "recorder": self.recorder.state_dict() if self.recorder is not None else None,
             "events": [dict(e) for e in self.events],
+            "escalation_pending": self.escalation_pending,
+            "decided": self.decided,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -133,3 +186,7 @@ class Reprober:
         saved = state["recorder"]
         self.recorder = ProbeRecorder.from_state_dict(saved) if saved is not None else None
         self.events = [dict(e) for e in state["events"]]
+        self.escalation_pending = bool(
+            state.get("escalation_pending", self.escalate_to is not None and not self.events)
+        )
+        self.decided = int(state.get("decided", len(self.events)))

@@ -198,6 +198,9 @@ def _print_result(result: dict, out: Path) -> None:
             f"auto-guarded runs within 1.25x of the best fixed strategy: {_pct(guarded)}; "
             f"within 1.25x of none: {_pct(result['selection']['guarded_within_none'])}"
         )
+    escalated = result["selection"].get("escalated_run_accuracy")
+    if escalated is not None:
+        print(f"auto-escalate runs within 1.25x of the best fixed strategy: {escalated:.0%}")
     geomean = result["selection"]["geomean_rel_l2"]
     if geomean:
         print("geometric-mean rel L2: " + ", ".join(f"{s} {v:.3g}" for s, v in geomean.items()))

@@ -81,7 +81,8 @@ class ConflictReport:
         trial_margin: the margin by which another candidate had to beat the diagnosis's first
             choice (``ConflictCallback(trial_margin=...)``; 0: the best score won).
         reprobes: the re-probes after the switch, each ``{"step", "regime", "strategy",
-            "switched_to"}`` (``switched_to`` None when the strategy was kept).
+            "switched_to"}`` (``switched_to`` None when the strategy was kept), plus
+            ``"escalated": True`` for an escalation (``ConflictCallback(escalate=True)``).
 
     Example (``callback`` is the ``ConflictCallback`` of a finished run)::
 
@@ -188,7 +189,10 @@ class ConflictReport:
             )
             lines.append("")
         for e in self.reprobes:
-            after = f"stepped back to {e['switched_to']}" if e["switched_to"] else "kept"
+            if e.get("escalated"):
+                after = f"escalated to {e['switched_to']} (the conflict remains)"
+            else:
+                after = f"stepped back to {e['switched_to']}" if e["switched_to"] else "kept"
             lines.append(f"- Re-probe at step {e['step']}: {e['regime']}; {e['strategy']} {after}")
         return "\n".join(lines)
 

@@ -151,6 +151,18 @@ class RunConfig:
         parse=parse_candidates,
         metavar="STRATEGY,...",
     )
+    escalate: bool = option(
+        False,
+        "with strategy auto: meet directional conflict with reweighting first, profile one "
+        "more window under it, and add adapters only if the conflict remains "
+        "(ConflictCallback(escalate=True), docs/concepts.md)",
+    )
+    escalate_steps: int | None = option(
+        None,
+        "the escalation window (default: the probe window, shortened to end before a "
+        "recipe's L-BFGS phase and the run's end)",
+        parse=positive_int,
+    )
     lr: float = option(1e-3, "learning rate", parse=positive_float)
     lr_decay_rate: float = option(
         1.0, "step decay: multiply the lr by this every --lr-decay-steps", parse=positive_float
@@ -283,6 +295,19 @@ class RunConfig:
                 f"{', --no-switch' if not self.switch else ''}); drop --trial-steps or use "
                 "--strategy auto"
             )
+        if self.escalate and not (self.strategy == "auto" and self.switch):
+            raise ValueError(
+                "escalate switches after the probe, which needs strategy auto with switching "
+                f"on (got strategy {self.strategy!r}{', --no-switch' if not self.switch else ''})"
+                "; drop --escalate or use --strategy auto"
+            )
+        if self.escalate and self.trial_steps is not None:
+            raise ValueError(
+                "escalate and trial_steps are two ways to check the diagnosis after the probe: "
+                "give --escalate or --trial-steps, not both"
+            )
+        if self.escalate_steps is not None and not self.escalate:
+            raise ValueError("escalate_steps is the escalation window: give --escalate too")
         if self.candidates is not None and self.trial_steps is None:
             raise ValueError(
                 "candidates are tried by the guarded switch only: give --trial-steps too"

@@ -21,6 +21,7 @@ from lightning_pinn import problems
 from lightning_pinn.callbacks import ConflictCallback
 from lightning_pinn.callbacks._switching import intervention_map
 from lightning_pinn.callbacks._trial import max_discarded_steps
+from lightning_pinn.module import PINNModule
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
 from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
@@ -100,6 +101,21 @@ def _module_steps(cfg: RunConfig) -> int:
     return max(2, cfg.max_steps - discarded)
 
 
+def _escalation_window(cfg: RunConfig, module: PINNModule) -> int | None:
+    """The escalation window: ``escalate_steps``, else the probe window shortened so that it
+    ends before the L-BFGS phase and the run (a window that cannot is left for the callback's
+    setup to refuse, with its message)."""
+    if not cfg.escalate:
+        return None
+    if cfg.escalate_steps is not None:
+        return cfg.escalate_steps
+    probe = cfg.effective_probe_steps
+    room = cfg.max_steps - 1 - probe
+    if module.lbfgs is not None:
+        room = min(room, module.lbfgs.after - probe)
+    return min(probe, room) if room >= 1 else probe
+
+
 def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
     """The trunk, rule, schedule and L-BFGS phase of ``cfg`` as module arguments (only those
     that are set: an unset one leaves the module's default, so a config without them trains
@@ -171,6 +187,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             candidates=cfg.candidates,
             trial_score=cfg.trial_score,
             trial_margin=cfg.trial_margin,
+            escalate=cfg.escalate,
+            reprobe_steps=_escalation_window(cfg, module),
         )
     )
     curve = LossCurve()

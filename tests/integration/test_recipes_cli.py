@@ -167,6 +167,40 @@ def test_guarded_switch_flags_reach_the_config_and_are_checked(seen_config, caps
     assert "unknown candidate(s) ['magic']" in capsys.readouterr().err
 
 
+def test_escalation_flags_reach_the_config_and_are_checked(seen_config, capsys):
+    cfg = seen_config("burgers", "--escalate", "--escalate-steps", "30")
+    assert (cfg.escalate, cfg.escalate_steps) == (True, 30)
+    assert seen_config("burgers").escalate is False
+    for argv, message in (
+        (["--strategy", "reweight", "--escalate"], "needs strategy auto"),
+        (["--no-switch", "--escalate"], "needs strategy auto"),
+        (["--escalate", "--trial-steps", "5"], "not both"),
+        (["--escalate-steps", "5"], "give --escalate too"),
+    ):
+        assert main(["run", "burgers", *argv, "--threads", "1"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_escalating_run_fits_its_window_before_the_lbfgs_phase(tmp_path):
+    from lightning_pinn.run import run_experiment
+
+    # L-BFGS after 80% of 40 steps = 32 module steps; probe 20 leaves a window of 12 (not
+    # the probe's 20), so the escalation decides at step 32, before the phase.
+    quiet = {"logger": "none", "progress_bar": False, "plots": False, "checkpoint": False}
+    summary = run_experiment(
+        RunConfig(
+            problem="burgers", out=str(tmp_path), threads=1, max_steps=40, probe_steps=20,
+            escalate=True, lbfgs={"after_fraction": 0.8, "max_iter": 2},
+            points={"residual": 32, "initial": 8, "boundary": 8}, **quiet,
+        )
+    )  # fmt: skip
+    report = summary["report"]
+    assert report["regime"] == "directional" and report["strategy"] == "reweight"
+    (event,) = report["reprobes"]
+    assert event["step"] == 32 and event["strategy"] == "reweight"
+    assert summary["final_strategy"] == (event["switched_to"] or "reweight")
+
+
 def _quiet_config(tmp_path, problem: str, **fields) -> RunConfig:
     """A 4-step run of ``problem``: no logger, plots, checkpoints or progress bar."""
     quiet = {"logger": "none", "progress_bar": False, "plots": False, "checkpoint": False}

@@ -310,6 +310,22 @@ def test_guarded_cells_run_auto_with_trials_and_only_they_take_trial_options(tmp
     assert margin[1].run_config(str(tmp_path), 1, None).trial_margin == 0.2
 
 
+def test_escalate_cells_run_auto_with_escalation_and_fail_when_they_cannot(tmp_path):
+    auto, escalate = benchmark.make_cells(["burgers"], ["auto", "auto-escalate"], [0], 200, 50)
+    assert escalate.key == "burgers|auto-escalate|0|200|50|"
+    cfg = escalate.run_config(str(tmp_path), 1, None)
+    assert (cfg.strategy, cfg.escalate) == ("auto", True)
+    assert auto.run_config(str(tmp_path), 1, None).escalate is False
+    with pytest.raises(ValueError, match="no step for the escalation window"):
+        benchmark.make_cells(["burgers"], ["auto-escalate"], [0], 100, 99)
+    with pytest.raises(ValueError, match="no step for the escalation window"):
+        # burgers' recipe starts L-BFGS after 80 of 100 steps
+        benchmark.make_cells(["burgers"], ["auto-escalate"], [0], 100, 80, recipe="default")
+    records = _records()
+    records.append({"problem": "dir", "strategy": "auto-escalate", "seed": 0, "rel_l2": 0.11})
+    assert benchmark.selection_accuracy(records)["escalated_run_accuracy"] == 1.0
+
+
 def test_guarded_runs_are_scored_against_the_best_and_against_none():
     records = _records()
     # dir: best adapters 0.1, none 1.0; low: best none 0.1
