@@ -1,7 +1,7 @@
 """Re-probing after the switch: profile a short window every ``reprobe_every`` steps and step
 back to ``reweight`` or ``none`` when the regime that called for the intervention has gone;
-with ``escalate``, the first window after a ``reweight`` (or ``none``) switch may instead step
-forward to the directional intervention when the conflict persists under it."""
+with ``escalate``, the first window after a switch to ``reweight`` may instead step forward to
+the directional intervention when the conflict persists under it."""
 
 from __future__ import annotations
 
