@@ -1,4 +1,6 @@
-"""ConflictCallback(escalate=True): reweight first, adapters only if the conflict remains."""
+"""ConflictCallback(escalate=True) in a run: arguments, setup checks, the switch and resume.
+
+The Reprober's escalation itself is tested in test_reprobe.py."""
 
 from __future__ import annotations
 
@@ -10,100 +12,9 @@ from _support import tiny_burgers, tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_pinn import ConflictCallback
-from lightning_pinn.callbacks._reprobe import Reprober
 from lightning_pinn.optim import LBFGSPhase
 
-MAP = {"directional": "adapters", "magnitude": "reweight", "low": "none"}
-CONFLICT = torch.tensor([[1.0, 0.1], [-1.0, 0.1]])  # directional: cosine < 0 every step
-ALIGNED = torch.tensor([[1.0, 0.0], [1.0, 0.1]])  # low conflict, equal norms
 PROBE, WINDOW = 6, 4
-
-
-class _Module:
-    """What a re-probe reads and calls on the module."""
-
-    num_losses = 2
-    train_steps = 0
-
-    def __init__(self, strategy: str) -> None:
-        self.strategy_name = strategy
-        self.calls: list[tuple[str, dict]] = []
-
-    def set_strategy(self, name, **options):
-        self.calls.append((name, options))
-        self.strategy_name = name
-
-
-def _escalating(window=3, **kw):
-    kw.setdefault("windows", 1)
-    kw.setdefault("step_back", False)
-    return Reprober(
-        window, window, tau_dir=0.5, tau_mag=1.0, interventions=MAP, options={"rank": 2},
-        escalate_to="adapters", **kw,
-    )  # fmt: skip
-
-
-def _run(reprober, module, rows, start):
-    events = []
-    for i, jac in enumerate(rows):
-        event = reprober.observe(module, jac, jac.sum(0), True, start + i + 1)
-        if event is not None:
-            events.append(event)
-    return events
-
-
-def test_conflict_that_remains_under_reweighting_escalates_once():
-    module, rep = _Module("reweight"), _escalating()
-    rep.settled_at = 10
-    events = _run(rep, module, [CONFLICT] * 3, 10)
-    assert events == [
-        {
-            "step": 13,
-            "regime": "directional",
-            "strategy": "reweight",
-            "switched_to": "adapters",
-            "escalated": True,
-        }
-    ]
-    assert module.calls == [("adapters", {"rank": 2})]
-    assert Reprober.metrics(events[0])["conflict/reprobe/escalated"] == 1.0
-    assert Reprober.metrics(events[0])["conflict/reprobe/step_back"] == 0.0
-    # One window only: later conflict changes nothing.
-    assert _run(rep, module, [CONFLICT] * 9, 13) == [] and len(module.calls) == 1
-
-
-def test_conflict_gone_under_reweighting_keeps_reweight_and_never_steps_back():
-    module, rep = _Module("reweight"), _escalating()
-    rep.settled_at = 0
-    events = _run(rep, module, [ALIGNED] * 3, 0)
-    assert events[0]["regime"] == "low" and events[0]["switched_to"] is None
-    assert module.calls == [] and module.strategy_name == "reweight"
-
-
-def test_only_reweight_escalates_and_only_the_first_window():
-    module, rep = _Module("none"), _escalating()
-    rep.settled_at = 0
-    assert _run(rep, module, [CONFLICT] * 3, 0)[0]["switched_to"] is None
-    # With re-probes every window: the first window decides the escalation, later ones may
-    # only step back.
-    module, rep = _Module("reweight"), _escalating(windows=None, step_back=True)
-    rep.settled_at = 0
-    assert _run(rep, module, [ALIGNED] * 3, 0)[0]["switched_to"] == "none"
-    module.strategy_name = "reweight"
-    assert _run(rep, module, [CONFLICT] * 3, 3)[0]["switched_to"] is None
-    assert module.strategy_name == "reweight"
-
-
-def test_escalation_state_round_trips_mid_window():
-    module, rep = _Module("reweight"), _escalating()
-    rep.settled_at = 0
-    _run(rep, module, [CONFLICT] * 2, 0)
-    again = _escalating()
-    again.load_state_dict(rep.state_dict())
-    assert _run(again, module, [CONFLICT], 2)[0]["escalated"] is True
-    done = _escalating()
-    done.load_state_dict(again.state_dict())
-    assert not done.escalation_pending and done.decided == 1
 
 
 @pytest.mark.parametrize(

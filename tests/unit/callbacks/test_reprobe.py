@@ -1,4 +1,4 @@
-"""Re-probing after the switch: windows, the step back, state."""
+"""Re-probing after the switch: windows, the step back, the escalation, state."""
 
 from __future__ import annotations
 
@@ -96,3 +96,67 @@ def test_bad_reprobe_arguments(kwargs, match):
 def test_default_window():
     assert ConflictCallback(probe_steps=4, reprobe_every=10).reprobe_steps == 4
     assert ConflictCallback(probe_steps=40, reprobe_every=10).reprobe_steps == 10
+
+
+# Escalation (ConflictCallback(escalate=True)): the first window under reweight may step forward.
+def _escalating(window=3, **kw):
+    kw.setdefault("windows", 1)
+    kw.setdefault("step_back", False)
+    return Reprober(
+        window, window, tau_dir=0.5, tau_mag=1.0, interventions=MAP, options={"rank": 2},
+        escalate_to="adapters", **kw,
+    )  # fmt: skip
+
+
+def test_conflict_that_remains_under_reweighting_escalates_once():
+    module, rep = _Module("reweight"), _escalating()
+    rep.settled_at = 10
+    events = _run(rep, module, [CONFLICT] * 3, 10)
+    assert events == [
+        {
+            "step": 13,
+            "regime": "directional",
+            "strategy": "reweight",
+            "switched_to": "adapters",
+            "escalated": True,
+        }
+    ]
+    assert module.calls == [("adapters", {"rank": 2})]
+    assert Reprober.metrics(events[0])["conflict/reprobe/escalated"] == 1.0
+    assert Reprober.metrics(events[0])["conflict/reprobe/step_back"] == 0.0
+    # One window only: later conflict changes nothing.
+    assert _run(rep, module, [CONFLICT] * 9, 13) == [] and len(module.calls) == 1
+
+
+def test_conflict_gone_under_reweighting_keeps_reweight_and_never_steps_back():
+    module, rep = _Module("reweight"), _escalating()
+    rep.settled_at = 0
+    events = _run(rep, module, [ALIGNED] * 3, 0)
+    assert events[0]["regime"] == "low" and events[0]["switched_to"] is None
+    assert module.calls == [] and module.strategy_name == "reweight"
+
+
+def test_only_reweight_escalates_and_only_the_first_window():
+    module, rep = _Module("none"), _escalating()
+    rep.settled_at = 0
+    assert _run(rep, module, [CONFLICT] * 3, 0)[0]["switched_to"] is None
+    # With re-probes every window: the first window decides the escalation, later ones may
+    # only step back.
+    module, rep = _Module("reweight"), _escalating(windows=None, step_back=True)
+    rep.settled_at = 0
+    assert _run(rep, module, [ALIGNED] * 3, 0)[0]["switched_to"] == "none"
+    module.strategy_name = "reweight"
+    assert _run(rep, module, [CONFLICT] * 3, 3)[0]["switched_to"] is None
+    assert module.strategy_name == "reweight"
+
+
+def test_escalation_state_round_trips_mid_window():
+    module, rep = _Module("reweight"), _escalating()
+    rep.settled_at = 0
+    _run(rep, module, [CONFLICT] * 2, 0)
+    again = _escalating()
+    again.load_state_dict(rep.state_dict())
+    assert _run(again, module, [CONFLICT], 2)[0]["escalated"] is True
+    done = _escalating()
+    done.load_state_dict(again.state_dict())
+    assert not done.escalation_pending and done.decided == 1
