@@ -1,8 +1,9 @@
 """Worker for test_ddp.py: a 2-process gloo DDP run that dumps what each rank saw.
 
-Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial]]
+Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial|escalate]]
 
-With ``trial`` the callback runs the guarded switch (3 candidates x 2 steps after the probe).
+With ``trial`` the callback runs the guarded switch (3 candidates x 2 steps after the probe);
+with ``escalate`` it reweights first and profiles a 3-step window before adding adapters.
 """
 
 import json
@@ -33,13 +34,14 @@ class Dump(L.Callback):
 def main():
     out, strategy = sys.argv[1], sys.argv[2]
     launcher = sys.argv[3] if len(sys.argv) > 3 else "ddp"
-    trial = len(sys.argv) > 4 and sys.argv[4] == "trial"
+    mode = sys.argv[4] if len(sys.argv) > 4 else None
+    trial, escalate = mode == "trial", mode == "escalate"
     L.seed_everything(0)
     p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
     module = p.module(strategy=strategy, aggregator="pcgrad")
     torch.save(module.state_dict(), f"{out}/init.pt")
     trainer = L.Trainer(
-        max_steps=14 if trial else 8,
+        max_steps=14 if trial else 10 if escalate else 8,
         accelerator="cpu",
         devices=2,
         strategy=launcher,
@@ -54,6 +56,8 @@ def main():
                 auto_switch=strategy == "none",
                 output_dir=out,
                 trial_steps=2 if trial else None,
+                escalate=escalate,
+                reprobe_steps=3 if escalate else None,
             ),
             Dump(out),
         ],

@@ -71,3 +71,20 @@ def test_two_process_guarded_switch_gives_one_choice(tmp_path):
     assert f0.keys() == f1.keys()
     for k in f0:
         assert torch.equal(f0[k], f1[k]), k
+
+
+@pytest.mark.slow
+def test_two_process_escalation_decides_alike_and_trains_its_adapters_alike(tmp_path):
+    """The escalation window reads the all-reduced J, so both ranks escalate (or not) alike;
+    adapters it adds mid-run are identical and stay identical on both ranks."""
+    _launch(tmp_path, "none", "ddp", "escalate")
+    r0 = json.loads((tmp_path / "report0.json").read_text())
+    r1 = json.loads((tmp_path / "report1.json").read_text())
+    assert r0 == r1 and r0["strategy"] == "reweight"  # tiny Burgers: directional
+    (event,) = r0["reprobes"]
+    assert event["step"] == 7 and event["strategy"] == "reweight"
+    f0, f1 = torch.load(tmp_path / "final0.pt"), torch.load(tmp_path / "final1.pt")
+    assert f0.keys() == f1.keys()
+    assert any("lora" in k for k in f0) == bool(event.get("escalated"))
+    for k in f0:
+        assert torch.equal(f0[k], f1[k]), k
