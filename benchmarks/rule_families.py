@@ -18,7 +18,8 @@ constant pickers compete as the ``remap`` family's grid points.
 Families:
 - ``design``: the default rule (docs/concepts.md) with thresholds ``tau_dir`` x ``tau_mag``
   (what ``calibrate`` does);
-- ``cosine``: directional only when the conflicting pair's late mean cosine is <= -c;
+- ``cosine``: directional only when the conflicting pair's late mean cosine is <= -c (at run
+  time: ``ConflictCallback(tau_dir=0.5, tau_cos=c, tau_mag=m)``);
 - ``update``: directional when the share of probe steps where some loss is increased by the
   applied update (a_k < 0) is >= u (weigh conflict by its effect on the update: the report's a_k,
   docs/concepts.md);

@@ -17,6 +17,7 @@ from lightning_pinn import problems
 from lightning_pinn.benchmark._cells import ESCALATED, GUARDED
 from lightning_pinn.diagnostics import (
     DEFAULT_INTERVENTIONS,
+    DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     Diagnosis,
@@ -61,6 +62,7 @@ def diagnose_report(
     report: Mapping[str, Any],
     tau_dir: float = DEFAULT_TAU_DIR,
     tau_mag: float = DEFAULT_TAU_MAG,
+    tau_cos: float = DEFAULT_TAU_COS,
 ) -> Diagnosis:
     """The diagnosis of a stored probe report under other thresholds.
 
@@ -68,6 +70,8 @@ def diagnose_report(
         report: a ``ConflictReport.to_dict()`` (the ``report`` of a benchmark record).
         tau_dir: late conflict rate from which a conflicting pair is persistent.
         tau_mag: median imbalance (decades) from which the regime is magnitude.
+        tau_cos: cosine margin of the directional regime (late mean cosine below
+            ``-tau_cos``).
 
     Returns:
         The :class:`~lightning_pinn.diagnostics.Diagnosis` (regime and intervention), by the
@@ -79,6 +83,7 @@ def diagnose_report(
         report["median_imbalance"],
         tau_dir=tau_dir,
         tau_mag=tau_mag,
+        tau_cos=tau_cos,
     )
 
 

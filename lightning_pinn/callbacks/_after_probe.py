@@ -39,6 +39,7 @@ class AfterProbe:
         tau_mag: float,
         output_dir: Path | None,
         escalate_to: str | Strategy | None = None,
+        tau_cos: float = 0.0,
     ) -> None:
         self.interventions, self.options = interventions, options
         self.candidates, self.output_dir = candidates, output_dir
@@ -52,7 +53,7 @@ class AfterProbe:
                 names[Regime.DIRECTIONAL.value] = intervention_name(escalate_to)
             window = reprobe_steps or 1
             self.reprobe = Reprober(
-                reprobe_every or window, window, tau_dir=tau_dir, tau_mag=tau_mag,
+                reprobe_every or window, window, tau_dir=tau_dir, tau_mag=tau_mag, tau_cos=tau_cos,
                 interventions=names, options=options, escalate_to=escalate_to,
                 windows=None if reprobe_every is not None else 1,
                 step_back=reprobe_every is not None,

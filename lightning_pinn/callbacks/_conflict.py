@@ -34,6 +34,7 @@ from lightning_pinn.callbacks._switching import (
 )
 from lightning_pinn.callbacks._trial import check_candidates
 from lightning_pinn.diagnostics import (
+    DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     ConflictReport,
@@ -79,6 +80,8 @@ class ConflictCallback(Callback):
             (values that are not a multiple of it are dropped by Lightning's logger flush).
         tau_dir: conflict-rate threshold of the regime rule, in ``[0, 1]``.
         tau_mag: imbalance threshold in decades, ``>= 0``.
+        tau_cos: cosine margin of the directional regime, in ``[0, 1)``: a persistent pair's
+            late mean cosine must be below ``-tau_cos`` (default 0: negative).
         interventions: regime → strategy overrides, by name or as a strategy object, e.g.
             ``{"directional": "surgery"}`` or ``{"directional": AdapterStrategy(rank=8)}``
             (the module adopts a copy of the object).
@@ -149,6 +152,7 @@ class ConflictCallback(Callback):
         reprobe_every: int | None = None,
         reprobe_steps: int | None = None,
         escalate: bool = False,
+        tau_cos: float = DEFAULT_TAU_COS,
     ) -> None:
         super().__init__()
         if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
@@ -157,7 +161,7 @@ class ConflictCallback(Callback):
             raise ValueError(f"log_every_n_steps must be >= 0 or None, got {log_every_n_steps!r}")
         if rate_window is not None and rate_window < 1:
             raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
-        validate_thresholds(tau_dir, tau_mag)
+        validate_thresholds(tau_dir, tau_mag, tau_cos)
         check_trial_arguments(trial_steps, auto_switch, trial_score, trial_margin)
         window = check_reprobe_arguments(
             reprobe_every, reprobe_steps, probe_steps, auto_switch, escalate, trial_steps
@@ -173,6 +177,7 @@ class ConflictCallback(Callback):
         self.log_every_n_steps = log_every_n_steps
         self.tau_dir = float(tau_dir)
         self.tau_mag = float(tau_mag)
+        self.tau_cos = float(tau_cos)
         self.interventions = intervention_map(interventions)
         self.strategy_options = dict(strategy_options or {})
         validate_strategy_options(self.strategy_options)
@@ -306,6 +311,7 @@ class ConflictCallback(Callback):
             tau_dir=self.tau_dir,
             tau_mag=self.tau_mag,
             interventions={r: intervention_name(s) for r, s in self._first_switch().items()},
+            tau_cos=self.tau_cos,
         )
         directory = report_directory(trainer, self.output_dir)
         if trainer.is_global_zero:
@@ -337,5 +343,6 @@ class ConflictCallback(Callback):
             trial_score=self.trial_score, trial_margin=self.trial_margin,
             reprobe_every=self.reprobe_every,
             reprobe_steps=self.reprobe_steps, tau_dir=self.tau_dir, tau_mag=self.tau_mag,
+            tau_cos=self.tau_cos,
             output_dir=self.output_dir,
         )  # fmt: skip

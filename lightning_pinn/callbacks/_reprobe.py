@@ -61,12 +61,13 @@ class Reprober:
         escalate_to: str | Strategy | None = None,
         windows: int | None = None,
         step_back: bool = True,
+        tau_cos: float = 0.0,
     ) -> None:
         self.every, self.window = every, window
         self.escalate_to, self.windows, self.step_back = escalate_to, windows, step_back
         self.escalation_pending = escalate_to is not None
         self.decided = 0  # windows that ended
-        self.tau_dir, self.tau_mag = tau_dir, tau_mag
+        self.tau_dir, self.tau_mag, self.tau_cos = tau_dir, tau_mag, tau_cos
         self.interventions = dict(interventions)
         self.options = dict(options)
         self.settled_at: int | None = None  # module step at which the switch settled
@@ -113,6 +114,7 @@ class Reprober:
             tau_dir=self.tau_dir,
             tau_mag=self.tau_mag,
             interventions=self.interventions,
+            tau_cos=self.tau_cos,
         )
         current, target = module.strategy_name, diagnosis.strategy
         if (

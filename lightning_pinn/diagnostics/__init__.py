@@ -10,6 +10,7 @@ from lightning_pinn.diagnostics._recorder import (
 )
 from lightning_pinn.diagnostics._regime import (
     DEFAULT_INTERVENTIONS,
+    DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     MIN_FINITE_SHARE,
@@ -51,6 +52,7 @@ from lightning_pinn.diagnostics._trial import (
 __all__ = [
     "DEFAULT_FLOOR",
     "DEFAULT_INTERVENTIONS",
+    "DEFAULT_TAU_COS",
     "DEFAULT_TAU_DIR",
     "DEFAULT_TAU_MAG",
     "MIN_FINITE_SHARE",

@@ -14,6 +14,7 @@ from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "DEFAULT_INTERVENTIONS",
+    "DEFAULT_TAU_COS",
     "DEFAULT_TAU_DIR",
     "DEFAULT_TAU_MAG",
     "MIN_FINITE_SHARE",
@@ -30,6 +31,9 @@ DEFAULT_TAU_DIR = 0.5
 """Default conflict-rate threshold of the directional regime (a share of late steps)."""
 DEFAULT_TAU_MAG = 1.0
 """Default imbalance threshold of the magnitude regime, in decades (a factor 10)."""
+DEFAULT_TAU_COS = 0.0
+"""Default cosine margin of the directional regime: a persistent pair's late mean cosine must
+be below ``-tau_cos`` (0: negative, the DESIGN rule)."""
 MIN_FINITE_STEPS = 2
 """A probe with fewer finite steps than this (or than ``MIN_FINITE_SHARE`` of the window)
 diagnoses nothing: its report is marked invalid and no intervention is applied."""
@@ -59,8 +63,16 @@ DEFAULT_INTERVENTIONS: Mapping[Regime, str] = MappingProxyType(
 """Default intervention per regime (docs/concepts.md); override with ``interventions=``."""
 
 
-def validate_thresholds(tau_dir: float, tau_mag: float) -> None:
-    """Raise ``ValueError`` unless ``0 <= tau_dir <= 1`` and ``tau_mag >= 0`` (both finite)."""
+def validate_thresholds(tau_dir: float, tau_mag: float, tau_cos: float = DEFAULT_TAU_COS) -> None:
+    """Raise ``ValueError`` unless ``0 <= tau_dir <= 1``, ``tau_mag >= 0`` (finite) and
+    ``0 <= tau_cos < 1``."""
+    if isinstance(tau_cos, bool) or not (
+        isinstance(tau_cos, (int, float)) and 0.0 <= tau_cos < 1.0
+    ):
+        raise ValueError(
+            f"tau_cos is a cosine margin and must lie in [0, 1) (0: any negative late mean "
+            f"cosine counts), got {tau_cos!r}"
+        )
     if not (isinstance(tau_dir, (int, float)) and 0.0 <= tau_dir <= 1.0):
         raise ValueError(f"tau_dir is a conflict rate and must lie in [0, 1], got {tau_dir!r}")
     if not (isinstance(tau_mag, (int, float)) and math.isfinite(tau_mag) and tau_mag >= 0.0):
@@ -130,11 +142,13 @@ def classify_regime(
     tau_mag: float = DEFAULT_TAU_MAG,
     pair_names: Sequence[str] | None = None,
     interventions: Mapping[Regime | str, str] | None = None,
+    tau_cos: float = DEFAULT_TAU_COS,
 ) -> Diagnosis:
     """Apply the regime rule (docs/concepts.md).
 
-    - ``directional`` if some pair has late conflict rate ``>= tau_dir`` and a negative late
-      mean cosine (sign flips of near-orthogonal noisy gradients alone are not persistent);
+    - ``directional`` if some pair has late conflict rate ``>= tau_dir`` and a late mean
+      cosine ``< -tau_cos`` (default 0: negative; sign flips of near-orthogonal noisy
+      gradients alone are not persistent, and a margin asks for strong conflict);
     - else ``magnitude`` if the median imbalance ``>= tau_mag`` decades;
     - else ``low``.
 
@@ -146,6 +160,7 @@ def classify_regime(
         tau_mag: imbalance threshold in decades, ``>= 0``.
         pair_names: names of the pairs for the reason (default ``"pair <i>"``).
         interventions: overrides of :data:`DEFAULT_INTERVENTIONS`.
+        tau_cos: cosine margin in ``[0, 1)``.
 
     Returns:
         A :class:`Diagnosis`.
@@ -157,7 +172,7 @@ def classify_regime(
         >>> classify_regime([0.8], [-0.3], 0.2).regime
         <Regime.DIRECTIONAL: 'directional'>
     """
-    validate_thresholds(tau_dir, tau_mag)
+    validate_thresholds(tau_dir, tau_mag, tau_cos)
     mapping = resolve_interventions(interventions)
     rates = _as_list(late_conflict_rate)
     cosines = _as_list(late_mean_cosine)
@@ -171,13 +186,16 @@ def classify_regime(
         raise ValueError(f"{len(names)} pair names for {len(rates)} pairs")
 
     persistent = [
-        i for i, (f, c) in enumerate(zip(rates, cosines, strict=True)) if f >= tau_dir and c < 0
+        i
+        for i, (f, c) in enumerate(zip(rates, cosines, strict=True))
+        if f >= tau_dir and c < -tau_cos
     ]
+    bound = "0" if tau_cos == 0 else f"-tau_cos {-tau_cos:+.2f}"
     if persistent:
         i = min(persistent, key=lambda p: (cosines[p], -rates[p], names[p]))
         reason = (
             f"Pair {names[i]} conflicts persistently: late-half conflict rate {rates[i]:.2f} "
-            f">= tau_dir {tau_dir:.2f} with late mean cosine {cosines[i]:+.2f} < 0."
+            f">= tau_dir {tau_dir:.2f} with late mean cosine {cosines[i]:+.2f} < {bound}."
         )
         return Diagnosis(Regime.DIRECTIONAL, mapping[Regime.DIRECTIONAL], reason, i)
 
@@ -187,7 +205,9 @@ def classify_regime(
     else:
         worst = f"highest late-half conflict rate {rates[top]:.2f} for {names[top]}"
         if rates[top] >= tau_dir:
-            worst += f", whose late mean cosine {cosines[top]:+.2f} is not negative"
+            worst += f", whose late mean cosine {cosines[top]:+.2f} is not " + (
+                "negative" if tau_cos == 0 else f"below {bound}"
+            )
     if imb >= tau_mag:
         reason = (
             f"No pair conflicts persistently ({worst}), but the median imbalance of {imb:.2f} "

@@ -8,6 +8,7 @@ from typing import Any
 
 from lightning_pinn.diagnostics._recorder import WindowStatistics
 from lightning_pinn.diagnostics._regime import (
+    DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
     Regime,
@@ -62,6 +63,8 @@ class ConflictReport:
         update_conflict_share: share of steps where some ``a_k = cos(g_k, d) < 0``.
         tau_dir: conflict-rate threshold used.
         tau_mag: imbalance threshold used (decades).
+        tau_cos: cosine margin used (a persistent pair's late mean cosine is below
+            ``-tau_cos``; 0 for reports made before it existed).
         reason: one sentence explaining the decision.
         finite_steps: steps that entered the statistics (non-finite steps are excluded).
         interventions: the regime → strategy mapping used.
@@ -112,6 +115,7 @@ class ConflictReport:
     trial_score: str | None = None
     trial_margin: float = 0.0
     reprobes: tuple[dict[str, Any], ...] = ()
+    tau_cos: float = 0.0
 
     def pair(self, first: str, second: str) -> PairStatistics:
         """Statistics of the pair ``{first, second}`` (in either order)."""
@@ -148,7 +152,8 @@ class ConflictReport:
             "## Gradient conflict report",
             "",
             f"Probe: {self.probe_steps} steps ({self.finite_steps} finite); "
-            f"thresholds tau_dir = {self.tau_dir:g}, tau_mag = {self.tau_mag:g} decades.",
+            f"thresholds tau_dir = {self.tau_dir:g}, tau_mag = {self.tau_mag:g} decades"
+            + (f", tau_cos = {self.tau_cos:g}." if self.tau_cos else "."),
             "",
             "| loss pair | conflict rate | late rate | mean cosine | late mean cosine |",
             "|---|---:|---:|---:|---:|",
@@ -205,6 +210,7 @@ def build_report(
     tau_dir: float = DEFAULT_TAU_DIR,
     tau_mag: float = DEFAULT_TAU_MAG,
     interventions: Mapping[Regime | str, str] | None = None,
+    tau_cos: float = DEFAULT_TAU_COS,
 ) -> ConflictReport:
     """Classify the window and assemble the report (one host transfer of the statistics).
 
@@ -215,6 +221,7 @@ def build_report(
         tau_dir: conflict-rate threshold in ``[0, 1]``.
         tau_mag: imbalance threshold in decades.
         interventions: overrides of the default regime → strategy mapping.
+        tau_cos: cosine margin of the directional regime, in ``[0, 1)``.
 
     Returns:
         The :class:`ConflictReport`.
@@ -240,6 +247,7 @@ def build_report(
         tau_mag=tau_mag,
         pair_names=labels,
         interventions=interventions,
+        tau_cos=tau_cos,
     )
     rows, cols = pair_indices(len(names)).tolist()
     pairs = tuple(
@@ -280,6 +288,7 @@ def build_report(
         valid=valid,
         mean_alignment=_optional_float(stats.mean_alignment),
         late_mean_alignment=_optional_float(stats.late_mean_alignment),
+        tau_cos=float(tau_cos),
     )
 
 

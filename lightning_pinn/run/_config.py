@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from lightning_pinn.diagnostics import DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, TrialScore
+from lightning_pinn.diagnostics import DEFAULT_TAU_COS, DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, TrialScore
 from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._parsers import (
     json_object,
@@ -118,6 +118,11 @@ class RunConfig:
         DEFAULT_TAU_MAG,
         "median imbalance (decades) from which the regime is magnitude "
         "(docs/concepts.md, the three regimes)",
+    )
+    tau_cos: float = option(
+        DEFAULT_TAU_COS,
+        "cosine margin of the directional regime: a persistent pair's late mean cosine must "
+        "be below -tau_cos (default 0: negative; docs/concepts.md)",
     )
     interventions: dict[str, str] | None = option(
         None,

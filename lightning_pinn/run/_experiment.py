@@ -181,6 +181,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             log_every_n_steps=cfg.log_every_n_steps,
             tau_dir=cfg.tau_dir,
             tau_mag=cfg.tau_mag,
+            tau_cos=cfg.tau_cos,
             interventions=cfg.interventions,
             output_dir=str(run_dir) if run_dir is not None else None,
             trial_steps=cfg.trial_steps,

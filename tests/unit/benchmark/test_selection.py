@@ -342,6 +342,22 @@ def test_guarded_runs_are_scored_against_the_best_and_against_none():
     assert geo["none"] == pytest.approx((1.0 * 1.0 * 0.1 * 0.1) ** 0.25)
 
 
+def test_the_cosine_family_is_the_runtime_rule_with_a_cosine_margin():
+    """Each grid point of rule_families' ``cosine`` family picks what ConflictCallback(
+    tau_dir=0.5, tau_mag=m, tau_cos=c) would pick, on every stored probe of the map."""
+    from pathlib import Path
+
+    module = _script("rule_families")
+    path = Path(__file__).parents[3] / "docs" / "data" / "recipe_map.jsonl"
+    reports = [r["report"] for r in benchmark.load_results(path) if r.get("report")][:120]
+    assert reports
+    for c in (0.2, 0.6):
+        for m in (0.25, 1.0):
+            family = module._cosine(c, m)
+            runtime = [benchmark.diagnose_report(rep, 0.5, m, tau_cos=c) for rep in reports]
+            assert [family(rep) for rep in reports] == [d.strategy for d in runtime]
+
+
 def test_alignment_and_after_reweight_rule_families():
     module = _script("rule_families")
     records = _records()

@@ -287,3 +287,21 @@ def test_without_logger_or_output_dir_the_report_stays_in_memory(tmp_path, monke
     make_trainer(tmp_path, [cb], max_steps=6, logger=False).fit(model, make_datamodule())
     assert cb.report is not None and cb.report_dir is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cosine_margin_reaches_the_rule_and_the_report():
+    from _support import tiny_burgers, tiny_trainer
+
+    def probe(**kw):
+        torch.manual_seed(0)
+        problem = tiny_burgers()
+        cb = ConflictCallback(probe_steps=6, auto_switch=False, **kw)
+        tiny_trainer(6, [cb]).fit(problem.module(), problem.datamodule())
+        return cb.report
+
+    plain, strict = probe(), probe(tau_cos=0.99)
+    assert plain.regime == "directional" and plain.tau_cos == 0.0
+    assert strict.regime != "directional" and strict.tau_cos == 0.99
+    assert strict.pairs == plain.pairs  # the same statistics, a stricter rule
+    with pytest.raises(ValueError, match="tau_cos"):
+        ConflictCallback(probe_steps=6, tau_cos=1.5)

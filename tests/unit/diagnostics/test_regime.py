@@ -82,6 +82,19 @@ def test_thresholds_are_parameters_and_validated():
         classify_regime([0.0], [0.0], 0.0, tau_mag=-1.0)
 
 
+def test_cosine_margin_asks_for_strong_conflict():
+    # late rate 0.8 at mean cosine -0.3: persistent, but not below a margin of 0.5
+    assert classify_regime([0.8], [-0.3], 0.0).regime is Regime.DIRECTIONAL
+    d = classify_regime([0.8], [-0.3], 0.0, tau_cos=0.5, pair_names=["a-b"])
+    assert d.regime is Regime.LOW and "not below -tau_cos -0.50" in d.reason
+    assert classify_regime([0.8], [-0.3], 2.0, tau_cos=0.5).regime is Regime.MAGNITUDE
+    d = classify_regime([0.8], [-0.6], 0.0, tau_cos=0.5, pair_names=["a-b"])
+    assert d.regime is Regime.DIRECTIONAL and "< -tau_cos -0.50" in d.reason
+    for bad in (-0.1, 1.0, True, "0.5"):
+        with pytest.raises(ValueError, match="tau_cos"):
+            classify_regime([0.0], [0.0], 0.0, tau_cos=bad)
+
+
 def test_interventions_default_and_override():
     assert DEFAULT_INTERVENTIONS[Regime.DIRECTIONAL] == "adapters"
     d = classify_regime([0.9], [-0.5], 0.0, interventions={"directional": "surgery"})

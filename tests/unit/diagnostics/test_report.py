@@ -50,6 +50,16 @@ def test_to_dict_is_json_ready_and_round_trips():
     assert all(isinstance(p["conflict_rate"], float) for p in data["pairs"])
 
 
+def test_cosine_margin_is_recorded_and_older_reports_read_as_zero():
+    stats = aggregate_window(**_recorder().buffers())
+    report = build_report(stats, NAMES, tau_cos=0.4)
+    assert report.tau_cos == 0.4 and "tau_cos = 0.4" in report.to_markdown()
+    assert report == build_report(stats, NAMES, tau_cos=0.4)
+    old = _report().to_dict()
+    del old["tau_cos"]  # a report saved before the margin existed
+    assert ConflictReport.from_dict(old).tau_cos == 0.0
+
+
 def test_markdown_contains_table_regime_reason_and_intervention():
     report = _report()
     md = report.to_markdown()
