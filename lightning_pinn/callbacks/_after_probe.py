@@ -55,6 +55,7 @@ class AfterProbe:
             self.reprobe = Reprober(
                 reprobe_every or window, window, tau_dir=tau_dir, tau_mag=tau_mag, tau_cos=tau_cos,
                 interventions=names, options=options, escalate_to=escalate_to,
+                escalate_from=intervention_name(interventions[Regime.DIRECTIONAL.value]),
                 windows=None if reprobe_every is not None else 1,
                 step_back=reprobe_every is not None,
             )  # fmt: skip

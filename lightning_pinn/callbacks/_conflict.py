@@ -179,6 +179,16 @@ class ConflictCallback(Callback):
         self.tau_mag = float(tau_mag)
         self.tau_cos = float(tau_cos)
         self.interventions = intervention_map(interventions)
+        first, then = (
+            intervention_name(self.interventions[r.value])
+            for r in (Regime.MAGNITUDE, Regime.DIRECTIONAL)
+        )
+        if escalate and first == then:
+            raise ValueError(
+                f"escalate meets directional conflict with the magnitude regime's intervention "
+                f"first and escalates to the directional one, but both are {first!r}: nothing "
+                "to escalate; map them to different strategies or drop escalate"
+            )
         self.strategy_options = dict(strategy_options or {})
         validate_strategy_options(self.strategy_options)
         self.output_dir = Path(output_dir) if output_dir is not None else None

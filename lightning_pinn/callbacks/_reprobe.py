@@ -43,10 +43,10 @@ class Reprober:
     (``switched_to`` None when nothing changed).
 
     ``escalate_to`` (the escalation of ``ConflictCallback(escalate=True)``): the *first* window
-    may step forward instead: when it is directional and the active strategy is ``reweight``
-    (the conflict remains after reweighting), the module switches to ``escalate_to`` (the
-    event has ``"escalated": True``). ``windows`` caps the number of windows (``None``: no
-    cap); ``step_back=False`` only escalates.
+    may step forward instead: when it is directional and the active strategy is
+    ``escalate_from`` (default ``reweight``: the conflict remains after reweighting), the
+    module switches to ``escalate_to`` (the event has ``"escalated": True``). ``windows``
+    caps the number of windows (``None``: no cap); ``step_back=False`` only escalates.
     """
 
     def __init__(
@@ -59,12 +59,14 @@ class Reprober:
         interventions: Mapping[str, str],
         options: Mapping[str, Any],
         escalate_to: str | Strategy | None = None,
+        escalate_from: str = "reweight",
         windows: int | None = None,
         step_back: bool = True,
         tau_cos: float = 0.0,
     ) -> None:
         self.every, self.window = every, window
         self.escalate_to, self.windows, self.step_back = escalate_to, windows, step_back
+        self.escalate_from = escalate_from
         self.escalation_pending = escalate_to is not None
         self.decided = 0  # windows that ended
         self.tau_dir, self.tau_mag, self.tau_cos = tau_dir, tau_mag, tau_cos
@@ -121,7 +123,7 @@ class Reprober:
             escalating
             and self.escalate_to is not None
             and diagnosis.regime is Regime.DIRECTIONAL
-            and current == "reweight"
+            and current == self.escalate_from
             and intervention_name(self.escalate_to) != current
         ):
             return self._escalate(module, step, current)

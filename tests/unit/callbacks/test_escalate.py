@@ -24,11 +24,21 @@ PROBE, WINDOW = 6, 4
         ({"escalate": True, "auto_switch": False}, "auto_switch"),
         ({"escalate": True, "trial_steps": 2}, "pass one"),
         ({"escalate": True, "reprobe_steps": 0}, "reprobe_steps"),
+        ({"escalate": True, "interventions": {"magnitude": "adapters"}}, "nothing to escalate"),
     ],
 )
 def test_bad_escalation_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ConflictCallback(probe_steps=4, **kwargs)
+
+
+def test_escalation_starts_from_the_magnitude_regimes_intervention():
+    cb = _callback(interventions={"magnitude": "surgery", "directional": "adapters"})
+    module = _fit(PROBE + WINDOW + 2, cb)
+    assert cb.report.strategy == "surgery"
+    (event,) = cb.report.reprobes
+    assert event["strategy"] == "surgery" and event["escalated"] is True
+    assert module.strategy_name == "adapters"
 
 
 def test_escalation_window_defaults_to_the_probe():
