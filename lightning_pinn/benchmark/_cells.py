@@ -35,7 +35,7 @@ from lightning_pinn.run import (
     oversubscription,
     run_experiment,
 )
-from lightning_pinn.run._recipes import lbfgs_phase
+from lightning_pinn.run._recipes import escalation_room, lbfgs_phase
 from lightning_pinn.strategies import strategy_names
 
 __all__ = [
@@ -389,10 +389,9 @@ def _check_escalation(problem: str, steps: int, probe: int, recipe: Any) -> None
     """What an ``auto-escalate`` cell's setup would refuse: no step for the escalation window
     (as ``lightning-pinn run`` shortens it) between the probe and the run's end or the
     recipe's L-BFGS phase."""
-    room = steps - 1 - probe
-    if recipe is not None and recipe.lbfgs is not None:
-        room = min(room, lbfgs_phase(recipe.lbfgs, steps)["after"] - probe)
-    if room < 1:
+    lbfgs = recipe.lbfgs if recipe is not None else None
+    after = lbfgs_phase(lbfgs, steps)["after"] if lbfgs is not None else None
+    if escalation_room(steps, probe, after) < 1:
         raise ValueError(
             f"{problem}: auto-escalate cells of {steps} steps leave no step for the escalation "
             f"window after the probe ({probe}) and before the run's end or the L-BFGS phase; "

@@ -24,7 +24,7 @@ from lightning_pinn.callbacks._trial import max_discarded_steps
 from lightning_pinn.module import PINNModule
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
-from lightning_pinn.run._recipes import build_trunk, lbfgs_phase
+from lightning_pinn.run._recipes import build_trunk, escalation_room, lbfgs_phase
 from lightning_pinn.run._threads import ThreadGovernor, default_threads
 from lightning_pinn.run._trainer import build_trainer, make_logger, quiet_lightning
 
@@ -110,9 +110,8 @@ def _escalation_window(cfg: RunConfig, module: PINNModule) -> int | None:
     if cfg.escalate_steps is not None:
         return cfg.escalate_steps
     probe = cfg.effective_probe_steps
-    room = cfg.max_steps - 1 - probe
-    if module.lbfgs is not None:
-        room = min(room, module.lbfgs.after - probe)
+    after = module.lbfgs.after if module.lbfgs is not None else None
+    room = escalation_room(cfg.max_steps, probe, after)
     return min(probe, room) if room >= 1 else probe
 
 

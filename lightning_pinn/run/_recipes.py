@@ -267,6 +267,15 @@ def apply_recipe(cfg: RunConfig, recipe: Recipe, given: Iterable[str] = ()) -> R
     return dataclasses.replace(cfg, **updates)
 
 
+def escalation_room(max_steps: int, probe_steps: int, lbfgs_after: int | None) -> int:
+    """Steps an escalation window can take after the probe: before the run's last step and
+    before an L-BFGS phase (``lbfgs_after`` module steps; ``None``: no phase)."""
+    room = max_steps - 1 - probe_steps
+    if lbfgs_after is not None:
+        room = min(room, lbfgs_after - probe_steps)
+    return room
+
+
 def lbfgs_phase(spec: Mapping[str, Any] | None, max_steps: int) -> dict[str, Any] | None:
     """L-BFGS phase arguments with the switch step resolved for a run of ``max_steps``.
 
