@@ -151,6 +151,32 @@ def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
     assert summary["report"]["interventions"]["directional"] == "reweight"
 
 
+def test_a_named_rule_sets_the_thresholds_and_single_flags_override_it(tmp_path):
+    args = [
+        "run",
+        "burgers",
+        "--max-steps",
+        "12",
+        "--probe-steps",
+        "6",
+        "--points",
+        "residual=32,initial=8,boundary=8",
+        "--out",
+        str(tmp_path),
+        "--no-progress-bar",
+        "--logger",
+        "none",
+        "--regime-rule",
+        "recipe-map",
+        "--tau-mag",
+        "2.0",
+        "--json",
+    ]
+    assert main(args) == 0
+    report = json.loads(next(tmp_path.rglob("summary.json")).read_text())["report"]
+    assert (report["tau_dir"], report["tau_mag"], report["tau_cos"]) == (0.5, 2.0, 0.6)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

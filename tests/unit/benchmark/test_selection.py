@@ -574,3 +574,54 @@ def test_shorter_trials_are_replayed_from_the_losses_during_the_trials():
     assert result[0.25][half]["n"] == 0  # not recorded: not counted
     records[-1]["report"]["trial"][1]["during"] = []  # like with like: all rows or none
     assert module.evaluate_lengths(records)[1.0][half]["n"] == 0
+
+
+def test_the_recipe_map_rule_is_the_rule_chosen_on_the_calibration_half():
+    """RULES["recipe-map"] is what rule_families chooses across the families on the committed
+    map's calibration half (held-out records removed: they must not move the choice), and at
+    run time it picks what that family's rule picks on every stored probe."""
+    from pathlib import Path
+
+    from lightning_pinn.diagnostics import RULES
+
+    module = _script("rule_families")
+    path = Path(__file__).parents[3] / "docs" / "data" / "recipe_map.jsonl"
+    records = benchmark.current_records(benchmark.load_results(path))
+    configs = {r["config"] for r in benchmark.selection_accuracy(records)["rows"]}
+    calib, _ = benchmark.split_configs(sorted(configs))
+    records = [r for r in records if r["problem"] in calib]
+    winner = module.chosen_rule(module.evaluate(records))
+    rule = RULES["recipe-map"]
+    assert (winner["family"], winner["chosen"]) == (
+        "cosine",
+        f"c={rule['tau_cos']}, tau_mag={rule['tau_mag']}",
+    )
+    assert rule["tau_dir"] == 0.5  # the cosine family's persistence threshold
+    family = module._cosine(rule["tau_cos"], rule["tau_mag"])
+    reports = [r["report"] for r in records if r.get("report")]
+    assert [family(rep) for rep in reports] == [
+        benchmark.diagnose_report(rep, **rule).strategy for rep in reports
+    ]
+
+
+def test_auto_cells_take_the_rule_option_and_default_to_the_recorded_rule(tmp_path):
+    cells = benchmark.make_cells(
+        ["burgers"],
+        ["none", "auto", "auto-guarded"],
+        [0],
+        200,
+        50,
+        run_options={"regime_rule": "recipe-map"},
+    )
+    assert [c.key.endswith("regime_rule=recipe-map") for c in cells] == [False, True, True]
+    assert cells[1].run_config(str(tmp_path), 1, None).thresholds["tau_cos"] == 0.6
+    plain = benchmark.make_cells(["burgers"], ["auto"], [0], 200, 50)[0]
+    assert plain.key == "burgers|auto|0|200|50|"  # recorded auto cells keep their keys
+    cfg = plain.run_config(str(tmp_path), 1, None)
+    assert cfg.regime_rule == benchmark.CELL_RULE == "design"
+    with pytest.raises(ValueError, match="unknown run options"):
+        benchmark.make_cells(["burgers"], ["auto"], [0], 200, 50, run_options={"rules": "x"})
+    from lightning_pinn.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--regime-rule", "recipe-map"])
+    assert args.regime_rule == "recipe-map"
