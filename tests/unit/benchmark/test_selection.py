@@ -625,3 +625,26 @@ def test_auto_cells_take_the_rule_option_and_default_to_the_recorded_rule(tmp_pa
 
     args = build_parser().parse_args(["benchmark", "--regime-rule", "recipe-map"])
     assert args.regime_rule == "recipe-map"
+
+
+def test_targets16_scores_every_named_rule_and_the_guarded_runs_per_half(capsys):
+    module = _script("targets16")
+    records = _records()
+    # "dir": the guarded run lands at 2x the best (a miss) but below none; "low": a hit
+    records.append({"problem": "dir", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.2})
+    records.append({"problem": "low", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.1})
+    s = module.half_summary(records, ["dir", "low", "mag", "miss"])
+    # design: dir -> adapters, mag -> reweight, low -> none, miss -> adapters (a miss)
+    assert s["accuracy"]["design"] == 0.75
+    # recipe-map: dir's mean cosine -0.4 is not below -0.6 and its 0.2 decades are below
+    # 0.25, so none (a miss); miss -> none (a hit)
+    assert s["picks"]["recipe-map"] == {
+        "dir": "none",
+        "low": "reweight",
+        "mag": "reweight",
+        "miss": "none",
+    }
+    assert (s["guarded_hits"], s["guarded_within_none"], s["n_guarded"]) == (1, 2, 2)
+    assert s["geomean_configs"] == 0  # no configuration ran every strategy
+    module.main(["/dev/null"])  # an empty map prints the headers and n/a, no error
+    assert "n/a" in capsys.readouterr().out
