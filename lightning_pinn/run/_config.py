@@ -47,9 +47,12 @@ LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
 RUN_STRATEGIES: tuple[str, ...] = ("auto", *strategy_names())
 """``auto`` (probe, diagnose, switch) or a registered strategy from the start."""
 
-RUN_RULE = "design"
+RUN_RULE = "recipe-map"
 """The regime rule (:data:`lightning_pinn.diagnostics.RULES`) of ``run`` when
-``--regime-rule`` is not given."""
+``--regime-rule`` is not given: ``recipe-map``, the rule chosen across the rule families on
+the regime map's calibration half, which then beat the DESIGN rule on the held-out half
+(docs/results.md). ``ConflictCallback`` and ``classify_regime`` keep the documented ``design``
+thresholds as their defaults."""
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2000,
@@ -120,10 +123,10 @@ class RunConfig:
     switch: bool = option(True, "diagnose only, never switch", flag="--no-switch")
     regime_rule: str = option(
         RUN_RULE,
-        "named thresholds of the regime rule: design (the documented defaults: tau-dir 0.5, "
-        "tau-mag 1.0, "
-        "tau-cos 0) or recipe-map (chosen on the regime map's calibration half: tau-mag 0.25, "
-        "tau-cos 0.6); --tau-dir/--tau-mag/--tau-cos override single values "
+        "named thresholds of the regime rule: recipe-map (tau-dir 0.5, tau-mag 0.25, "
+        "tau-cos 0.6: chosen on the regime map's calibration half, better on its held-out half; "
+        "docs/results.md) or design (ConflictCallback's defaults: tau-dir 0.5, tau-mag 1.0, "
+        "tau-cos 0); --tau-dir/--tau-mag/--tau-cos override single values "
         "(docs/concepts.md, the three regimes)",
         choices=tuple(RULES),
     )

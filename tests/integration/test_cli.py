@@ -139,6 +139,16 @@ def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
     assert summary["report"]["interventions"]["directional"] == "reweight"
 
 
+def test_run_diagnoses_with_the_recipe_map_rule_and_the_callback_keeps_the_design_rule(tmp_path):
+    from lightning_pinn import ConflictCallback
+    from lightning_pinn.diagnostics import RULES
+
+    report = _tiny_report(tmp_path)["report"]
+    assert {k: report[k] for k in ("tau_dir", "tau_mag", "tau_cos")} == RULES["recipe-map"]
+    cb = ConflictCallback()
+    assert {"tau_dir": cb.tau_dir, "tau_mag": cb.tau_mag, "tau_cos": cb.tau_cos} == RULES["design"]
+
+
 def test_a_named_rule_sets_the_thresholds_and_single_flags_override_it(tmp_path):
     report = _tiny_report(tmp_path, "--regime-rule", "recipe-map", "--tau-mag", "2.0")["report"]
     assert (report["tau_dir"], report["tau_mag"], report["tau_cos"]) == (0.5, 2.0, 0.6)
