@@ -11,6 +11,7 @@
 
 from lightning_pinn.benchmark._cells import (
     ALL_STRATEGIES,
+    CELL_RULE,
     ESCALATED,
     GUARDED,
     GUARDED_TRIAL_FRACTION,
@@ -38,6 +39,7 @@ from lightning_pinn.benchmark._tables import analyze, markdown_table
 __all__ = [
     "ALL_STRATEGIES",
     "COMPARED",
+    "CELL_RULE",
     "ESCALATED",
     "GUARDED",
     "GUARDED_TRIAL_FRACTION",

@@ -40,6 +40,7 @@ from lightning_pinn.strategies import strategy_names
 
 __all__ = [
     "ALL_STRATEGIES",
+    "CELL_RULE",
     "ESCALATED",
     "GUARDED",
     "GUARDED_TRIAL_FRACTION",
@@ -67,8 +68,8 @@ alone decides), ``auto-guarded`` (the diagnosis ranks, trials decide) and ``auto
 (reweight first, a second window decides on adapters)."""
 
 # RunConfig fields a cell may set: the optimiser schedule, a validation interval (the
-# record's `val_curve` then holds the rel L2 at every shorter budget), and the guarded switch's
-# trial length and score (`auto-guarded` cells only).
+# record's `val_curve` then holds the rel L2 at every shorter budget), the guarded switch's
+# trial length and score (`auto-guarded` cells only) and the regime rule (`auto*` cells only).
 RUN_OPTIONS = (
     "lr",
     "lr_decay_rate",
@@ -77,8 +78,14 @@ RUN_OPTIONS = (
     "trial_steps",
     "trial_score",
     "trial_margin",
+    "regime_rule",
 )
 _GUARDED_ONLY = ("trial_steps", "trial_score", "trial_margin")
+_AUTO = ("auto", GUARDED, ESCALATED)
+CELL_RULE = "design"
+"""The regime rule of ``auto`` cells without a ``regime_rule`` run option: the one every recorded
+``auto`` cell ran under, whatever ``lightning-pinn run``'s default is, so keys stay
+comparable."""
 
 
 def _trial_steps(steps: int, run_options: Mapping[str, Any]) -> int:
@@ -180,6 +187,8 @@ class Cell:
             RuntimeError: the recipe file changed since the cell was made.
         """
         run_options = dict(self.run_options)
+        if self.strategy in _AUTO:
+            run_options.setdefault("regime_rule", CELL_RULE)
         strategy = self.strategy
         if strategy == GUARDED:
             strategy = "auto"
@@ -332,7 +341,7 @@ def make_cells(
         options: PINNModule options for every cell (an ablation of the method).
         run_options: the optimiser schedule of every cell (keys from :data:`RUN_OPTIONS`);
             ``trial_steps``/``trial_score``/``trial_margin`` apply to ``auto-guarded`` cells
-            only.
+            only, ``regime_rule`` to the ``auto`` cells (default :data:`CELL_RULE`).
         recipe: train every cell with its problem's recipe (``"default"``), a named recipe or
             a YAML path (``examples/recipes/``); the cell's strategy, steps, probe window and
             run options override the recipe's. ``None``: the plain set-up of the suites.
@@ -378,7 +387,8 @@ def make_cells(
                 run_opts = {
                     k: v
                     for k, v in (run_options or {}).items()
-                    if s == GUARDED or k not in _GUARDED_ONLY
+                    if (s == GUARDED or k not in _GUARDED_ONLY)
+                    and (s in _AUTO or k != "regime_rule")
                 }
                 ordered = tuple(sorted(run_opts.items()))
                 cells.append(Cell(p, s, seed, n, probe, opts, ordered, recipe, digest))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lightning_pinn import benchmark
 from lightning_pinn.cli._flags import argparse_type
+from lightning_pinn.diagnostics import RULES
 from lightning_pinn.run._parsers import (
     json_object,
     non_negative_float,
@@ -103,6 +104,13 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="auto-guarded cells: keep the diagnosis's first choice unless another "
         "candidate's trial score times (1 + margin) is below its own (default: 0, the best "
         "score wins)",
+    )
+    p.add_argument(
+        "--regime-rule",
+        choices=list(RULES),
+        default=None,
+        help="auto cells (auto, auto-guarded, auto-escalate): the regime rule's named "
+        f"thresholds (default: {benchmark.CELL_RULE}, the rule the recorded cells ran under)",
     )
     p.add_argument(
         "--val-every",

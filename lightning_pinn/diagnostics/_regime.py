@@ -19,11 +19,13 @@ __all__ = [
     "DEFAULT_TAU_MAG",
     "MIN_FINITE_SHARE",
     "MIN_FINITE_STEPS",
+    "RULES",
     "Diagnosis",
     "Regime",
     "classify_regime",
     "min_finite_steps",
     "resolve_interventions",
+    "rule_thresholds",
     "validate_thresholds",
 ]
 
@@ -34,6 +36,23 @@ DEFAULT_TAU_MAG = 1.0
 DEFAULT_TAU_COS = 0.0
 """Default cosine margin of the directional regime: a persistent pair's late mean cosine must
 be below ``-tau_cos`` (0: negative, the DESIGN rule)."""
+RULES: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {
+        "design": MappingProxyType(
+            {"tau_dir": DEFAULT_TAU_DIR, "tau_mag": DEFAULT_TAU_MAG, "tau_cos": DEFAULT_TAU_COS}
+        ),
+        "recipe-map": MappingProxyType({"tau_dir": 0.5, "tau_mag": 0.25, "tau_cos": 0.6}),
+    }
+)
+"""Named threshold sets of the regime rule (docs/concepts.md, docs/results.md).
+
+- ``design``: DESIGN.md's defaults (``tau_dir`` 0.5, ``tau_mag`` 1.0, ``tau_cos`` 0), the
+  defaults of :class:`~lightning_pinn.ConflictCallback` and :func:`classify_regime`;
+- ``recipe-map``: chosen across the rule families on the calibration half of the regime map
+  under the recipes (seed 0, 2026-11-29): directional only when a persistent pair's late mean
+  cosine is below -0.6, magnitude from a quarter of a decade of imbalance.
+"""
+
 MIN_FINITE_STEPS = 2
 """A probe with fewer finite steps than this (or than ``MIN_FINITE_SHARE`` of the window)
 diagnoses nothing: its report is marked invalid and no intervention is applied."""
@@ -79,6 +98,17 @@ def validate_thresholds(tau_dir: float, tau_mag: float, tau_cos: float = DEFAULT
         raise ValueError(
             f"tau_mag is a number of decades and must be finite and >= 0, got {tau_mag!r}"
         )
+
+
+def rule_thresholds(rule: str) -> dict[str, float]:
+    """The thresholds ``{"tau_dir", "tau_mag", "tau_cos"}`` of a named rule of :data:`RULES`.
+
+    Raises:
+        ValueError: an unknown rule name.
+    """
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValueError(f"unknown regime rule {rule!r}; valid: {', '.join(RULES)}")
+    return dict(RULES[rule])
 
 
 def resolve_interventions(

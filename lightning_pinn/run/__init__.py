@@ -17,6 +17,7 @@
 from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._config import (
     CHECKPOINT_EVERY_MAX,
+    RUN_RULE,
     TRAINER_DEFAULTS,
     RunConfig,
     StrategyFlags,
@@ -45,6 +46,7 @@ from lightning_pinn.run._trainer import (
 )
 
 __all__ = [
+    "RUN_RULE",
     "CHECKPOINT_EVERY_MAX",
     "AtomicCheckpointIO",
     "TRAINER_DEFAULTS",

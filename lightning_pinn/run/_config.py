@@ -13,7 +13,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from lightning_pinn.diagnostics import DEFAULT_TAU_COS, DEFAULT_TAU_DIR, DEFAULT_TAU_MAG, TrialScore
+from lightning_pinn.diagnostics import (
+    RULES,
+    TrialScore,
+    rule_thresholds,
+    validate_thresholds,
+)
 from lightning_pinn.run._checks import check_checkpoint, check_out_dir
 from lightning_pinn.run._parsers import (
     json_object,
@@ -41,6 +46,13 @@ __all__ = [
 LoggerName = Literal["csv", "tensorboard", "wandb", "none"]
 RUN_STRATEGIES: tuple[str, ...] = ("auto", *strategy_names())
 """``auto`` (probe, diagnose, switch) or a registered strategy from the start."""
+
+RUN_RULE = "recipe-map"
+"""The regime rule (:data:`lightning_pinn.diagnostics.RULES`) of ``run`` when
+``--regime-rule`` is not given: ``recipe-map``, the rule chosen across the rule families on
+the regime map's calibration half, which then beat the DESIGN rule on the held-out half
+(docs/results.md). ``ConflictCallback`` and ``classify_regime`` keep the documented ``design``
+thresholds as their defaults."""
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_steps": 2000,
@@ -109,20 +121,29 @@ class RunConfig:
         None, "probe window (default: min(1000, max-steps / 2))", parse=positive_int
     )
     switch: bool = option(True, "diagnose only, never switch", flag="--no-switch")
-    tau_dir: float = option(
-        DEFAULT_TAU_DIR,
-        "late conflict rate from which a conflicting pair is persistent "
+    regime_rule: str = option(
+        RUN_RULE,
+        "named thresholds of the regime rule: recipe-map (tau-dir 0.5, tau-mag 0.25, "
+        "tau-cos 0.6: chosen on the regime map's calibration half, better on its held-out half; "
+        "docs/results.md) or design (ConflictCallback's defaults: tau-dir 0.5, tau-mag 1.0, "
+        "tau-cos 0); --tau-dir/--tau-mag/--tau-cos override single values "
         "(docs/concepts.md, the three regimes)",
+        choices=tuple(RULES),
     )
-    tau_mag: float = option(
-        DEFAULT_TAU_MAG,
-        "median imbalance (decades) from which the regime is magnitude "
-        "(docs/concepts.md, the three regimes)",
+    tau_dir: float | None = option(
+        None,
+        "late conflict rate from which a conflicting pair is persistent (default: the "
+        "rule's; docs/concepts.md, the three regimes)",
     )
-    tau_cos: float = option(
-        DEFAULT_TAU_COS,
+    tau_mag: float | None = option(
+        None,
+        "median imbalance (decades) from which the regime is magnitude (default: the rule's; "
+        "docs/concepts.md, the three regimes)",
+    )
+    tau_cos: float | None = option(
+        None,
         "cosine margin of the directional regime: a persistent pair's late mean cosine must "
-        "be below -tau_cos (default 0: negative; docs/concepts.md)",
+        "be below -tau_cos (default: the rule's; docs/concepts.md)",
     )
     interventions: dict[str, str] | None = option(
         None,
@@ -321,6 +342,7 @@ class RunConfig:
             raise ValueError(
                 "trial_margin weighs the guarded switch's trials: give --trial-steps too"
             )
+        validate_thresholds(**self.thresholds)
         if self.logger not in ("csv", "tensorboard", "wandb", "none"):
             raise ValueError(
                 f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
@@ -328,6 +350,18 @@ class RunConfig:
         if self.resume is not None:
             check_checkpoint(self.resume)
         check_out_dir(self.out)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """``tau_dir``, ``tau_mag`` and ``tau_cos``: the given ones, the rule's for the rest.
+
+        Raises:
+            ValueError: an unknown rule.
+        """
+        given = {"tau_dir": self.tau_dir, "tau_mag": self.tau_mag, "tau_cos": self.tau_cos}
+        out = rule_thresholds(self.regime_rule)
+        out.update({name: value for name, value in given.items() if value is not None})
+        return out
 
     @property
     def effective_probe_steps(self) -> int:

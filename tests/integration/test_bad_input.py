@@ -141,6 +141,20 @@ def test_bad_callback_arguments(kwargs, match):
         ConflictCallback(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"regime_rule": "paper"}, "unknown regime rule 'paper'; valid: design, recipe-map"),
+        ({"tau_dir": 1.5}, "tau_dir is a conflict rate"),
+        ({"regime_rule": "recipe-map", "tau_cos": 1.0}, "tau_cos is a cosine margin"),
+    ],
+)
+def test_bad_run_rule_or_thresholds_fail_in_validate(kwargs, match):
+    # before any training: run_experiment validates the config first
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**kwargs).validate()
+
+
 def test_probe_longer_than_run():
     with pytest.raises(ValueError, match="max_steps"):
         _fit(_p().module(), steps=5, callbacks=[ConflictCallback(probe_steps=10)])

@@ -118,37 +118,40 @@ def test_strategy_flags_reach_module_options(monkeypatch):
     }
 
 
+def _tiny_report(tmp_path, *flags: str) -> dict:
+    """The conflict report of a 12-step Burgers run (6-step probe) with extra ``flags``."""
+    args = ["run", "burgers", "--max-steps", "12", "--probe-steps", "6"]
+    args += ["--points", "residual=32,initial=8,boundary=8", "--out", str(tmp_path)]
+    args += ["--no-progress-bar", "--logger", "none", "--json", *flags]
+    assert main(args) == 0
+    return json.loads(next(tmp_path.rglob("summary.json")).read_text())
+
+
 def test_interventions_and_thresholds_reach_the_diagnosis(tmp_path):
     # every regime mapped to reweight: the run switches to reweight whatever it diagnoses
-    code = main(
-        [
-            "run",
-            "burgers",
-            "--max-steps",
-            "12",
-            "--probe-steps",
-            "6",
-            "--points",
-            "residual=32,initial=8,boundary=8",
-            "--out",
-            str(tmp_path),
-            "--no-progress-bar",
-            "--logger",
-            "none",
-            "--tau-dir",
-            "0.3",
-            "--tau-mag",
-            "0.5",
-            "--interventions",
-            "directional=reweight,magnitude=reweight,low=reweight",
-            "--json",
-        ]
+    summary = _tiny_report(
+        tmp_path,
+        *("--tau-dir", "0.3", "--tau-mag", "0.5"),
+        *("--interventions", "directional=reweight,magnitude=reweight,low=reweight"),
     )
-    assert code == 0
-    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
     assert summary["final_strategy"] == "reweight"
     assert (summary["report"]["tau_dir"], summary["report"]["tau_mag"]) == (0.3, 0.5)
     assert summary["report"]["interventions"]["directional"] == "reweight"
+
+
+def test_run_diagnoses_with_the_recipe_map_rule_and_the_callback_keeps_the_design_rule(tmp_path):
+    from lightning_pinn import ConflictCallback
+    from lightning_pinn.diagnostics import RULES
+
+    report = _tiny_report(tmp_path)["report"]
+    assert {k: report[k] for k in ("tau_dir", "tau_mag", "tau_cos")} == RULES["recipe-map"]
+    cb = ConflictCallback()
+    assert {"tau_dir": cb.tau_dir, "tau_mag": cb.tau_mag, "tau_cos": cb.tau_cos} == RULES["design"]
+
+
+def test_a_named_rule_sets_the_thresholds_and_single_flags_override_it(tmp_path):
+    report = _tiny_report(tmp_path, "--regime-rule", "recipe-map", "--tau-mag", "2.0")["report"]
+    assert (report["tau_dir"], report["tau_mag"], report["tau_cos"]) == (0.5, 2.0, 0.6)
 
 
 @pytest.mark.parametrize(

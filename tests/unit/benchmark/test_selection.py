@@ -574,3 +574,77 @@ def test_shorter_trials_are_replayed_from_the_losses_during_the_trials():
     assert result[0.25][half]["n"] == 0  # not recorded: not counted
     records[-1]["report"]["trial"][1]["during"] = []  # like with like: all rows or none
     assert module.evaluate_lengths(records)[1.0][half]["n"] == 0
+
+
+def test_the_recipe_map_rule_is_the_rule_chosen_on_the_calibration_half():
+    """RULES["recipe-map"] is what rule_families chooses across the families on the committed
+    map's calibration half (held-out records removed: they must not move the choice), and at
+    run time it picks what that family's rule picks on every stored probe."""
+    from pathlib import Path
+
+    from lightning_pinn.diagnostics import RULES
+
+    module = _script("rule_families")
+    path = Path(__file__).parents[3] / "docs" / "data" / "recipe_map.jsonl"
+    records = benchmark.current_records(benchmark.load_results(path))
+    configs = {r["config"] for r in benchmark.selection_accuracy(records)["rows"]}
+    calib, _ = benchmark.split_configs(sorted(configs))
+    records = [r for r in records if r["problem"] in calib]
+    winner = module.chosen_rule(module.evaluate(records))
+    rule = RULES["recipe-map"]
+    assert (winner["family"], winner["chosen"]) == (
+        "cosine",
+        f"c={rule['tau_cos']}, tau_mag={rule['tau_mag']}",
+    )
+    assert rule["tau_dir"] == 0.5  # the cosine family's persistence threshold
+    family = module._cosine(rule["tau_cos"], rule["tau_mag"])
+    reports = [r["report"] for r in records if r.get("report")]
+    assert [family(rep) for rep in reports] == [
+        benchmark.diagnose_report(rep, **rule).strategy for rep in reports
+    ]
+
+
+def test_auto_cells_take_the_rule_option_and_default_to_the_recorded_rule(tmp_path):
+    cells = benchmark.make_cells(
+        ["burgers"],
+        ["none", "auto", "auto-guarded"],
+        [0],
+        200,
+        50,
+        run_options={"regime_rule": "recipe-map"},
+    )
+    assert [c.key.endswith("regime_rule=recipe-map") for c in cells] == [False, True, True]
+    assert cells[1].run_config(str(tmp_path), 1, None).thresholds["tau_cos"] == 0.6
+    plain = benchmark.make_cells(["burgers"], ["auto"], [0], 200, 50)[0]
+    assert plain.key == "burgers|auto|0|200|50|"  # recorded auto cells keep their keys
+    cfg = plain.run_config(str(tmp_path), 1, None)
+    assert cfg.regime_rule == benchmark.CELL_RULE == "design"
+    with pytest.raises(ValueError, match="unknown run options"):
+        benchmark.make_cells(["burgers"], ["auto"], [0], 200, 50, run_options={"rules": "x"})
+    from lightning_pinn.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--regime-rule", "recipe-map"])
+    assert args.regime_rule == "recipe-map"
+
+
+def test_targets16_scores_every_named_rule_and_the_guarded_runs_per_half(capsys):
+    module = _script("targets16")
+    records = _records()
+    # "dir": the guarded run lands at 2x the best (a miss) but below none; "low": a hit
+    records.append({"problem": "dir", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.2})
+    records.append({"problem": "low", "strategy": "auto-guarded", "seed": 0, "rel_l2": 0.1})
+    s = module.half_summary(records, ["dir", "low", "mag", "miss"])
+    # design: dir -> adapters, mag -> reweight, low -> none, miss -> adapters (a miss)
+    assert s["accuracy"]["design"] == 0.75
+    # recipe-map: dir's mean cosine -0.4 is not below -0.6 and its 0.2 decades are below
+    # 0.25, so none (a miss); miss -> none (a hit)
+    assert s["picks"]["recipe-map"] == {
+        "dir": "none",
+        "low": "reweight",
+        "mag": "reweight",
+        "miss": "none",
+    }
+    assert (s["guarded_hits"], s["guarded_within_none"], s["n_guarded"]) == (1, 2, 2)
+    assert s["geomean_configs"] == 0  # no configuration ran every strategy
+    module.main(["/dev/null"])  # an empty map prints the headers and n/a, no error
+    assert "n/a" in capsys.readouterr().out

@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 
 from lightning_pinn.diagnostics import (
     DEFAULT_INTERVENTIONS,
+    DEFAULT_TAU_COS,
+    DEFAULT_TAU_DIR,
+    DEFAULT_TAU_MAG,
+    RULES,
     ProbeRecorder,
     Regime,
     aggregate_window,
     build_report,
     classify_regime,
+    rule_thresholds,
 )
 
 T, P = 40, 32
@@ -93,6 +98,29 @@ def test_cosine_margin_asks_for_strong_conflict():
     for bad in (-0.1, 1.0, True, "0.5"):
         with pytest.raises(ValueError, match="tau_cos"):
             classify_regime([0.0], [0.0], 0.0, tau_cos=bad)
+
+
+def test_named_rules_are_threshold_sets_and_design_is_the_default():
+    assert (
+        rule_thresholds("design")
+        == {
+            "tau_dir": DEFAULT_TAU_DIR,
+            "tau_mag": DEFAULT_TAU_MAG,
+            "tau_cos": DEFAULT_TAU_COS,
+        }
+        == {"tau_dir": 0.5, "tau_mag": 1.0, "tau_cos": 0.0}
+    )
+    # imbalance 0.5 decades, a persistent pair at mean cosine -0.3: DESIGN says directional;
+    # recipe-map asks for a cosine below -0.6 and calls a third of a decade magnitude
+    assert classify_regime([0.8], [-0.3], 0.5, **RULES["design"]).regime is Regime.DIRECTIONAL
+    assert classify_regime([0.8], [-0.3], 0.5, **RULES["recipe-map"]).regime is Regime.MAGNITUDE
+    assert classify_regime([0.8], [-0.7], 0.5, **RULES["recipe-map"]).regime is Regime.DIRECTIONAL
+    assert classify_regime([0.1], [0.3], 0.1, **RULES["recipe-map"]).regime is Regime.LOW
+    thresholds = rule_thresholds("recipe-map")
+    thresholds["tau_mag"] = 9.0  # a copy: the named rule does not change
+    assert RULES["recipe-map"]["tau_mag"] == 0.25
+    with pytest.raises(ValueError, match="unknown regime rule 'paper'; valid: design, recipe-map"):
+        rule_thresholds("paper")
 
 
 def test_interventions_default_and_override():

@@ -1,0 +1,143 @@
+"""Issue 16's targets, per half of the regime map: the guarded switch and the diagnosis rules.
+
+    python benchmarks/targets16.py RESULTS.jsonl [RESULTS.jsonl ...]
+
+For the calibration and the held-out half (:func:`lightning_pinn.benchmark.split_configs`),
+over the configurations where ``none``, ``reweight`` and ``adapters`` all ran: a table of the
+median rel L2 per strategy, the best of the three and the picks of the named diagnosis rules
+(:data:`lightning_pinn.diagnostics.RULES`); then the targets:
+
+- ``auto-guarded`` within 1.25x of the best (target >= 90 %) and within 1.25x of ``none``
+  (target: always);
+- the geometric-mean rel L2 of ``auto-guarded`` against the best constant strategy's, over the
+  configurations where ``auto-guarded`` and every constant strategy ran;
+- each rule's selection accuracy (the diagnosis alone; target >= 85 %).
+
+Nothing here chooses anything: the rules were fixed before (``rule_families.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning_pinn.benchmark import (
+    COMPARED,
+    GUARDED,
+    TOLERANCE,
+    current_records,
+    diagnose_report,
+    load_results,
+    selection_accuracy,
+    split_configs,
+)
+from lightning_pinn.diagnostics import RULES
+
+COLUMNS = (*COMPARED, "surgery", "auto", GUARDED)
+
+
+def _rule(name: str):
+    return lambda rep: diagnose_report(rep, **RULES[name]).strategy
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(statistics.fmean(math.log(max(v, 1e-300)) for v in values))
+
+
+def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -> dict[str, Any]:
+    """Rows, rule accuracies and the guarded switch's targets on ``configs``."""
+    by_rule = {
+        name: selection_accuracy(records, configs=configs, rule=_rule(name)) for name in RULES
+    }
+    rows = next(iter(by_rule.values()))["rows"]
+    picks = {name: {r["config"]: r["pick"] for r in res["rows"]} for name, res in by_rule.items()}
+    guarded = [r for r in rows if r["guarded_median"] is not None]
+    complete = [r for r in guarded if all(s in r["all_medians"] for s in COLUMNS)]
+    geo = (
+        {s: _geomean([r["all_medians"][s] for r in complete]) for s in COLUMNS} if complete else {}
+    )
+    constants = [s for s in COLUMNS if s in (*COMPARED, "surgery")]
+    best_constant = min(constants, key=lambda s: geo[s]) if geo else None
+    return {
+        "rows": rows,
+        "picks": picks,
+        "accuracy": {name: res["accuracy"] for name, res in by_rule.items()},
+        "always": next(iter(by_rule.values()))["constant_pick_accuracy"],
+        "guarded_hits": sum(
+            r["guarded_median"] <= TOLERANCE * r["medians"][r["best"]] for r in guarded
+        ),
+        "guarded_within_none": sum(
+            r["guarded_median"] <= TOLERANCE * r["medians"]["none"] for r in guarded
+        ),
+        "auto_hits": sum(
+            r["auto_median"] <= TOLERANCE * r["medians"][r["best"]]
+            for r in rows
+            if r["auto_median"] is not None
+        ),
+        "n_auto": sum(r["auto_median"] is not None for r in rows),
+        "n_guarded": len(guarded),
+        "geomean": geo,
+        "geomean_configs": len(complete),
+        "best_constant": best_constant,
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        print(__doc__)
+        return
+    records = current_records([r for path in argv for r in load_results(path)])
+    configs = [r["config"] for r in selection_accuracy(records)["rows"]]
+    for half, names in zip(("calibration", "held-out"), split_configs(configs), strict=True):
+        s = half_summary(records, names)
+        rules = list(RULES)
+        print(f"\n### {half} half: {len(s['rows'])} configurations\n")
+        print(
+            "| config | "
+            + " | ".join(COLUMNS)
+            + " | best | "
+            + " | ".join(f"{r} pick" for r in rules)
+            + " |"
+        )
+        print("|---|" + "---:|" * len(COLUMNS) + "---|" + "---|" * len(rules))
+        for r in s["rows"]:
+            cells = [
+                f"{r['all_medians'][c]:.3g}" if c in r["all_medians"] else "—" for c in COLUMNS
+            ]
+            pick = [s["picks"][name][r["config"]] for name in rules]
+            print(
+                f"| {r['config']} | "
+                + " | ".join(cells)
+                + f" | {r['best']} | "
+                + " | ".join(pick)
+                + " |"
+            )
+        n = s["n_guarded"]
+        print()
+        print(
+            f"- auto-guarded within 1.25x of the best: {s['guarded_hits']}/{n}; within 1.25x of "
+            f"none: {s['guarded_within_none']}/{n}; auto within 1.25x of the best: "
+            f"{s['auto_hits']}/{s['n_auto']}"
+        )
+        if s["geomean"]:
+            geo = ", ".join(
+                f"{k} {v:.3g}" for k, v in sorted(s["geomean"].items(), key=lambda kv: kv[1])
+            )
+            print(
+                f"- geometric-mean rel L2 over {s['geomean_configs']} configurations: {geo}; "
+                f"best constant: {s['best_constant']}"
+            )
+        acc = ", ".join(f"{name} {_pct(a)}" for name, a in s["accuracy"].items())
+        always = ", ".join(f"always {k} {_pct(v)}" for k, v in s["always"].items())
+        print(f"- diagnosis alone (selection accuracy): {acc}; {always}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
