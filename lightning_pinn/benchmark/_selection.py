@@ -226,23 +226,21 @@ def selection_accuracy(
 def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:
     """Deterministic calibration / held-out halves: alternate over sorted names.
 
-    When every configuration is a registered problem, the alternation runs over all
-    registered names, so a configuration's half never moves when results for other
-    configurations are added (a held-out configuration stays held out); otherwise it runs over
-    the given names. A registered alias of another configuration (:func:`problems.aliases`,
+    The built-in configurations (:func:`problems.builtin_names`) take their half from one fixed
+    alternation over all built-in names, so a configuration's half never moves when results
+    for other configurations are added, or when a user registers problems of their own (a
+    held-out configuration stays held out). Any other names alternate among themselves,
+    sorted, after that. A registered alias of another configuration (:func:`problems.aliases`,
     e.g. ``poisson_nd`` = ``poisson_nd-d5``) is in neither half, so no configuration counts
     twice; the alternation still steps over it, so no other name changes half.
     """
-    registered = sorted(problems.names())
+    builtin = problems.builtin_names()
+    dropped = set(problems.aliases()) & set(builtin)
     present = set(configs)
-    if present <= set(registered):
-        ordered, dropped = registered, set(problems.aliases())
-    else:
-        ordered, dropped = sorted(present), set()
-    keep = present - dropped
+    others = sorted(present - set(builtin) - set(problems.aliases()))
     return (
-        [c for c in ordered[0::2] if c in keep],
-        [c for c in ordered[1::2] if c in keep],
+        [c for c in builtin[0::2] if c in present and c not in dropped] + others[0::2],
+        [c for c in builtin[1::2] if c in present and c not in dropped] + others[1::2],
     )
 
 

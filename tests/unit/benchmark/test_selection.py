@@ -216,8 +216,7 @@ def test_halves_of_registered_configs_do_not_move_when_results_are_added():
 def test_an_alias_is_in_neither_half_and_moves_no_other_configuration():
     from lightning_pinn import problems
 
-    # other tests may register problems (and aliases): compare with the registry as it is
-    names = sorted(problems.names())
+    names = problems.builtin_names()
     aliases = problems.aliases()
     assert aliases["poisson_nd"] == "poisson_nd-d5"
     calib, held = benchmark.split_configs(names)
@@ -225,8 +224,26 @@ def test_an_alias_is_in_neither_half_and_moves_no_other_configuration():
     # the alternation still steps over the alias: every other name keeps its place
     assert calib == [n for n in names[0::2] if n not in aliases]
     assert held == [n for n in names[1::2] if n not in aliases]
-    # names that are not all registered alternate over themselves, aliases included
-    assert benchmark.split_configs(["poisson_nd", "zz-mine"]) == (["poisson_nd"], ["zz-mine"])
+    # names that are not built in alternate among themselves, after the built-in ones; a
+    # built-in alias stays out wherever it comes from
+    assert benchmark.split_configs(["poisson_nd", "zz-mine", "zz-other"]) == (
+        ["zz-mine"],
+        ["zz-other"],
+    )
+
+
+def test_a_users_registered_problem_moves_no_built_in_configuration(monkeypatch):
+    """docs/own_problem.md registers ``poisson1d_doc``, which sorts among the built-in names:
+    the built-in halves must not shift (the recipe map's held-out half stays held out)."""
+    from lightning_pinn import problems
+    from lightning_pinn.problems import _registry
+
+    before = benchmark.split_configs(problems.builtin_names())
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    problems.register("poisson1d_doc", problems.Burgers, nu=0.5)
+    problems.register("aaa_mine", problems.Burgers, nu=0.25)
+    calib, held = benchmark.split_configs([*problems.builtin_names(), "poisson1d_doc", "aaa_mine"])
+    assert calib == [*before[0], "aaa_mine"] and held == [*before[1], "poisson1d_doc"]
 
 
 def test_adapter_choice_scores_a_variant_against_the_default():
