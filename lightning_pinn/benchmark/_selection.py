@@ -235,12 +235,11 @@ def split_configs(configs: Sequence[str]) -> tuple[list[str], list[str]]:
     twice; the alternation still steps over it, so no other name changes half.
     """
     builtin = problems.builtin_names()
-    dropped = set(problems.aliases()) & set(builtin)
-    present = set(configs)
-    others = sorted(present - set(builtin) - set(problems.aliases()))
+    keep = set(configs) - set(problems.aliases())
+    others = sorted(keep - set(builtin))
     return (
-        [c for c in builtin[0::2] if c in present and c not in dropped] + others[0::2],
-        [c for c in builtin[1::2] if c in present and c not in dropped] + others[1::2],
+        [c for c in builtin[0::2] if c in keep] + others[0::2],
+        [c for c in builtin[1::2] if c in keep] + others[1::2],
     )
 
 

@@ -111,7 +111,7 @@ def test_named_rules_are_threshold_sets_and_design_is_the_default():
         == {"tau_dir": 0.5, "tau_mag": 1.0, "tau_cos": 0.0}
     )
     # imbalance 0.5 decades, a persistent pair at mean cosine -0.3: DESIGN says directional;
-    # recipe-map asks for a cosine below -0.6 and calls a third of a decade magnitude
+    # recipe-map asks for a cosine below -0.6 and calls half a decade magnitude
     assert classify_regime([0.8], [-0.3], 0.5, **RULES["design"]).regime is Regime.DIRECTIONAL
     assert classify_regime([0.8], [-0.3], 0.5, **RULES["recipe-map"]).regime is Regime.MAGNITUDE
     assert classify_regime([0.8], [-0.7], 0.5, **RULES["recipe-map"]).regime is Regime.DIRECTIONAL
