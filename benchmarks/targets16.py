@@ -1,6 +1,6 @@
 """Issue 16's targets, per half of the regime map: the guarded switch and the diagnosis rules.
 
-    python benchmarks/targets16.py RESULTS.jsonl [RESULTS.jsonl ...]
+    python benchmarks/targets16.py RESULTS.jsonl [RESULTS.jsonl ...] [--seed N ...]
 
 For the calibration and the held-out half (:func:`lightning_pinn.benchmark.split_configs`),
 over the configurations where ``none``, ``reweight`` and ``adapters`` all ran: a table of the
@@ -13,14 +13,17 @@ median rel L2 per strategy, the best of the three and the picks of the named dia
   configurations where ``auto-guarded`` and every constant strategy ran;
 - each rule's selection accuracy (the diagnosis alone; target >= 85 %).
 
+``--seed N`` (repeatable) keeps only those seeds' records, so each seed can be read as a
+replicate of its own (the medians are otherwise over every seed a cell has).
+
 Nothing here chooses anything: the rules were fixed before (``rule_families.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,11 +86,16 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def main(argv: list[str]) -> None:
-    if not argv:
-        print(__doc__)
-        return
-    records = current_records([r for path in argv for r in load_results(path)])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", help="benchmark results files (JSON lines)")
+    parser.add_argument(
+        "--seed", type=int, action="append", help="keep only this seed (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    records = current_records([r for path in args.results for r in load_results(path)])
+    if args.seed is not None:
+        records = [r for r in records if r["seed"] in args.seed]
     configs = [r["config"] for r in selection_accuracy(records)["rows"]]
     for half, names in zip(("calibration", "held-out"), split_configs(configs), strict=True):
         s = half_summary(records, names)
@@ -134,4 +142,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -665,3 +665,18 @@ def test_targets16_scores_every_named_rule_and_the_guarded_runs_per_half(capsys)
     assert s["geomean_configs"] == 0  # no configuration ran every strategy
     module.main(["/dev/null"])  # an empty map prints the headers and n/a, no error
     assert "n/a" in capsys.readouterr().out
+
+
+def test_targets16_seed_filter_reads_one_seed_as_a_replicate(tmp_path, capsys):
+    import json
+
+    module = _script("targets16")
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    module.main([str(path)])  # medians over seeds 0-2: seed 1's values
+    assert "| dir | 1 | 0.9 | 0.1 |" in capsys.readouterr().out
+    module.main([str(path), "--seed", "0"])  # seed 0 alone: half the values
+    out = capsys.readouterr().out
+    assert "| dir | 0.5 | 0.45 | 0.05 |" in out and "| dir | 1 |" not in out
+    module.main([str(path), "--seed", "0", "--seed", "2"])  # median of 0.5x and 3x
+    assert "| dir | 1.75 | 1.58 | 0.175 |" in capsys.readouterr().out
