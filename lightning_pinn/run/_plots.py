@@ -88,7 +88,8 @@ def prediction_field(
     """Evaluate ``module`` and ``reference`` on the plotting points derived from ``eval_points``.
 
     Args:
-        module: the trained network (``[N, d] -> [N, m]``); evaluated in eval mode, fp32.
+        module: the trained network (``[N, d] -> [N, m]``); evaluated in eval mode, in its
+            parameters' dtype (float64 after ``precision="64-true"``), returned as fp32.
         reference: the reference solution ``[N, d] -> [N, m]``.
         eval_points: the problem's evaluation points ``[N, d]``.
         resolution: grid points per axis when a grid has to be built.
@@ -99,10 +100,12 @@ def prediction_field(
     points, shape = _plot_points(eval_points.detach().float().cpu(), resolution)
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    # the module's own dtype: float64 under Trainer(precision="64-true")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     was_training = module.training
     module.eval()
     try:
-        pred = _evaluate(lambda x: module(x.to(device)).float().cpu(), points)
+        pred = _evaluate(lambda x: module(x.to(device, dtype)).float().cpu(), points)
     finally:
         module.train(was_training)
     with torch.enable_grad():  # some references differentiate (autograd-based solutions)
