@@ -4,9 +4,10 @@ A recipe names the trunk (``class_path``/``init_args``, built by jsonargparse wi
 and ``out_dim`` filled in from the problem), the strategy and its reweighting rule, problem
 options (hard constraints, causal weighting), the collocation points and whether they are
 resampled, the learning rate, its schedule, an L-BFGS phase placed at a *fraction* of the run,
-and the number of steps. :func:`load_recipe` finds the file for a problem (the exact name, then
-the family before ``-``, then ``default.yaml``); a file may start from another with
-``extends: NAME`` and override only what differs. :func:`apply_recipe` writes it into a
+the number of steps and, optionally, Lightning's ``precision`` (e.g. ``64-true``).
+:func:`load_recipe` finds the file for a problem (the exact name, then the family before
+``-``, then ``default.yaml``); a file may start from another with ``extends: NAME`` and
+override only what differs. :func:`apply_recipe` writes it into a
 :class:`~lightning_pinn.run.RunConfig`, leaving the fields given on the command line alone.
 """
 
@@ -39,6 +40,16 @@ __all__ = [
     "recipe_names",
 ]
 
+PRECISIONS: tuple[str, ...] = (
+    "32-true",
+    "64-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+)
+"""Lightning precision settings a recipe may name."""
+
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
 """Where the recipe files live: ``lightning_pinn/recipes/``, package data, so a non-editable
 install has them too (``examples/recipes/`` of the repository is a link to it)."""
@@ -54,7 +65,12 @@ _FIELDS_TO_CONFIG = {
     "points": "points",
     "resample": "resample",
 }
-"""Recipe field -> the :class:`RunConfig` field it sets (``problem_options`` is merged)."""
+"""Recipe field -> the :class:`RunConfig` field it sets (``problem_options`` is merged;
+``precision`` is set only when the recipe names one)."""
+
+_LATER_FIELDS: dict[str, Any] = {"precision": None}
+"""Fields added after records were keyed by recipe digests, with their defaults: a field at its
+default stays out of :attr:`Recipe.digest`, so adding it orphaned no record."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +92,9 @@ class Recipe:
         points: point counts per set (``None``: the problem's).
         resample: fresh collocation points every step, or one fixed draw.
         problem_options: problem parameters, e.g. ``{"causal_eps": 1.0}``.
+        precision: Lightning's ``Trainer(precision=...)``, e.g. ``"64-true"`` (float64
+            weights and points: L-BFGS goes on where float32 round-off stalls it);
+            ``None``: the run's (``--precision``, default ``32-true``).
         source: the file it was read from.
     """
 
@@ -90,17 +109,20 @@ class Recipe:
     points: dict[str, int] | None = None
     resample: bool = True
     problem_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str | None = None
     source: str | None = None
 
     @property
     def digest(self) -> str:
         """The first 12 hex digits of the SHA-1 of the recipe's settings (every field but
         ``name`` and ``source``, as sorted JSON): records made with one version of a recipe say
-        which. Comments, layout and spelling out a default do not change it."""
+        which. Comments, layout and spelling out a default do not change it, nor does a field
+        added later (``precision``) while it is at its default."""
         settings = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.name not in ("name", "source")
+            and not (f.name in _LATER_FIELDS and getattr(self, f.name) == _LATER_FIELDS[f.name])
         }
         text = json.dumps(settings, sort_keys=True, default=repr)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -238,6 +260,11 @@ def _parse(data: Any, *, name: str, source: str) -> Recipe:
         raise ValueError(f"recipe {source}: trunk needs a class_path, got {dict(trunk)}")
     if data.get("lbfgs") is not None:
         lbfgs_phase(dict(data["lbfgs"]), steps)  # validates the fraction and the options
+    precision = data.get("precision")
+    if precision is not None and (not isinstance(precision, str) or precision not in PRECISIONS):
+        raise ValueError(
+            f"recipe {source}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+        )
     values = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
     return Recipe(name=name, source=source, **values)
 
@@ -261,6 +288,8 @@ def apply_recipe(cfg: RunConfig, recipe: Recipe, given: Iterable[str] = ()) -> R
     for field, target in _FIELDS_TO_CONFIG.items():
         if target not in given:
             updates[target] = getattr(recipe, field)
+    if recipe.precision is not None and "precision" not in given:
+        updates["precision"] = recipe.precision
     if {"lr_decay_rate", "lr_decay_steps"} & given and "schedule" not in given:
         updates["schedule"] = None  # the older step decay asked for replaces the schedule
     updates["problem_options"] = {**recipe.problem_options, **cfg.problem_options}

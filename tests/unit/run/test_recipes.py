@@ -63,6 +63,27 @@ def test_digest_follows_the_settings_not_the_text(tmp_path):
     assert digest("d", "steps: 8\nlr: 0.01\nrule: {name: gradnorm, every: 100}\n") != base
 
 
+def test_precision_joins_the_digest_only_when_set(tmp_path):
+    """A recipe may name Lightning's precision; the field came after records were keyed by
+    digest, so leaving it out (or null) keeps every earlier digest."""
+    paths = {}
+    for name, extra in (
+        ("base", ""),
+        ("null", "precision: null\n"),
+        ("f64", "precision: 64-true\n"),
+    ):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text("steps: 7\nlr: 0.01\n" + extra)
+    base, null, f64 = (load_recipe("burgers", str(paths[n])) for n in ("base", "null", "f64"))
+    assert base.digest == null.digest != f64.digest
+    assert f64.precision == "64-true" and base.precision is None
+    cfg = RunConfig(problem="burgers")
+    assert apply_recipe(cfg, f64).precision == "64-true"
+    assert apply_recipe(cfg, base).precision == "32-true"  # the run's default stays
+    given = dataclasses.replace(cfg, precision="bf16-mixed")
+    assert apply_recipe(given, f64, given={"precision"}).precision == "bf16-mixed"
+
+
 def test_unknown_recipe_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown recipe 'fancy'") as err:
         load_recipe("burgers", "fancy")
@@ -80,6 +101,8 @@ def test_unknown_recipe_lists_the_valid_ones():
         ("steps: 10\nlbfgs: {after: 3, after_fraction: 0.5}\n", "exactly one of"),
         ("steps: 10\nlbfgs: {after_fraction: 0.5, histroy: 3}\n", "lbfgs: .*histroy"),
         ("steps: 10\ntrunk: {init_args: {width: 3}}\n", "needs a class_path"),
+        ("steps: 10\nprecision: 65-true\n", "precision must be one of 32-true, 64-true"),
+        ("steps: 10\nprecision: 64\n", "precision must be one of"),
         ("[1, 2]\n", "expected a mapping"),
     ],
 )
