@@ -255,7 +255,9 @@ def _held_out_losses(module: PINNModule, trainer: L.Trainer) -> Tensor:
     """The unweighted losses ``[K]`` on this rank's held-out points (CPU, float64); the
     scores of all ranks are averaged before the choice."""
     batch = trainer.datamodule.held_out(rank=trainer.global_rank)
-    batch = module.transfer_batch_to_device(copy.copy(batch), module.device, 0)
+    # as Lightning's loops do with training batches: float64 under precision="64-true"
+    batch = trainer.precision_plugin.convert_input(copy.copy(batch))
+    batch = module.transfer_batch_to_device(batch, module.device, 0)
     with torch.enable_grad():  # derivatives of the network's output
         values = module.losses(batch)
     return torch.stack([values[n].detach().double().cpu() for n in module.loss_names])

@@ -148,7 +148,10 @@ class CollocationDataModule(L.LightningDataModule):
                 stream.drawn.popleft()
                 if stream.stale:  # drawn ahead before a rewind: draw the right batch
                     stream.stale -= 1
-                    batch = stream.batch(self.consumed)
+                    # converted as the loop converted the one it replaces (e.g. to float64)
+                    batch = self.trainer.precision_plugin.convert_input(
+                        stream.batch(self.consumed)
+                    )
             self.consumed += 1
         return batch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,22 @@ def test_losses_during_a_trial_are_those_a_shorter_trial_ends_with():
         assert [d["losses"] for d in b.during] == [a.during[0]["losses"]]
     again = TrialResult.from_dict(long[0].to_dict())
     assert again == long[0] and json.loads(json.dumps(long[0].to_dict()))["during"][2]["steps"] == 3
+
+
+def test_trials_run_in_float64_under_64_true():
+    """Under precision="64-true" the held-out points and the batches drawn again after a
+    rewind are float64 too (they bypass the loop's conversion); a float32 batch failed."""
+    cb = ConflictCallback(
+        probe_steps=PROBE,
+        trial_steps=TRIAL,
+        interventions=_everywhere("adapters"),
+        candidates=["none", "reweight"],
+    )
+    module, _, _ = _fit(PROBE + 3 * TRIAL + AFTER, [cb], precision="64-true")
+    assert len(cb.report.trial) == 3
+    assert all(math.isfinite(t.score) for t in cb.report.trial)
+    assert {p.dtype for p in module.parameters()} == {torch.float64}
+    assert module.train_steps == PROBE + TRIAL + AFTER  # the kept trial, then the rest
 
 
 def test_without_trial_steps_nothing_changes():
