@@ -11,6 +11,8 @@ median rel L2 per strategy, the best of the three and the picks of the named dia
   (target: always);
 - the geometric-mean rel L2 of ``auto-guarded`` against the best constant strategy's, over the
   configurations where ``auto-guarded`` and every constant strategy ran;
+- the same three for every ``auto`` mode (``auto``, ``auto-guarded``, ``auto-escalate``), each
+  over the configurations where it ran;
 - each rule's selection accuracy (the diagnosis alone; target >= 85 %).
 
 ``--seed N`` (repeatable) keeps only those seeds' records, so each seed can be read as a
@@ -29,6 +31,7 @@ from typing import Any
 
 from lightning_pinn.benchmark import (
     COMPARED,
+    ESCALATED,
     GUARDED,
     TOLERANCE,
     current_records,
@@ -40,6 +43,8 @@ from lightning_pinn.benchmark import (
 from lightning_pinn.diagnostics import RULES
 
 COLUMNS = (*COMPARED, "surgery", "auto", GUARDED)
+CONSTANT = (*COMPARED, "surgery")
+MODES = ("auto", GUARDED, ESCALATED)
 
 
 def _rule(name: str):
@@ -62,7 +67,7 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
     geo = (
         {s: _geomean([r["all_medians"][s] for r in complete]) for s in COLUMNS} if complete else {}
     )
-    best_constant = min((*COMPARED, "surgery"), key=lambda s: geo[s]) if geo else None
+    best_constant = min(CONSTANT, key=lambda s: geo[s]) if geo else None
     return {
         "rows": rows,
         "picks": picks,
@@ -79,6 +84,33 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
         "geomean": geo,
         "geomean_configs": len(complete),
         "best_constant": best_constant,
+        "modes": {mode: mode_targets(rows, mode) for mode in MODES},
+    }
+
+
+def mode_targets(rows: Sequence[Mapping[str, Any]], mode: str) -> dict[str, Any]:
+    """Issue 16's three run targets for one ``auto`` mode, over the rows where it ran: within
+    1.25x of the best, within 1.25x of ``none``, and its geometric mean against the best
+    constant strategy's on the rows where every constant strategy ran too."""
+    ran = [r for r in rows if mode in r["all_medians"]]
+    best = [r["medians"][r["best"]] for r in ran]
+    complete = [r for r in ran if all(s in r["all_medians"] for s in CONSTANT)]
+    geo = (
+        {s: _geomean([r["all_medians"][s] for r in complete]) for s in (*CONSTANT, mode)}
+        if complete
+        else {}
+    )
+    constant = min(CONSTANT, key=lambda s: geo[s]) if complete else None
+    return {
+        "n": len(ran),
+        "hits": sum(
+            r["all_medians"][mode] <= TOLERANCE * b for r, b in zip(ran, best, strict=True)
+        ),
+        "within_none": sum(r["all_medians"][mode] <= TOLERANCE * r["medians"]["none"] for r in ran),
+        "geomean": geo[mode] if complete else None,
+        "best_constant": constant,
+        "best_constant_geomean": geo[constant] if complete else None,
+        "geomean_configs": len(complete),
     }
 
 
@@ -135,6 +167,19 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"- geometric-mean rel L2 over {s['geomean_configs']} configurations: {geo}; "
                 f"best constant: {s['best_constant']}"
+            )
+        for mode, m in s["modes"].items():
+            if not m["n"]:
+                continue
+            geo = (
+                f"geometric mean {m['geomean']:.3g} vs {m['best_constant']} "
+                f"{m['best_constant_geomean']:.3g} over {m['geomean_configs']}"
+                if m["geomean"] is not None
+                else "no geometric mean"
+            )
+            print(
+                f"- {mode}: within 1.25x of the best {m['hits']}/{m['n']}, within 1.25x of none "
+                f"{m['within_none']}/{m['n']}; {geo}"
             )
         acc = ", ".join(f"{name} {_pct(a)}" for name, a in s["accuracy"].items())
         always = ", ".join(f"always {k} {_pct(v)}" for k, v in s["always"].items())

@@ -663,6 +663,17 @@ def test_targets16_scores_every_named_rule_and_the_guarded_runs_per_half(capsys)
     }
     assert (s["guarded_hits"], s["guarded_within_none"], s["n_guarded"]) == (1, 2, 2)
     assert s["geomean_configs"] == 0  # no configuration ran every strategy
+    # every auto mode is scored on the configurations where it ran
+    records.append({"problem": "dir", "strategy": "auto-escalate", "seed": 0, "rel_l2": 0.1})
+    records.append({"problem": "mag", "strategy": "auto-escalate", "seed": 0, "rel_l2": 0.9})
+    records.append({"problem": "dir", "strategy": "surgery", "seed": 0, "rel_l2": 0.4})
+    esc = module.half_summary(records, ["dir", "low", "mag", "miss"])["modes"]["auto-escalate"]
+    # dir: 0.1 = the best (adapters); mag: 0.9 > 1.25 x 0.2 but <= 1.25 x none's 1.0
+    assert (esc["n"], esc["hits"], esc["within_none"]) == (2, 1, 2)
+    # only dir ran every constant strategy: there the best constant is adapters (0.1)
+    assert (esc["geomean_configs"], esc["best_constant"]) == (1, "adapters")
+    assert esc["geomean"] == pytest.approx(0.1) == esc["best_constant_geomean"]
+    assert module.half_summary(records, ["low"])["modes"]["auto-escalate"]["n"] == 0
     module.main(["/dev/null"])  # an empty map prints the headers and n/a, no error
     assert "n/a" in capsys.readouterr().out
 
