@@ -93,8 +93,8 @@ class Recipe:
         resample: fresh collocation points every step, or one fixed draw.
         problem_options: problem parameters, e.g. ``{"causal_eps": 1.0}``.
         precision: Lightning's ``Trainer(precision=...)``, e.g. ``"64-true"`` (float64
-            weights and points: L-BFGS goes on where float32 round-off stalls it);
-            ``None``: the run's (``--precision``, default ``32-true``).
+            weights and points, about twice the CPU time; on Burgers it did not pay,
+            ``docs/results.md``); ``None``: the run's (``--precision``, default ``32-true``).
         source: the file it was read from.
     """
 
