@@ -28,6 +28,12 @@ A third table replays shorter trials: records made since the trial rows carry ``
 held-out losses after 1/4, 1/2 and 3/4 of each trial, equal to what trials that short would
 have ended with) give ``pick`` and the geometric-mean error per fraction of the trial length
 run, on the cases that have them.
+
+A fourth table separates the choice from the training after it: each guarded run's final error
+against the fixed-strategy run of the candidate it kept (same configuration and seed), and
+against ``auto`` where ``auto`` switched to the same strategy. A ratio near 1 says the trials'
+steps (taken from the run's budget) and the switch after them cost nothing; misses then come
+from the choice.
 """
 
 from __future__ import annotations
@@ -214,6 +220,34 @@ def evaluate_lengths(
     return {f: _by_half(all_cases, lambda c, f=f: choose(c, f)) for f in FRACTIONS}
 
 
+def choice_vs_training(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{half: {"n_fixed", "fixed", "n_auto", "auto"}}``: geometric means of a guarded run's
+    final rel L2 over the fixed run of its kept strategy (``fixed``) and over ``auto``'s run
+    when that ended on the same strategy (``auto``), per half; ``None`` without cases."""
+    records = list(records)
+    runs = {(r["problem"], r["strategy"], r["seed"]): r for r in records}
+    calib, held = split_configs(sorted({r["problem"] for r in records}))
+    out: dict[str, dict[str, Any]] = {}
+    for half, configs in (("calibration", calib), ("held_out", held)):
+        fixed, auto = [], []
+        for (problem, strategy, seed), r in runs.items():
+            if strategy != GUARDED or problem not in configs:
+                continue
+            kept = r.get("final_strategy")
+            if (other := runs.get((problem, kept, seed))) is not None:
+                fixed.append(math.log(r["rel_l2"] / other["rel_l2"]))
+            same = runs.get((problem, "auto", seed))
+            if same is not None and same.get("final_strategy") == kept:
+                auto.append(math.log(r["rel_l2"] / same["rel_l2"]))
+        out[half] = {
+            "n_fixed": len(fixed),
+            "fixed": math.exp(statistics.fmean(fixed)) if fixed else None,
+            "n_auto": len(auto),
+            "auto": math.exp(statistics.fmean(auto)) if auto else None,
+        }
+    return out
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
@@ -243,6 +277,17 @@ def main(argv: list[str]) -> None:
         "| trial length (fraction run) |",
         {f"| {fraction:g} |": v for fraction, v in evaluate_lengths(records).items()},
     )
+    print()
+    print(
+        "| half | guarded / fixed run of the kept strategy (geomean) | cases "
+        "| guarded / auto, same final strategy (geomean) | cases |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for half, v in choice_vs_training(records).items():
+        print(
+            f"| {half} | {fmt(v['fixed'], False)} | {v['n_fixed']} | {fmt(v['auto'], False)} "
+            f"| {v['n_auto']} |"
+        )
 
 
 def _print_replay(head: str, rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:

@@ -691,3 +691,41 @@ def test_targets16_seed_filter_reads_one_seed_as_a_replicate(tmp_path, capsys):
     assert "| dir | 0.5 | 0.45 | 0.05 |" in out and "| dir | 1 |" not in out
     module.main([str(path), "--seed", "0", "--seed", "2"])  # median of 0.5x and 3x
     assert "| dir | 1.75 | 1.58 | 0.175 |" in capsys.readouterr().out
+
+
+def test_trial_scores_separate_the_choice_from_the_training_after_it():
+    module = _script("trial_scores")
+    records = _records()
+    for r in records:
+        if r["strategy"] == "none":  # auto switched to adapters on "dir", kept none elsewhere
+            auto = {**r, "strategy": "auto", "key": r["key"] + "|auto"}
+            auto["final_strategy"] = "adapters" if r["problem"] == "dir" else "none"
+            auto["rel_l2"] = 2.0 * r["rel_l2"]
+            records.append(auto)
+    # seed 0 guarded runs: dir keeps adapters at 2x its fixed run, mag keeps reweight at 0.5x
+    records.append(
+        {
+            "problem": "dir",
+            "strategy": "auto-guarded",
+            "seed": 0,
+            "final_strategy": "adapters",
+            "rel_l2": 2 * 0.05,
+        }
+    )
+    records.append(
+        {
+            "problem": "mag",
+            "strategy": "auto-guarded",
+            "seed": 0,
+            "final_strategy": "reweight",
+            "rel_l2": 0.5 * 0.1,
+        }
+    )
+    out = module.choice_vs_training(records)
+    # halves of the four test names: dir, mag calibration; low, miss held out
+    cal = out["calibration"]
+    assert (cal["n_fixed"], cal["n_auto"]) == (2, 1)
+    assert cal["fixed"] == pytest.approx(1.0)  # sqrt(2 x 0.5)
+    # dir's auto (seed 0) is 2 x none's 0.5 = 1.0 and ended on adapters: 0.1 / 1.0
+    assert cal["auto"] == pytest.approx(0.1)
+    assert out["held_out"] == {"n_fixed": 0, "fixed": None, "n_auto": 0, "auto": None}
