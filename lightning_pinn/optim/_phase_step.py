@@ -207,6 +207,8 @@ def rad_batch(module: PINNModule, batch: Any, draw: int) -> Any:
     rank = module.trainer.global_rank
     gen = torch.Generator().manual_seed(_batch_seed(dm.seed + 5_555_555, rank, draw))
     candidates = points.region.sample(phase.rad_candidates, gen, dm.method)
+    # the dtype of the set it replaces, which the loop converted (float64 under "64-true")
+    candidates = candidates.to(batch[phase.rad_set].dtype)
     base = move_data_to_device(batch, module.device)
     residual = module.pointwise_residual  # type: ignore[attr-defined]
     errors = [

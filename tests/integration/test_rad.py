@@ -91,6 +91,19 @@ def test_rad_in_a_run_redraws_and_resumes_exactly(tmp_path, tiny_trainer):
         assert torch.equal(p, q)
 
 
+def test_rad_draws_float64_points_under_64_true(tiny_trainer):
+    """The candidates are sampled in float32; under precision="64-true" the adaptive batch
+    takes the dtype of the batch it replaces (the loop's float64)."""
+    torch.manual_seed(0)
+    problem = problems.get("burgers")
+    module = problem.module(lbfgs=LBFGSPhase(after=3, max_iter=2, rad_candidates=64))
+    dm = problem.datamodule(seed=0, points={"residual": 16, "initial": 8, "boundary": 8})
+    tiny_trainer(6, precision="64-true").fit(module, dm)
+    assert module.lbfgs_run.rad_draws == 0  # drawn once, at the switch
+    assert {t.dtype for t in module.lbfgs_run.batch.values()} == {F64}
+    assert {p.dtype for p in module.parameters()} == {F64}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
