@@ -148,10 +148,12 @@ class CollocationDataModule(L.LightningDataModule):
                 stream.drawn.popleft()
                 if stream.stale:  # drawn ahead before a rewind: draw the right batch
                     stream.stale -= 1
-                    # converted as the loop converted the one it replaces (e.g. to float64)
-                    batch = self.trainer.precision_plugin.convert_input(
-                        stream.batch(self.consumed)
-                    )
+                    # in the dtypes of the batch it replaces, which the loop's precision
+                    # plugin converted (float64 under precision="64-true")
+                    batch = {
+                        name: points.to(batch[name].dtype)
+                        for name, points in stream.batch(self.consumed).items()
+                    }
             self.consumed += 1
         return batch
 
