@@ -68,23 +68,21 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
         {s: _geomean([r["all_medians"][s] for r in complete]) for s in COLUMNS} if complete else {}
     )
     best_constant = min(CONSTANT, key=lambda s: geo[s]) if geo else None
+    modes = {mode: mode_targets(rows, mode) for mode in MODES}
     return {
         "rows": rows,
         "picks": picks,
         "accuracy": {name: res["accuracy"] for name, res in by_rule.items()},
         "always": next(iter(by_rule.values()))["constant_pick_accuracy"],
-        # selection_accuracy flags the runs within 1.25x of the best (``*_hit``)
-        "guarded_hits": sum(r["guarded_hit"] for r in guarded),
-        "guarded_within_none": sum(
-            r["guarded_median"] <= TOLERANCE * r["medians"]["none"] for r in guarded
-        ),
-        "auto_hits": sum(r["auto_hit"] for r in rows if "auto_hit" in r),
-        "n_auto": sum("auto_hit" in r for r in rows),
-        "n_guarded": len(guarded),
+        "guarded_hits": modes[GUARDED]["hits"],
+        "guarded_within_none": modes[GUARDED]["within_none"],
+        "auto_hits": modes["auto"]["hits"],
+        "n_auto": modes["auto"]["n"],
+        "n_guarded": modes[GUARDED]["n"],
         "geomean": geo,
         "geomean_configs": len(complete),
         "best_constant": best_constant,
-        "modes": {mode: mode_targets(rows, mode) for mode in MODES},
+        "modes": modes,
     }
 
 
