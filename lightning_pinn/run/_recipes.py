@@ -261,7 +261,7 @@ def _parse(data: Any, *, name: str, source: str) -> Recipe:
     if data.get("lbfgs") is not None:
         lbfgs_phase(dict(data["lbfgs"]), steps)  # validates the fraction and the options
     precision = data.get("precision")
-    if precision is not None and (not isinstance(precision, str) or precision not in PRECISIONS):
+    if precision is not None and precision not in PRECISIONS:  # PRECISIONS holds strings only
         raise ValueError(
             f"recipe {source}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
         )
