@@ -729,3 +729,36 @@ def test_trial_scores_separate_the_choice_from_the_training_after_it():
     # dir's auto (seed 0) is 2 x none's 0.5 = 1.0 and ended on adapters: 0.1 / 1.0
     assert cal["auto"] == pytest.approx(0.1)
     assert out["held_out"] == {"n_fixed": 0, "fixed": None, "n_auto": 0, "auto": None}
+
+
+def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
+    module = _script("noise_floor")
+    rows = {
+        0: {"none": 1.0, "reweight": 0.5, "adapters": 0.9, "auto-guarded": 0.6},
+        1: {"none": 1.0, "reweight": 2.0, "adapters": 0.95},
+    }
+    records = [
+        {"problem": "a", "strategy": s, "seed": seed, "rel_l2": v}
+        for seed, row in rows.items()
+        for s, v in row.items()
+    ]
+    records.append({"problem": "b", "strategy": "none", "seed": 0, "rel_l2": 1.0})  # one seed
+    configs = module._replicated(module._table(records))
+    assert list(configs) == ["a"]  # b has neither every strategy nor two seeds
+    s = module.summarise(configs)
+    # none agrees with itself, reweight spreads 4x, adapters 0.9 vs 0.95
+    assert s["agree"] == {"none": (1, 1), "reweight": (0, 1), "adapters": (1, 1)}
+    # adapters has the best geometric mean; it misses seed 0 (0.9 > 1.25 x 0.5) and hits
+    # seed 1. Left out, seed 1 picks adapters for seed 0 (a miss) and seed 0 picks reweight for
+    # seed 1 (2.0 > 1.25 x 0.95, a miss).
+    assert (s["oracle"], s["loo"], s["cells"]) == (1, 0, 2)
+    assert s["modes"]["auto-guarded"] == (1, 1)  # 0.6 <= 1.25 x 0.5
+    sd = module.seed_sd(configs)
+    assert sd["none"] == 0.0 and sd["reweight"] == pytest.approx(math.sqrt(2) * math.log10(2))
+    assert module.seed_sd(configs, robust=True)["reweight"] == pytest.approx(sd["reweight"])
+    # without noise the oracle's pick is always the best
+    assert module.oracle_ceiling(configs, dict.fromkeys(sd, 0.0)) == 1.0
+    # with noise far above the gaps it is not
+    assert module.oracle_ceiling(configs, dict.fromkeys(sd, 3.0), draws=2000) < 0.9
+    module.main(["/dev/null"])  # an empty map prints its headers, no error
+    assert "in-sample oracle" in capsys.readouterr().out
