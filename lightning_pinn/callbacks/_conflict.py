@@ -111,7 +111,8 @@ class ConflictCallback(Callback):
         reprobe_every: after the switch, profile again every this many steps (a window of
             ``reprobe_steps``, default ``min(probe_steps, reprobe_every)``) and step back to
             ``reweight`` or ``none`` when the rule no longer calls for more; logged as
-            ``conflict/reprobe/*`` and listed in ``report.reprobes``.
+            ``conflict/reprobe/*`` and listed in ``report.reprobes``. No window runs once the
+            module's L-BFGS phase has started (its weights are frozen there).
         reprobe_steps: the re-probe window (and the escalation window).
         escalate: reweight first, and add adapters only if the conflict remains after
             reweighting (docs/concepts.md): a directional probe switches to the magnitude

@@ -47,6 +47,10 @@ class Reprober:
     ``escalate_from`` (default ``reweight``: the conflict remains after reweighting), the
     module switches to ``escalate_to`` (the event has ``"escalated": True``). ``windows``
     caps the number of windows (``None``: no cap); ``step_back=False`` only escalates.
+
+    Re-probes judge first-order training: once the module's L-BFGS phase has started (its
+    batch and weights are frozen at the switch), no window runs, and a window that the phase
+    cuts short is dropped without a decision.
     """
 
     def __init__(
@@ -87,6 +91,9 @@ class Reprober:
         """Record this step if it is in a window; at a window's end diagnose and maybe step
         back. Returns the event at a window's end, else None."""
         if self.settled_at is None or step <= self.settled_at:
+            return None
+        if module.lbfgs is not None and module.lbfgs_run.started:  # this was an L-BFGS step
+            self.recorder = None
             return None
         if self.windows is not None and self.decided >= self.windows:
             return None

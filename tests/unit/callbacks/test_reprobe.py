@@ -11,15 +11,21 @@ from lightning_pinn.callbacks._reprobe import Reprober
 MAP = {"directional": "adapters", "magnitude": "reweight", "low": "none"}
 
 
+class _LBFGSRun:
+    started = False
+
+
 class _Module:
     """What a re-probe reads and calls on the module."""
 
     num_losses = 2
     train_steps = 0
+    lbfgs = None  # no L-BFGS phase
 
     def __init__(self, strategy: str) -> None:
         self.strategy_name = strategy
         self.calls: list[tuple[str, dict]] = []
+        self.lbfgs_run = _LBFGSRun()
 
     def set_strategy(self, name, **options):
         self.calls.append((name, options))
@@ -71,6 +77,43 @@ def test_only_the_window_is_recorded_and_state_round_trips():
     again.load_state_dict(state)
     events = _run(again, module, [ALIGNED], 4)
     assert events[0]["regime"] == "low" and events[0]["switched_to"] == "none"
+
+
+def test_no_window_runs_once_an_lbfgs_phase_has_started():
+    module, rep = _Module("adapters"), _reprober(every=4, window=3)
+    module.lbfgs = object()  # a phase, not started yet: first-order windows decide
+    rep.settled_at = 0
+    assert [e["step"] for e in _run(rep, module, [CONFLICT] * 4, 0)] == [4]
+    # the window of steps 6-8: step 6 is first-order, then the phase starts (step 7)
+    assert _run(rep, module, [IMBALANCED] * 2, 4) == []
+    module.lbfgs_run.started = True
+    # the cut window is dropped, later ones never run: no decision, no step back
+    assert _run(rep, module, [IMBALANCED] * 10, 6) == []
+    assert rep.recorder is None and module.calls == [] and len(rep.events) == 1
+
+
+def test_reprobes_stop_at_a_real_modules_lbfgs_phase():
+    import lightning as L
+
+    from lightning_pinn import problems
+    from lightning_pinn.optim import LBFGSPhase
+
+    problem = problems.get("burgers")
+    module = problem.module(strategy="none", lbfgs=LBFGSPhase(after=30, max_iter=2))
+    callback = ConflictCallback(probe_steps=10, reprobe_every=5)
+    trainer = L.Trainer(
+        max_steps=50,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    points = {"residual": 64, "initial": 16, "boundary": 16}
+    trainer.fit(module, datamodule=problem.datamodule(points=points))
+    # windows end at 15, 20, 25, 30 (the last first-order step); none in the phase
+    assert [e["step"] for e in callback.report.reprobes] == [15, 20, 25, 30]
+    assert module.train_steps == 50
 
 
 def test_nothing_before_the_switch_settles():
