@@ -69,7 +69,8 @@ alone decides), ``auto-guarded`` (the diagnosis ranks, trials decide) and ``auto
 
 # RunConfig fields a cell may set: the optimiser schedule, a validation interval (the
 # record's `val_curve` then holds the rel L2 at every shorter budget), the guarded switch's
-# trial length and score (`auto-guarded` cells only) and the regime rule (`auto*` cells only).
+# trial length and score (`auto-guarded` cells only), the regime rule and re-probing (`auto*`
+# cells only).
 RUN_OPTIONS = (
     "lr",
     "lr_decay_rate",
@@ -79,8 +80,10 @@ RUN_OPTIONS = (
     "trial_score",
     "trial_margin",
     "regime_rule",
+    "reprobe_every",
 )
 _GUARDED_ONLY = ("trial_steps", "trial_score", "trial_margin")
+_AUTO_ONLY = ("regime_rule", "reprobe_every")
 _AUTO = ("auto", GUARDED, ESCALATED)
 CELL_RULE = "design"
 """The regime rule of ``auto`` cells without a ``regime_rule`` run option: the one every recorded
@@ -341,7 +344,8 @@ def make_cells(
         options: PINNModule options for every cell (an ablation of the method).
         run_options: the optimiser schedule of every cell (keys from :data:`RUN_OPTIONS`);
             ``trial_steps``/``trial_score``/``trial_margin`` apply to ``auto-guarded`` cells
-            only, ``regime_rule`` to the ``auto`` cells (default :data:`CELL_RULE`).
+            only, ``regime_rule`` (default :data:`CELL_RULE`) and ``reprobe_every`` to the
+            ``auto`` cells (``auto``, ``auto-guarded``, ``auto-escalate``).
         recipe: train every cell with its problem's recipe (``"default"``), a named recipe or
             a YAML path (``examples/recipes/``); the cell's strategy, steps, probe window and
             run options override the recipe's. ``None``: the plain set-up of the suites.
@@ -388,7 +392,7 @@ def make_cells(
                     k: v
                     for k, v in (run_options or {}).items()
                     if (s == GUARDED or k not in _GUARDED_ONLY)
-                    and (s in _AUTO or k != "regime_rule")
+                    and (s in _AUTO or k not in _AUTO_ONLY)
                 }
                 ordered = tuple(sorted(run_opts.items()))
                 cells.append(Cell(p, s, seed, n, probe, opts, ordered, recipe, digest))

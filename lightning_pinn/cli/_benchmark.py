@@ -113,6 +113,14 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         f"thresholds (default: {benchmark.CELL_RULE}, the rule the recorded cells ran under)",
     )
     p.add_argument(
+        "--reprobe-every",
+        type=count,
+        default=None,
+        help="auto cells (auto, auto-guarded, auto-escalate): re-probe every N steps after "
+        "the switch and step back when the regime has gone (joins their keys; default: no "
+        "re-probing)",
+    )
+    p.add_argument(
         "--val-every",
         type=count,
         default=None,

@@ -189,6 +189,14 @@ class RunConfig:
         "recipe's L-BFGS phase and the run's end)",
         parse=positive_int,
     )
+    reprobe_every: int | None = option(
+        None,
+        "with strategy auto: after the switch (or the trials), profile again every this many "
+        "steps and step back to reweight or none when the regime that called for the "
+        "intervention has gone; first-order steps only, none in an L-BFGS phase "
+        "(ConflictCallback(reprobe_every=...), docs/concepts.md)",
+        parse=positive_int,
+    )
     lr: float = option(1e-3, "learning rate", parse=positive_float)
     lr_decay_rate: float = option(
         1.0, "step decay: multiply the lr by this every --lr-decay-steps", parse=positive_float
@@ -331,6 +339,13 @@ class RunConfig:
             raise ValueError(
                 "escalate and trial_steps are two ways to check the diagnosis after the probe: "
                 "give --escalate or --trial-steps, not both"
+            )
+        if self.reprobe_every is not None and not (self.strategy == "auto" and self.switch):
+            raise ValueError(
+                f"reprobe_every={self.reprobe_every} re-probes after the switch, which needs "
+                f"strategy auto with switching on (got strategy {self.strategy!r}"
+                f"{', --no-switch' if not self.switch else ''}); drop --reprobe-every or use "
+                "--strategy auto"
             )
         if self.escalate_steps is not None and not self.escalate:
             raise ValueError("escalate_steps is the escalation window: give --escalate too")

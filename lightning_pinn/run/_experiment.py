@@ -115,6 +115,15 @@ def _escalation_window(cfg: RunConfig, module: PINNModule) -> int | None:
     return min(probe, room) if room >= 1 else probe
 
 
+def _reprobe_window(cfg: RunConfig, module: PINNModule) -> int | None:
+    """The callback's ``reprobe_steps``: the escalation window (if any), no longer than
+    ``reprobe_every``; None leaves the callback's default (``min(probe, reprobe_every)``)."""
+    window = _escalation_window(cfg, module)
+    if window is not None and cfg.reprobe_every is not None:
+        return min(window, cfg.reprobe_every)
+    return window
+
+
 def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
     """The trunk, rule, schedule and L-BFGS phase of ``cfg`` as module arguments (only those
     that are set: an unset one leaves the module's default, so a config without them trains
@@ -186,7 +195,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             trial_score=cfg.trial_score,
             trial_margin=cfg.trial_margin,
             escalate=cfg.escalate,
-            reprobe_steps=_escalation_window(cfg, module),
+            reprobe_every=cfg.reprobe_every,
+            reprobe_steps=_reprobe_window(cfg, module),
         )
     )
     curve = LossCurve()

@@ -181,6 +181,46 @@ def test_escalation_flags_reach_the_config_and_are_checked(seen_config, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_reprobe_flag_reaches_the_config_and_is_checked(seen_config, capsys):
+    assert seen_config("burgers", "--reprobe-every", "100").reprobe_every == 100
+    assert seen_config("burgers").reprobe_every is None
+    for argv, message in (
+        (["--strategy", "adapters", "--reprobe-every", "100"], "needs strategy auto"),
+        (["--no-switch", "--reprobe-every", "100"], "needs strategy auto"),
+    ):
+        assert main(["run", "burgers", *argv, "--threads", "1"]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # not a positive integer: argparse's usage error
+        main(["run", "burgers", "--reprobe-every", "0"])
+
+
+def test_a_reprobing_run_reprobes_before_its_lbfgs_phase_and_escalates_in_its_window(tmp_path):
+    from lightning_pinn.run import run_experiment
+
+    # L-BFGS after 80% of 60 steps = 48 module steps; probe 20, then windows of
+    # min(20, 10) = 10 steps every 10: they end at 30 and 40; the one ending at 50 is cut
+    # short by the phase and dropped.
+    quiet = {"logger": "none", "progress_bar": False, "plots": False, "checkpoint": False}
+    points = {"residual": 32, "initial": 8, "boundary": 8}
+    common = dict(problem="burgers", threads=1, max_steps=60, probe_steps=20, points=points)
+    lbfgs = {"after_fraction": 0.8, "max_iter": 2}
+    summary = run_experiment(
+        RunConfig(out=str(tmp_path / "a"), reprobe_every=10, lbfgs=lbfgs, **common, **quiet)
+    )
+    assert [e["step"] for e in summary["report"]["reprobes"]] == [30, 40]
+    # with escalation too: its window (the probe's 20, cut to fit before the phase: 28
+    # steps of room) is no longer than reprobe_every, so the first re-probe window escalates
+    summary = run_experiment(
+        RunConfig(
+            out=str(tmp_path / "b"), reprobe_every=10, escalate=True, lbfgs=lbfgs, **common,
+            **quiet,
+        )
+    )  # fmt: skip
+    report = summary["report"]
+    assert report["regime"] == "directional" and report["strategy"] == "reweight"
+    assert report["reprobes"][0]["step"] == 30
+
+
 def test_escalating_run_fits_its_window_before_the_lbfgs_phase(tmp_path):
     from lightning_pinn.run import run_experiment
 

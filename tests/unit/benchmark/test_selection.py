@@ -762,3 +762,20 @@ def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
     assert module.oracle_ceiling(configs, dict.fromkeys(sd, 3.0), draws=2000) < 0.9
     module.main(["/dev/null"])  # an empty map prints its headers, no error
     assert "in-sample oracle" in capsys.readouterr().out
+
+
+def test_reprobe_every_reaches_only_the_auto_cells_and_their_keys(tmp_path):
+    from lightning_pinn.cli import build_parser
+
+    cells = benchmark.make_cells(
+        ["burgers"], ["none", "auto", "auto-guarded"], [0], 200, 50,
+        run_options={"reprobe_every": 40},
+    )  # fmt: skip
+    none, auto, guarded = cells
+    assert none.key == "burgers|none|0|200|50|"  # a fixed strategy keeps its key
+    assert auto.key == "burgers|auto|0|200|50||reprobe_every=40"
+    assert auto.run_config(str(tmp_path), 1, None).reprobe_every == 40
+    assert guarded.run_config(str(tmp_path), 1, None).reprobe_every == 40
+    assert none.run_config(str(tmp_path), 1, None).reprobe_every is None
+    args = build_parser().parse_args(["benchmark", "--reprobe-every", "40"])
+    assert args.reprobe_every == 40
