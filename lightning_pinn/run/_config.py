@@ -322,30 +322,24 @@ class RunConfig:
                 f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
                 f"{self.max_steps}); lower --probe-steps or raise --max-steps"
             )
-        if self.trial_steps is not None and not (self.strategy == "auto" and self.switch):
-            raise ValueError(
-                f"trial_steps={self.trial_steps} tries candidates after the probe, which needs "
-                f"strategy auto with switching on (got strategy {self.strategy!r}"
-                f"{', --no-switch' if not self.switch else ''}); drop --trial-steps or use "
-                "--strategy auto"
-            )
-        if self.escalate and not (self.strategy == "auto" and self.switch):
-            raise ValueError(
-                "escalate switches after the probe, which needs strategy auto with switching "
-                f"on (got strategy {self.strategy!r}{', --no-switch' if not self.switch else ''})"
-                "; drop --escalate or use --strategy auto"
-            )
+        switching = self.strategy == "auto" and self.switch
+        got = f"got strategy {self.strategy!r}{', --no-switch' if not self.switch else ''}"
+        for given, what, flag in (
+            (self.trial_steps is not None, f"trial_steps={self.trial_steps} tries candidates "
+             "after the probe", "--trial-steps"),
+            (self.escalate, "escalate switches after the probe", "--escalate"),
+            (self.reprobe_every is not None, f"reprobe_every={self.reprobe_every} re-probes "
+             "after the switch", "--reprobe-every"),
+        ):  # fmt: skip
+            if given and not switching:
+                raise ValueError(
+                    f"{what}, which needs strategy auto with switching on ({got}); drop {flag} "
+                    "or use --strategy auto"
+                )
         if self.escalate and self.trial_steps is not None:
             raise ValueError(
                 "escalate and trial_steps are two ways to check the diagnosis after the probe: "
                 "give --escalate or --trial-steps, not both"
-            )
-        if self.reprobe_every is not None and not (self.strategy == "auto" and self.switch):
-            raise ValueError(
-                f"reprobe_every={self.reprobe_every} re-probes after the switch, which needs "
-                f"strategy auto with switching on (got strategy {self.strategy!r}"
-                f"{', --no-switch' if not self.switch else ''}); drop --reprobe-every or use "
-                "--strategy auto"
             )
         if self.escalate_steps is not None and not self.escalate:
             raise ValueError("escalate_steps is the escalation window: give --escalate too")
