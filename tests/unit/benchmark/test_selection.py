@@ -760,6 +760,12 @@ def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
     assert module.oracle_ceiling(configs, dict.fromkeys(sd, 0.0)) == 1.0
     # with noise far above the gaps it is not
     assert module.oracle_ceiling(configs, dict.fromkeys(sd, 3.0), draws=2000) < 0.9
+    # resampled residuals: none's are 0; reweight's are +-log10(2) * sqrt(2)
+    res = module.residuals(configs)
+    assert list(res["none"]) == [0.0, 0.0]
+    assert sorted(res["reweight"]) == pytest.approx([-sd["reweight"], sd["reweight"]])
+    assert module.oracle_ceiling(configs, {s: res[s] * 0 for s in res}) == 1.0
+    assert 0 < module.oracle_ceiling(configs, res, seeds=1, draws=2000) < 1
     module.main(["/dev/null"])  # an empty map prints its headers, no error
     assert "in-sample oracle" in capsys.readouterr().out
 
