@@ -12,7 +12,8 @@ neither half and is left out), it prints:
   oracle picks the strategy with the best geometric mean over the configuration's seeds; the
   leave-one-seed-out rule picks it from the other seeds only. Each is scored, seed by seed,
   against that seed's best of the three, as issue 16's target scores ``auto-guarded``;
-- the same per-seed score for each ``auto`` mode where it ran, for comparison;
+- the same per-seed score for each ``auto`` mode where it ran, for comparison, and the same
+  modes' *choices* (the strategy each run ended on) scored against the seed-averaged map;
 - **a noise model for the target as issue 16 scores it (medians of 3 seeds):** around each
   strategy's mean log10 rel L2 over a configuration's seeds, the noise is normal with that
   strategy's seed-to-seed standard deviation (pooled over the configurations, or the median of
@@ -79,12 +80,35 @@ def _best_by_geomean(seeds: Mapping[int, Mapping[str, float]], use: Sequence[int
     return min(COMPARED, key=lambda s: _geomean([seeds[i][s] for i in use]))
 
 
-def summarise(configs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, Any]:
-    """The spread and the ceilings over ``configs`` (from :func:`_replicated`)."""
+def _finals(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, str], str]:
+    """(config, seed, auto mode) -> the strategy the run ended on."""
+    return {
+        (r["problem"], r["seed"], r["strategy"]): r["final_strategy"]
+        for r in records
+        if r["strategy"] in MODES and r.get("final_strategy")
+    }
+
+
+def summarise(
+    configs: Mapping[str, Mapping[int, Mapping[str, float]]],
+    finals: Mapping[tuple[str, int, str], str] | None = None,
+) -> dict[str, Any]:
+    """The spread and the ceilings over ``configs`` (from :func:`_replicated`); with
+    ``finals`` (:func:`_finals`), also each ``auto`` mode's *choice* scored against the
+    seed-averaged map: whether the strategy a run ended on has a geometric mean over the
+    configuration's seeds within 1.25x of the best one's (its own run's noise left out)."""
     agree = {s: [0, 0] for s in COMPARED}
     oracle = loo = cells = 0
     modes = {m: [0, 0] for m in MODES}
-    for seeds in configs.values():
+    choices = {m: [0, 0] for m in MODES}
+    for config, seeds in configs.items():
+        mean = {s: _geomean([row[s] for row in seeds.values()]) for s in COMPARED}
+        for seed in seeds:
+            for m in MODES:
+                final = (finals or {}).get((config, seed, m))
+                if final in mean:
+                    choices[m][0] += mean[final] <= TOLERANCE * min(mean.values())
+                    choices[m][1] += 1
         for a, b in itertools.combinations(sorted(seeds), 2):
             for s in COMPARED:
                 lo, hi = sorted((seeds[a][s], seeds[b][s]))
@@ -108,6 +132,7 @@ def summarise(configs: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[
         "oracle": oracle,
         "loo": loo,
         "modes": {m: tuple(v) for m, v in modes.items()},
+        "choices": {m: tuple(v) for m, v in choices.items()},
     }
 
 
@@ -189,24 +214,26 @@ def main(argv: list[str] | None = None) -> None:
     configs = _replicated(_table(records))
     halves = dict(zip(("calibration", "held-out"), split_configs(sorted(configs)), strict=True))
     halves["both"] = sorted(halves["calibration"] + halves["held-out"])  # no alias twice
-    print(
-        "| half | configs (seeds) | "
-        + " | ".join(f"{s}: seed pairs within 1.25x" for s in COMPARED)
-        + " | in-sample oracle | leave-one-seed-out | "
-        + " | ".join(MODES)
-        + " |"
-    )
-    print("|---|---|" + "---:|" * (len(COMPARED) + 2 + len(MODES)))
-    for half, names in halves.items():
-        s = summarise({c: configs[c] for c in names})
-        seeds = ", ".join(f"{c} {len(configs[c])}" for c in names)
-        print(
-            f"| {half} | {s['configs']}: {seeds} | "
-            + " | ".join(_frac(*s["agree"][k]) for k in COMPARED)
-            + f" | {_frac(s['oracle'], s['cells'])} | {_frac(s['loo'], s['cells'])} | "
-            + " | ".join(_frac(*s["modes"][m]) for m in MODES)
-            + " |"
-        )
+    finals = _finals(records)
+    sums = {
+        half: summarise({c: configs[c] for c in names}, finals) for half, names in halves.items()
+    }
+    for half in ("calibration", "held-out"):
+        listed = ", ".join(f"{c} ({len(configs[c])} seeds)" for c in halves[half])
+        print(f"- {half}: {listed or 'none'}")
+    print("\n| measure | " + " | ".join(halves) + " |")
+    print("|---|" + "---:|" * len(halves))
+    rows = [(f"`{k}`: seed pairs within 1.25x", lambda s, k=k: s["agree"][k]) for k in COMPARED]
+    rows += [
+        ("in-sample oracle, per seed", lambda s: (s["oracle"], s["cells"])),
+        ("leave-one-seed-out, per seed", lambda s: (s["loo"], s["cells"])),
+    ]
+    rows += [(f"`{m}` run, per seed", lambda s, m=m: s["modes"][m]) for m in MODES]
+    rows += [
+        (f"`{m}` choice vs the seed-averaged map", lambda s, m=m: s["choices"][m]) for m in MODES
+    ]
+    for label, get in rows:
+        print(f"| {label} | " + " | ".join(_frac(*get(sums[h])) for h in halves) + " |")
     both = {c: configs[c] for c in halves["both"]}
     step = math.log10(TOLERANCE)
     print(f"\nNoise model over {len(both)} configurations (1.25x is {step:.3f} decades):")

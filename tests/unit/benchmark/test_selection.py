@@ -743,6 +743,9 @@ def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
         for s, v in row.items()
     ]
     records.append({"problem": "b", "strategy": "none", "seed": 0, "rel_l2": 1.0})  # one seed
+    assert module._finals([{**records[0], "strategy": "auto", "final_strategy": "none"}]) == {
+        ("a", 0, "auto"): "none"
+    }
     configs = module._replicated(module._table(records))
     assert list(configs) == ["a"]  # b has neither every strategy nor two seeds
     s = module.summarise(configs)
@@ -753,6 +756,13 @@ def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
     # seed 1 (2.0 > 1.25 x 0.95, a miss).
     assert (s["oracle"], s["loo"], s["cells"]) == (1, 0, 2)
     assert s["modes"]["auto-guarded"] == (1, 1)  # 0.6 <= 1.25 x 0.5
+    # its choice against the seed-averaged map: adapters (geomean 0.925) is the best; a run
+    # that ended on reweight (geomean 1.0 <= 1.25 x 0.925) is a hit, on none too (1.0)
+    finals = {("a", 0, "auto-guarded"): "adapters", ("a", 1, "auto"): "reweight"}
+    choices = module.summarise(configs, finals)["choices"]
+    assert choices["auto-guarded"] == (1, 1) and choices["auto"] == (1, 1)
+    finals[("a", 0, "auto")] = "surgery"  # not a compared strategy: not scored
+    assert module.summarise(configs, finals)["choices"]["auto"] == (1, 1)
     sd = module.seed_sd(configs)
     assert sd["none"] == 0.0 and sd["reweight"] == pytest.approx(math.sqrt(2) * math.log10(2))
     assert module.seed_sd(configs, robust=True)["reweight"] == pytest.approx(sd["reweight"])
