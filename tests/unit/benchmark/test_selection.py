@@ -775,6 +775,12 @@ def test_noise_floor_scores_replicates_and_per_configuration_ceilings(capsys):
     assert list(res["none"]) == [0.0, 0.0]
     assert sorted(res["reweight"]) == pytest.approx([-sd["reweight"], sd["reweight"]])
     assert module.oracle_ceiling(configs, {s: res[s] * 0 for s in res}) == 1.0
+    # an oracle with runs of its own: without noise it still meets the best; with noise the
+    # best of three fixed medians is a lower bar than its own one more run
+    assert module.oracle_ceiling(configs, dict.fromkeys(sd, 0.0), own_run=True) == 1.0
+    noisy = dict.fromkeys(sd, 0.3)
+    own = module.oracle_ceiling(configs, noisy, seeds=1, own_run=True)
+    assert own < module.oracle_ceiling(configs, noisy, seeds=1)
     assert 0 < module.oracle_ceiling(configs, res, seeds=1, draws=2000) < 1
     module.main(["/dev/null"])  # an empty map prints its headers, no error
     assert "in-sample oracle" in capsys.readouterr().out
