@@ -433,6 +433,12 @@ def test_trial_scores_rank_candidates_from_their_held_out_losses():
         assert result["residual"][half]["spearman"] == pytest.approx(1.0)
         assert result["geomean"][half]["pick"] < 1.0 and result["sum"][half]["pick"] < 1.0
         assert result["residual"][half]["n"] == 6  # two configurations x three seeds
+        # each strategy keeps its order over the seeds (x0.5, x1, x3), so the ranking by the
+        # seed-averaged error is the same seed's
+        assert result["residual"][half]["spearman_avg"] == pytest.approx(1.0)
+        assert result["residual"][half]["n_avg"] == 6
+    one_seed = [r for r in records if r["seed"] == 0]
+    assert module.evaluate(one_seed)["residual"]["calibration"]["n_avg"] == 0
 
 
 def test_recipe_map_script_halves_are_the_registrys_split():
