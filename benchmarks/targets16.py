@@ -13,7 +13,9 @@ median rel L2 per strategy, the best of the three and the picks of the named dia
   configurations where ``auto-guarded`` and every constant strategy ran;
 - the same three for every ``auto`` mode (``auto``, ``auto-guarded``, ``auto-escalate``), each
   over the configurations where it ran;
-- each rule's selection accuracy (the diagnosis alone; target >= 85 %).
+- each rule's selection accuracy (the diagnosis alone; target >= 85 %);
+- per run (each seed on its own), how badly every strategy and ``auto`` mode can lose: the
+  counts within 1.25x, 3x and 10x of the same seed's best of the three and the worst ratio.
 
 ``--seed N`` (repeatable) keeps only those seeds' records, so each seed can be read as a
 replicate of its own (the medians are otherwise over every seed a cell has).
@@ -112,6 +114,35 @@ def mode_targets(rows: Sequence[Mapping[str, Any]], mode: str) -> dict[str, Any]
     }
 
 
+def robustness(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -> dict[str, Any]:
+    """How badly each strategy and ``auto`` mode can lose, per run: over every (configuration,
+    seed) of ``configs`` where the compared strategies all ran, each run's rel L2 over the best
+    of them on the same seed. Per strategy: ``n``, the counts within 1.25x, 3x and 10x, the
+    worst ratio (and where) and the geometric mean of the ratios."""
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for r in records:
+        if r["problem"] in configs and r.get("rel_l2") is not None:
+            table.setdefault((r["problem"], r["seed"]), {})[r["strategy"]] = r["rel_l2"]
+    out: dict[str, Any] = {}
+    for strategy in (*COLUMNS, ESCALATED):
+        ratios = [
+            (row[strategy] / min(row[s] for s in COMPARED), cell)
+            for cell, row in sorted(table.items())
+            if strategy in row and all(s in row for s in COMPARED)
+        ]
+        if not ratios:
+            continue
+        worst = max(ratios)
+        out[strategy] = {
+            "n": len(ratios),
+            **{f"within_{t:g}": sum(x <= t for x, _ in ratios) for t in (TOLERANCE, 3, 10)},
+            "worst": worst[0],
+            "worst_at": f"{worst[1][0]} seed {worst[1][1]}",
+            "geomean_ratio": _geomean([x for x, _ in ratios]),
+        }
+    return out
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
@@ -182,6 +213,19 @@ def main(argv: list[str] | None = None) -> None:
         acc = ", ".join(f"{name} {_pct(a)}" for name, a in s["accuracy"].items())
         always = ", ".join(f"always {k} {_pct(v)}" for k, v in s["always"].items())
         print(f"- diagnosis alone (selection accuracy): {acc}; {always}")
+        rob = robustness(records, names)
+        if rob:
+            print(
+                "\n| per run (each seed) | runs | within 1.25x of the best | within 3x "
+                "| within 10x | worst ratio | geometric-mean ratio |"
+            )
+            print("|---|---:|---:|---:|---:|---|---:|")
+            for name, v in rob.items():
+                print(
+                    f"| {name} | {v['n']} | {v['within_1.25']} | {v['within_3']} | "
+                    f"{v['within_10']} | {v['worst']:.3g} ({v['worst_at']}) | "
+                    f"{v['geomean_ratio']:.2f} |"
+                )
 
 
 if __name__ == "__main__":

@@ -684,6 +684,21 @@ def test_targets16_scores_every_named_rule_and_the_guarded_runs_per_half(capsys)
     assert "n/a" in capsys.readouterr().out
 
 
+def test_targets16_robustness_counts_how_badly_each_strategy_loses_per_run():
+    module = _script("targets16")
+    records = _records()
+    records.append({"problem": "dir", "strategy": "auto", "seed": 0, "rel_l2": 0.2})
+    rob = module.robustness(records, ["dir", "low", "mag", "miss"])
+    # reweight over the best, per configuration (the same on every seed): dir 9x, mag 1x,
+    # low 1.1x, miss 5x; four configurations x three seeds
+    r = rob["reweight"]
+    assert (r["n"], r["within_1.25"], r["within_3"], r["within_10"]) == (12, 6, 6, 12)
+    assert r["worst"] == pytest.approx(9.0) and r["worst_at"].startswith("dir seed")
+    assert rob["auto"]["n"] == 1 and rob["auto"]["worst"] == pytest.approx(4.0)  # 0.2 / 0.05
+    assert "auto-guarded" not in rob  # no run, no row
+    assert module.robustness(records, ["other"]) == {}
+
+
 def test_targets16_seed_filter_reads_one_seed_as_a_replicate(tmp_path, capsys):
     import json
 
