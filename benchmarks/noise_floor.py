@@ -34,7 +34,6 @@ import argparse
 import itertools
 import math
 import statistics
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -116,7 +115,7 @@ def summarise(
                 lo, hi = sorted((seeds[a][s], seeds[b][s]))
                 agree[s][0] += hi <= TOLERANCE * lo
                 agree[s][1] += 1
-        pick_all = _best_by_geomean(seeds, list(seeds))
+        pick_all = min(mean, key=mean.__getitem__)  # COMPARED order breaks ties
         for seed, row in seeds.items():
             best = min(row[s] for s in COMPARED)
             cells += 1
@@ -267,7 +266,6 @@ def main(argv: list[str] | None = None) -> None:
             f"seed) when it picks the fixed runs; with runs of its own, as an auto mode has, "
             f"{ceilings[2]:.0%} ({ceilings[3]:.0%} with 1 seed)"
         )
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Reprober:
         back. Returns the event at a window's end, else None."""
         if self.settled_at is None or step <= self.settled_at:
             return None
-        if module.lbfgs is not None and module.lbfgs_run.started:  # this was an L-BFGS step
+        if module.lbfgs_run.started:  # this was an L-BFGS step
             self.recorder = None
             return None
         if self.windows is not None and self.decided >= self.windows:
