@@ -45,6 +45,7 @@ from lightning_pinn.benchmark import (
     ESCALATED,
     GUARDED,
     TOLERANCE,
+    column,
     current_records,
     load_results,
     split_configs,
@@ -59,7 +60,7 @@ def _table(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, dict[str
     for r in records:
         if r.get("rel_l2") is None or not math.isfinite(r["rel_l2"]):
             continue
-        out[r["problem"]][r["seed"]][r["strategy"]] = r["rel_l2"]
+        out[r["problem"]][r["seed"]][column(r)] = r["rel_l2"]
     return out
 
 
@@ -84,9 +85,9 @@ def _best_by_geomean(seeds: Mapping[int, Mapping[str, float]], use: Sequence[int
 def _finals(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, str], str]:
     """(config, seed, auto mode) -> the strategy the run ended on."""
     return {
-        (r["problem"], r["seed"], r["strategy"]): r["final_strategy"]
+        (r["problem"], r["seed"], column(r)): r["final_strategy"]
         for r in records
-        if r["strategy"] in MODES and r.get("final_strategy")
+        if column(r) in MODES and r.get("final_strategy")
     }
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from lightning_pinn.benchmark import (
     COMPARED,
+    column,
     current_records,
     diagnose_report,
     load_results,
@@ -119,11 +120,11 @@ def with_reweighted_probes(records: Iterable[Mapping[str, Any]]) -> list[dict[st
     reweighted = {
         (r["problem"], r["seed"]): r["report"]
         for r in records
-        if r["strategy"] == "reweight" and r.get("report")
+        if column(r) == "reweight" and r.get("report")
     }
     for r in records:
         after = reweighted.get((r["problem"], r["seed"]))
-        if r["strategy"] in ("none", "auto") and r.get("report") and after is not None:
+        if column(r) in ("none", "auto") and r.get("report") and after is not None:
             r["report"] = {**r["report"], "after_reweight": after}
     return records
 

@@ -11,7 +11,8 @@ median rel L2 per strategy, the best of the three and the picks of the named dia
   (target: always);
 - the geometric-mean rel L2 of ``auto-guarded`` against the best constant strategy's, over the
   configurations where ``auto-guarded`` and every constant strategy ran;
-- the same three for every ``auto`` mode (``auto``, ``auto-guarded``, ``auto-escalate``), each
+- the same three for every ``auto`` mode (``auto``, ``auto-guarded``, ``auto-escalate``, and
+  variants such as ``auto[reprobe_every=500]``: :func:`lightning_pinn.benchmark.column`), each
   over the configurations where it ran;
 - each rule's selection accuracy (the diagnosis alone; target >= 85 %);
 - per run (each seed on its own), how badly every strategy and ``auto`` mode can lose: the
@@ -36,6 +37,7 @@ from lightning_pinn.benchmark import (
     ESCALATED,
     GUARDED,
     TOLERANCE,
+    column,
     current_records,
     diagnose_report,
     load_results,
@@ -70,7 +72,7 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
         {s: _geomean([r["all_medians"][s] for r in complete]) for s in COLUMNS} if complete else {}
     )
     best_constant = min(CONSTANT, key=lambda s: geo[s]) if geo else None
-    modes = {mode: mode_targets(rows, mode) for mode in MODES}
+    modes = {mode: mode_targets(rows, mode) for mode in (*MODES, *_variants(rows))}
     return {
         "rows": rows,
         "picks": picks,
@@ -88,6 +90,11 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
     }
 
 
+def _variants(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The variant columns of ``auto`` modes in ``rows`` (e.g. ``auto[reprobe_every=500]``)."""
+    return sorted({c for r in rows for c in r["all_medians"] if "[" in c})
+
+
 def mode_targets(rows: Sequence[Mapping[str, Any]], mode: str) -> dict[str, Any]:
     """Issue 16's three run targets for one ``auto`` mode, over the rows where it ran: within
     1.25x of the best, within 1.25x of ``none``, and its geometric mean against the best
@@ -101,7 +108,20 @@ def mode_targets(rows: Sequence[Mapping[str, Any]], mode: str) -> dict[str, Any]
         else {}
     )
     constant = min(CONSTANT, key=lambda s: geo[s]) if complete else None
+    base = mode.split("[")[0]  # a variant's plain mode, on the same rows
+    paired = [r for r in ran if base in r["all_medians"]] if base != mode else []
     return {
+        "base": base if paired else None,
+        "base_hits": sum(
+            r["all_medians"][base] <= TOLERANCE * r["medians"][r["best"]] for r in paired
+        ),
+        "paired": len(paired),
+        "paired_geomeans": (
+            _geomean([r["all_medians"][mode] for r in paired]),
+            _geomean([r["all_medians"][base] for r in paired]),
+        )
+        if paired
+        else None,
         "n": len(ran),
         "hits": sum(
             r["all_medians"][mode] <= TOLERANCE * b for r, b in zip(ran, best, strict=True)
@@ -122,9 +142,10 @@ def robustness(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -> 
     table: dict[tuple[str, int], dict[str, float]] = {}
     for r in records:
         if r["problem"] in configs and r.get("rel_l2") is not None:
-            table.setdefault((r["problem"], r["seed"]), {})[r["strategy"]] = r["rel_l2"]
+            table.setdefault((r["problem"], r["seed"]), {})[column(r)] = r["rel_l2"]
+    variants = sorted({c for row in table.values() for c in row if "[" in c})
     out: dict[str, Any] = {}
-    for strategy in (*COLUMNS, ESCALATED):
+    for strategy in (*COLUMNS, ESCALATED, *variants):
         ratios = [
             (row[strategy] / min(row[s] for s in COMPARED), cell)
             for cell, row in sorted(table.items())
@@ -210,6 +231,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"- {mode}: within 1.25x of the best {m['hits']}/{m['n']}, within 1.25x of none "
                 f"{m['within_none']}/{m['n']}; {geo}"
             )
+            if m["paired_geomeans"] is not None:
+                mine, theirs = m["paired_geomeans"]
+                print(
+                    f"  - against plain {m['base']} on the same {m['paired']} configurations: "
+                    f"within 1.25x of the best {m['hits']} vs {m['base_hits']}; geometric mean "
+                    f"{mine:.3g} vs {theirs:.3g} (ratio {mine / theirs:.2f})"
+                )
         acc = ", ".join(f"{name} {_pct(a)}" for name, a in s["accuracy"].items())
         always = ", ".join(f"always {k} {_pct(v)}" for k, v in s["always"].items())
         print(f"- diagnosis alone (selection accuracy): {acc}; {always}")

@@ -49,6 +49,7 @@ from typing import Any
 from lightning_pinn.benchmark import (
     GUARDED,
     TOLERANCE,
+    column,
     current_records,
     load_results,
     split_configs,
@@ -112,11 +113,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 def cases(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One case per guarded record: its candidates' held-out losses and fixed-run finals."""
     records = list(records)
-    finals = {(r["problem"], r["strategy"], r["seed"]): r["rel_l2"] for r in records}
+    finals = {(r["problem"], column(r), r["seed"]): r["rel_l2"] for r in records}
     out = []
     for r in records:
         trial = (r.get("report") or {}).get("trial")
-        if r["strategy"] != GUARDED or not trial:
+        if column(r) != GUARDED or not trial:
             continue
         trial = sorted(trial, key=lambda t: t.get("rank", 0))  # the diagnosis's order
         ran = {t["candidate"]: finals.get((r["problem"], t["candidate"], r["seed"])) for t in trial}
@@ -137,7 +138,7 @@ def _seed_averaged(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     with two seeds or more."""
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        runs.setdefault((r["problem"], r["strategy"]), []).append(r["rel_l2"])
+        runs.setdefault((r["problem"], column(r)), []).append(r["rel_l2"])
     return {
         k: math.exp(statistics.fmean(math.log(max(v, 1e-300)) for v in vals))
         for k, vals in runs.items()
@@ -251,7 +252,7 @@ def choice_vs_training(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[s
     final rel L2 over the fixed run of its kept strategy (``fixed``) and over ``auto``'s run
     when that ended on the same strategy (``auto``), per half; ``None`` without cases."""
     records = list(records)
-    runs = {(r["problem"], r["strategy"], r["seed"]): r for r in records}
+    runs = {(r["problem"], column(r), r["seed"]): r for r in records}
     calib, held = split_configs(sorted({r["problem"] for r in records}))
     out: dict[str, dict[str, Any]] = {}
     for half, configs in (("calibration", calib), ("held_out", held)):

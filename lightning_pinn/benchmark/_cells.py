@@ -46,6 +46,7 @@ __all__ = [
     "GUARDED_TRIAL_FRACTION",
     "RUN_OPTIONS",
     "Cell",
+    "column",
     "load_results",
     "machine",
     "make_cells",
@@ -84,11 +85,29 @@ RUN_OPTIONS = (
 )
 _GUARDED_ONLY = ("trial_steps", "trial_score", "trial_margin")
 _AUTO_ONLY = ("regime_rule", "reprobe_every")
+_MODE_ONLY = (*_GUARDED_ONLY, *_AUTO_ONLY)
 _AUTO = ("auto", GUARDED, ESCALATED)
 CELL_RULE = "design"
 """The regime rule of ``auto`` cells without a ``regime_rule`` run option: the one every recorded
 ``auto`` cell ran under, whatever ``lightning-pinn run``'s default is, so keys stay
 comparable."""
+
+
+def column(record: Mapping[str, Any]) -> str:
+    """The column a record's rel L2 belongs to in the tables: its strategy, followed by the
+    mode-only run options it ran with, e.g. ``auto[reprobe_every=500]``.
+
+    The mode-only options (``trial_*``, ``regime_rule``, ``reprobe_every``) are set per
+    ``benchmark`` call but apply to ``auto`` cells only, so one results file can hold plain
+    ``auto`` cells beside cells of a variant; grouping by strategy alone would pool them into
+    one median. Options every cell of a call shares (module options, the lr schedule) do not
+    split columns: an ablation's output directory keeps its plain columns.
+    """
+    run_options = record.get("run_options") or {}
+    variant = [(k, run_options[k]) for k in sorted(run_options) if k in _MODE_ONLY]
+    if not variant:
+        return str(record["strategy"])
+    return f"{record['strategy']}[{','.join(f'{k}={v}' for k, v in variant)}]"
 
 
 def _trial_steps(steps: int, run_options: Mapping[str, Any]) -> int:

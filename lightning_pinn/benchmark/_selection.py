@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn import problems
-from lightning_pinn.benchmark._cells import ESCALATED, GUARDED
+from lightning_pinn.benchmark._cells import ESCALATED, GUARDED, column
 from lightning_pinn.diagnostics import (
     DEFAULT_INTERVENTIONS,
     DEFAULT_TAU_COS,
@@ -46,10 +46,11 @@ TOLERANCE = 1.25
 
 
 def by_config(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[dict]]]:
-    """Records grouped by configuration (the problem), then by strategy."""
+    """Records grouped by configuration (the problem), then by :func:`column` (the strategy,
+    and the mode-only run options of a variant such as ``auto[reprobe_every=500]``)."""
     table: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        table[r["problem"]][r["strategy"]].append(dict(r))
+        table[r["problem"]][column(r)].append(dict(r))
     return table
 
 

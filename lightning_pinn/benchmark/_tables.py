@@ -29,6 +29,7 @@ def markdown_table(records: Sequence[Mapping[str, Any]]) -> str:
     """Per-configuration table: probe statistics, median rel L2 per strategy, selection."""
     table = by_config(records)
     strategies = [s for s in ALL_STRATEGIES if any(s in v for v in table.values())]
+    strategies += sorted({c for v in table.values() for c in v} - set(ALL_STRATEGIES))
     sel = {r["config"]: r for r in selection_accuracy(records)["rows"]}
     head = ["config", "K", "regime", "late rate", "imbalance", *strategies, "best", "pick", "hit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -822,3 +822,70 @@ def test_reprobe_every_reaches_only_the_auto_cells_and_their_keys(tmp_path):
     assert none.run_config(str(tmp_path), 1, None).reprobe_every is None
     args = build_parser().parse_args(["benchmark", "--reprobe-every", "40"])
     assert args.reprobe_every == 40
+
+
+def test_a_variant_of_auto_gets_its_own_column_and_leaves_plain_auto_alone(tmp_path):
+    # One results file with plain `auto` cells and `auto` cells re-probing: grouping by the
+    # strategy alone pooled them into one median (here 0.55 instead of 0.12).
+    records = _records()
+    for config, plain, variant in (("dir", 0.12, 1.0), ("mag", 0.5, 0.21)):
+        records.append(
+            {"problem": config, "strategy": "auto", "seed": 0, "rel_l2": plain, "key": config}
+        )
+        records.append(
+            {
+                "problem": config,
+                "strategy": "auto",
+                "seed": 0,
+                "rel_l2": variant,
+                "key": config + "|reprobe",
+                "run_options": {"reprobe_every": 500},
+            }
+        )
+    # a shared setting of the whole call (the lr schedule) does not split a column
+    records[0]["run_options"] = {"lr_decay_rate": 0.9}
+    assert benchmark.column(records[0]) == records[0]["strategy"]
+    assert benchmark.column(records[-1]) == "auto[reprobe_every=500]"
+    assert (
+        benchmark.column({"strategy": "auto-guarded", "run_options": {"trial_margin": 0.2}})
+        == "auto-guarded[trial_margin=0.2]"
+    )
+    result = benchmark.selection_accuracy(records)
+    rows = {r["config"]: r for r in result["rows"]}
+    assert rows["dir"]["auto_median"] == pytest.approx(0.12)
+    assert rows["dir"]["all_medians"]["auto[reprobe_every=500]"] == pytest.approx(1.0)
+    assert result["auto_run_accuracy"] == 0.5  # the plain cells alone: dir hit, mag missed
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    benchmark.analyze(tmp_path)
+    head, _, dir_row = (tmp_path / "table.md").read_text().splitlines()[:3]
+    assert head.split(" | ")[-4:-3] == ["auto[reprobe_every=500]"]
+    assert "| 0.12 | 1 |" in dir_row
+
+
+def test_targets16_reports_a_variant_against_plain_auto_on_the_same_configurations():
+    targets = _script("targets16")
+    records = _records()
+    for config in ("dir", "mag", "low", "miss"):
+        records.append(
+            {"problem": config, "strategy": "auto", "seed": 0, "rel_l2": 0.3, "key": config}
+        )
+    records.append(
+        {
+            "problem": "dir",
+            "strategy": "auto",
+            "seed": 0,
+            "rel_l2": 0.1,
+            "key": "dir|reprobe",
+            "run_options": {"reprobe_every": 500},
+        }
+    )
+    rows = benchmark.selection_accuracy(records)["rows"]
+    plain = targets.mode_targets(rows, "auto")
+    variant = targets.mode_targets(rows, "auto[reprobe_every=500]")
+    assert plain["n"] == 4 and plain["base"] is None
+    assert variant["n"] == 1 and variant["base"] == "auto" and variant["paired"] == 1
+    assert variant["hits"] == 1 and variant["base_hits"] == 0  # dir's best is 0.1 (adapters)
+    assert variant["paired_geomeans"] == pytest.approx((0.1, 0.3))
+    rob = targets.robustness(records, ["dir"])
+    assert rob["auto"]["worst"] == pytest.approx(0.3 / 0.05)  # seed 0 of dir: best 0.05
+    assert rob["auto[reprobe_every=500]"]["worst"] == pytest.approx(0.1 / 0.05)
