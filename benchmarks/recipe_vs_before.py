@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lightning_pinn.benchmark import current_records, load_results
+from lightning_pinn.benchmark import column, current_records, load_results
 from lightning_pinn.run import load_recipe
 
 
@@ -35,7 +35,7 @@ def best_before(files: Iterable[Iterable[Mapping[str, Any]]]) -> dict[str, tuple
         groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         for r in records:
             steps = r.get("max_steps") or r.get("steps")
-            groups[(r["problem"], r["strategy"], steps)].append(r["rel_l2"])
+            groups[(r["problem"], column(r), steps)].append(r["rel_l2"])
         for (problem, strategy, steps), values in groups.items():
             median = statistics.median(values)
             if problem not in best or median < best[problem][0]:
@@ -55,7 +55,7 @@ def recipe_medians(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[floa
             current = r.get("recipe") == "default" and r.get("budget_scale") == 1.0
             if current and r.get("recipe_digest") == load_recipe(problem).digest:
                 groups[problem].append(r["rel_l2"])
-        elif r["strategy"] == own[problem]:
+        elif column(r) == own[problem]:
             groups[problem].append(r["rel_l2"])
     return {p: (statistics.median(v), own[p], len(v)) for p, v in groups.items()}
 

@@ -516,6 +516,9 @@ def test_recipe_vs_before_compares_the_recipes_own_strategy_with_the_best_before
     # helmholtz's recipe trains with reweight: `none` is not its own strategy
     now = module.recipe_medians([*mapped, accuracy_record, stale])
     assert now["helmholtz"] == (0.003, "reweight", 2)
+    # a variant of the recipe's strategy (a re-probing cell) is not the recipe's own run
+    variant = {**rec("helmholtz", "reweight", 5.0), "run_options": {"reprobe_every": 500}}
+    assert module.recipe_medians([*mapped, accuracy_record, variant]) == now
     (row,) = module.rows(now, before)
     assert row[0] == "helmholtz" and row[-1] == "0.30"
 
