@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lightning_pinn.benchmark import (
@@ -72,7 +72,10 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
         {s: _geomean([r["all_medians"][s] for r in complete]) for s in COLUMNS} if complete else {}
     )
     best_constant = min(CONSTANT, key=lambda s: geo[s]) if geo else None
-    modes = {mode: mode_targets(rows, mode) for mode in (*MODES, *_variants(rows))}
+    modes = {
+        mode: mode_targets(rows, mode)
+        for mode in (*MODES, *_variants(c for r in rows for c in r["all_medians"]))
+    }
     return {
         "rows": rows,
         "picks": picks,
@@ -90,9 +93,10 @@ def half_summary(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -
     }
 
 
-def _variants(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The variant columns of ``auto`` modes in ``rows`` (e.g. ``auto[reprobe_every=500]``)."""
-    return sorted({c for r in rows for c in r["all_medians"] if "[" in c})
+def _variants(columns: Iterable[str]) -> list[str]:
+    """The variant columns among ``columns`` (:func:`~lightning_pinn.benchmark.column` names
+    them ``mode[options]``, e.g. ``auto[reprobe_every=500]``), sorted."""
+    return sorted({c for c in columns if "[" in c})
 
 
 def mode_targets(rows: Sequence[Mapping[str, Any]], mode: str) -> dict[str, Any]:
@@ -143,7 +147,7 @@ def robustness(records: Sequence[Mapping[str, Any]], configs: Sequence[str]) -> 
     for r in records:
         if r["problem"] in configs and r.get("rel_l2") is not None:
             table.setdefault((r["problem"], r["seed"]), {})[column(r)] = r["rel_l2"]
-    variants = sorted({c for row in table.values() for c in row if "[" in c})
+    variants = _variants(c for row in table.values() for c in row)
     out: dict[str, Any] = {}
     for strategy in (*COLUMNS, ESCALATED, *variants):
         ratios = [
