@@ -4,6 +4,11 @@
 
 (each DIR may also be a ``.jsonl`` results file; ``--seed N`` compares seed N only)
 
+Below the table, each variant is paired run by run (same problem, same seed) with the map's
+default ``adapters`` cell and with its ``reweight`` cell: the number of pairs, the seeds they
+cover, the geometric mean of the ratios and how many pairs the variant wins. Only records made
+with their recipe's current version count (``current_records``).
+
 ``MAP_DIR/results.jsonl`` holds the regime map (strategies none, reweight, adapters, ...);
 each ``DIR/results.jsonl`` an ablation run of ``lightning-pinn benchmark --strategies adapters
 --module-options ...``. Prints one row per problem: the median rel L2 over seeds of each
@@ -12,11 +17,12 @@ fixed strategy and of each ablation variant (``—`` where not run).
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from collections import defaultdict
 
-from lightning_pinn.benchmark import load_results
+from lightning_pinn.benchmark import current_records, load_results
 
 
 def _medians(records, strategy=None, seed=None):
@@ -27,6 +33,29 @@ def _medians(records, strategy=None, seed=None):
         if strategy is None or r["strategy"] == strategy:
             by_problem[r["problem"]].append(r["rel_l2"])
     return {p: statistics.median(v) for p, v in by_problem.items()}
+
+
+def _by_run(records, strategy=None, seed=None):
+    """``{(problem, seed): rel L2}`` of one strategy (``None``: every record)."""
+    return {
+        (r["problem"], r["seed"]): r["rel_l2"]
+        for r in records
+        if (seed is None or r["seed"] == seed) and (strategy is None or r["strategy"] == strategy)
+    }
+
+
+def _paired(name, variant, baseline, against):
+    """One line: the variant against a baseline's cells of the same problem and seed."""
+    pairs = [(variant[k], baseline[k]) for k in sorted(variant) if k in baseline]
+    if not pairs:
+        return f"| {name} | {against} | 0 | — | — | — |"
+    seeds = sorted({k[1] for k in variant if k in baseline})
+    geo = math.exp(statistics.fmean(math.log(v / b) for v, b in pairs))
+    wins = sum(v < b for v, b in pairs)
+    return (
+        f"| {name} | {against} | {len(pairs)} | {','.join(map(str, seeds))} | {geo:.3f} "
+        f"| {wins} of {len(pairs)} |"
+    )
 
 
 def _path(where: str) -> str:
@@ -43,11 +72,14 @@ def main(argv: list[str]) -> None:
         i = argv.index("--seed")
         seed = int(argv[i + 1])
         argv = argv[:i] + argv[i + 2 :]
-    records = load_results(_path(argv[0]))
+    records = current_records(load_results(_path(argv[0])))
     columns = {s: _medians(records, s, seed) for s in ("none", "reweight", "adapters")}
+    runs = {}
     for spec in argv[1:]:
         name, _, folder = spec.partition("=")
-        columns[name] = _medians(load_results(_path(folder)), seed=seed)
+        variant = current_records(load_results(_path(folder)))
+        columns[name] = _medians(variant, seed=seed)
+        runs[name] = _by_run(variant, seed=seed)
     problems = sorted(
         {
             p
@@ -61,6 +93,13 @@ def main(argv: list[str]) -> None:
     for p in problems:
         cells = [f"{columns[c][p]:.3g}" if p in columns[c] else "—" for c in columns]
         print(f"| {p} | " + " | ".join(cells) + " |")
+    print()
+    print("| variant | against | pairs | seeds | geo-mean ratio | variant wins |")
+    print("|---|---|---:|---|---:|---:|")
+    for against in ("adapters", "reweight"):
+        baseline = _by_run(records, against, seed)
+        for name, variant in runs.items():
+            print(_paired(name, variant, baseline, against))
 
 
 if __name__ == "__main__":

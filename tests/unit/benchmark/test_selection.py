@@ -892,3 +892,31 @@ def test_targets16_reports_a_variant_against_plain_auto_on_the_same_configuratio
     rob = targets.robustness(records, ["dir"])
     assert rob["auto"]["worst"] == pytest.approx(0.3 / 0.05)  # seed 0 of dir: best 0.05
     assert rob["auto[reprobe_every=500]"]["worst"] == pytest.approx(0.1 / 0.05)
+
+
+def test_ablation_table_pairs_each_variant_run_by_run_with_the_map(tmp_path, capsys):
+    module = _script("ablation_table")
+
+    def rec(problem, strategy, seed, rel):
+        return {"problem": problem, "strategy": strategy, "seed": seed, "rel_l2": rel}
+
+    map_file, variant_file = tmp_path / "map.jsonl", tmp_path / "v.jsonl"
+    map_records = [
+        rec("a", "adapters", 0, 1.0),
+        rec("a", "adapters", 1, 2.0),
+        rec("b", "adapters", 0, 1.0),
+        rec("a", "reweight", 0, 0.5),
+        rec("a", "none", 0, 3.0),
+    ]
+    # "a" seed 0: 4x better than adapters; seed 1: 4x worse (cancels); "b" seed 0: 2x
+    # better; "b" seed 2 has no map cell and is left out of the pairs
+    variant = [rec("a", "adapters", 0, 0.25), rec("a", "adapters", 1, 8.0)]
+    variant += [rec("b", "adapters", 0, 0.5), rec("b", "adapters", 2, 0.1)]
+    map_file.write_text("".join(json.dumps(r) + "\n" for r in map_records))
+    variant_file.write_text("".join(json.dumps(r) + "\n" for r in variant))
+    module.main([str(map_file), f"v={variant_file}"])
+    out = capsys.readouterr().out
+    assert "| v | adapters | 3 | 0,1 | 0.794 | 2 of 3 |" in out  # (1/4 * 4 * 1/2)^(1/3)
+    assert "| v | reweight | 1 | 0 | 0.500 | 1 of 1 |" in out
+    module.main([str(map_file), f"v={variant_file}", "--seed", "1"])
+    assert "| v | adapters | 1 | 1 | 4.000 | 0 of 1 |" in capsys.readouterr().out
