@@ -250,7 +250,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         else {},
         "final_weights": dict(module.named_loss_weights()),
         "coefficients": {
-            n: {"value": float(p), "true": problem.true_values().get(n)}
+            n: {"value": float(p.detach()), "true": problem.true_values().get(n)}
             for n, p in module.coefficients.items()
         },
         "skipped_steps": module.skipped_steps,

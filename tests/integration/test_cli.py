@@ -166,3 +166,34 @@ def test_bad_interventions_are_rejected(text, message, capsys):
     with pytest.raises(SystemExit):
         main(["run", "burgers", "--interventions", text])
     assert message in capsys.readouterr().err
+
+
+def test_an_inverse_runs_summary_reads_its_coefficients_without_autograd_warnings(
+    tmp_path, run_cli
+):
+    proc = run_cli(
+        "run",
+        "heat_inverse",
+        "--recipe",
+        "vanilla",
+        "--max-steps",
+        "4",
+        "--probe-steps",
+        "2",
+        "--points",
+        "residual=32,boundary=8",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress-bar",
+        "--no-plots",
+        "--no-checkpoint",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert summary["coefficients"] and all(
+        isinstance(c["value"], float) for c in summary["coefficients"].values()
+    )
+    assert "requires_grad=True to a scalar" not in proc.stderr
