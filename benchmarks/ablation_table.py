@@ -2,10 +2,13 @@
 
     python benchmarks/ablation_table.py MAP_DIR NAME=DIR [NAME=DIR ...]
 
-(each DIR may also be a ``.jsonl`` results file; ``--seed N`` compares seed N only)
+(each DIR may also be a ``.jsonl`` results file, and ``NAME=FILE:STRATEGY`` takes one
+strategy's records of a file, e.g. ``default=docs/data/recipe_map.jsonl:adapters``;
+``--seed N`` compares seed N only; ``--half calibration|held-out`` keeps one half of the
+registry's split, :func:`lightning_pinn.benchmark.split_configs`)
 
 Below the table, each variant is paired run by run (same problem, same seed) with the map's
-default ``adapters`` cell and with its ``reweight`` cell: the number of pairs, the seeds they
+default ``adapters`` cell, its ``reweight`` cell and its ``none`` cell: the number of pairs, the seeds they
 cover, the geometric mean of the ratios and how many pairs the variant wins. Only records made
 with their recipe's current version count (``current_records``).
 
@@ -22,7 +25,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-from lightning_pinn.benchmark import current_records, load_results
+from lightning_pinn.benchmark import current_records, load_results, split_configs
 
 
 def _medians(records, strategy=None, seed=None):
@@ -63,21 +66,51 @@ def _path(where: str) -> str:
     return where if where.endswith(".jsonl") else f"{where}/results.jsonl"
 
 
+def _option(argv: list[str], flag: str) -> tuple[list[str], str | None]:
+    """``argv`` without ``flag VALUE``, and the value (``None``: not given)."""
+    if flag not in argv:
+        return argv, None
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2 :], argv[i + 1]
+
+
+def _load(spec: str, half: set[str] | None) -> list[dict]:
+    """Current records of ``DIR``, ``FILE.jsonl`` or ``FILE.jsonl:STRATEGY``, in ``half``."""
+    where, strategy = spec, ""
+    head, _, tail = spec.rpartition(":")
+    if head and tail in _STRATEGIES:
+        where, strategy = head, tail
+    records = current_records(load_results(_path(where)))
+    return [
+        r
+        for r in records
+        if (not strategy or r["strategy"] == strategy) and (half is None or r["problem"] in half)
+    ]
+
+
+_STRATEGIES = ("none", "reweight", "adapters", "surgery", "auto", "auto-guarded")
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         print(__doc__)
         return
-    seed = None
-    if "--seed" in argv:  # compare one seed only (the ablations ran seed 0)
-        i = argv.index("--seed")
-        seed = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2 :]
-    records = current_records(load_results(_path(argv[0])))
+    argv, seed_text = _option(argv, "--seed")  # one seed only (the first ablations: seed 0)
+    argv, half_name = _option(argv, "--half")
+    seed = None if seed_text is None else int(seed_text)
+    half = None
+    if half_name is not None:
+        if half_name not in ("calibration", "held-out"):
+            raise SystemExit(f"--half must be calibration or held-out, got {half_name!r}")
+        everything = sorted({r["problem"] for r in load_results(_path(argv[0]))})
+        calibration, held_out = split_configs(everything)
+        half = set(calibration if half_name == "calibration" else held_out)
+    records = _load(argv[0], half)
     columns = {s: _medians(records, s, seed) for s in ("none", "reweight", "adapters")}
     runs = {}
     for spec in argv[1:]:
         name, _, folder = spec.partition("=")
-        variant = current_records(load_results(_path(folder)))
+        variant = _load(folder, half)
         columns[name] = _medians(variant, seed=seed)
         runs[name] = _by_run(variant, seed=seed)
     problems = sorted(
@@ -96,7 +129,7 @@ def main(argv: list[str]) -> None:
     print()
     print("| variant | against | pairs | seeds | geo-mean ratio | variant wins |")
     print("|---|---|---:|---|---:|---:|")
-    for against in ("adapters", "reweight"):
+    for against in ("adapters", "reweight", "none"):
         baseline = _by_run(records, against, seed)
         for name, variant in runs.items():
             print(_paired(name, variant, baseline, against))

@@ -918,5 +918,28 @@ def test_ablation_table_pairs_each_variant_run_by_run_with_the_map(tmp_path, cap
     out = capsys.readouterr().out
     assert "| v | adapters | 3 | 0,1 | 0.794 | 2 of 3 |" in out  # (1/4 * 4 * 1/2)^(1/3)
     assert "| v | reweight | 1 | 0 | 0.500 | 1 of 1 |" in out
+    assert "| v | none | 1 | 0 | 0.083 | 1 of 1 |" in out
     module.main([str(map_file), f"v={variant_file}", "--seed", "1"])
     assert "| v | adapters | 1 | 1 | 4.000 | 0 of 1 |" in capsys.readouterr().out
+    # one strategy of a file as the variant: the map's own adapters against its reweight
+    module.main([str(map_file), f"d={map_file}:adapters"])
+    assert "| d | reweight | 1 | 0 | 2.000 | 0 of 1 |" in capsys.readouterr().out
+
+
+def test_ablation_table_keeps_one_half_of_the_registrys_split(tmp_path, capsys):
+    module = _script("ablation_table")
+    calibration, held_out = benchmark.split_configs(["burgers", "wave"])
+    assert calibration == ["wave"] and held_out == ["burgers"]
+    rows = [
+        {"problem": p, "strategy": s, "seed": 0, "rel_l2": v}
+        for p in ("burgers", "wave")
+        for s, v in (("adapters", 1.0), ("reweight", 2.0))
+    ]
+    path = tmp_path / "map.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    module.main([str(path), f"d={path}:reweight", "--half", "held-out"])
+    out = capsys.readouterr().out
+    assert "| burgers |" in out and "| wave |" not in out
+    assert "| d | adapters | 1 | 0 | 2.000 | 0 of 1 |" in out
+    with pytest.raises(SystemExit, match="--half must be"):
+        module.main([str(path), "--half", "both"])
