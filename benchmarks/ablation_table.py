@@ -8,9 +8,9 @@ strategy's records of a file, e.g. ``default=docs/data/recipe_map.jsonl:adapters
 registry's split, :func:`lightning_pinn.benchmark.split_configs`)
 
 Below the table, each variant is paired run by run (same problem, same seed) with the map's
-default ``adapters`` cell, its ``reweight`` cell and its ``none`` cell: the number of pairs, the seeds they
-cover, the geometric mean of the ratios and how many pairs the variant wins. Only records made
-with their recipe's current version count (``current_records``).
+default ``adapters`` cell, its ``reweight`` cell and its ``none`` cell: the number of pairs,
+the seeds they cover, the geometric mean of the ratios and how many pairs the variant wins.
+Only records made with their recipe's current version count (``current_records``).
 
 ``MAP_DIR/results.jsonl`` holds the regime map (strategies none, reweight, adapters, ...);
 each ``DIR/results.jsonl`` an ablation run of ``lightning-pinn benchmark --strategies adapters
