@@ -49,10 +49,11 @@ def _by_run(records, strategy=None, seed=None):
 
 def _paired(name, variant, baseline, against):
     """One line: the variant against a baseline's cells of the same problem and seed."""
-    pairs = [(variant[k], baseline[k]) for k in sorted(variant) if k in baseline]
-    if not pairs:
+    keys = [k for k in sorted(variant) if k in baseline]
+    if not keys:
         return f"| {name} | {against} | 0 | — | — | — |"
-    seeds = sorted({k[1] for k in variant if k in baseline})
+    pairs = [(variant[k], baseline[k]) for k in keys]
+    seeds = sorted({seed for _, seed in keys})
     geo = math.exp(statistics.fmean(math.log(v / b) for v, b in pairs))
     wins = sum(v < b for v, b in pairs)
     return (
@@ -74,21 +75,18 @@ def _option(argv: list[str], flag: str) -> tuple[list[str], str | None]:
     return argv[:i] + argv[i + 2 :], argv[i + 1]
 
 
-def _load(spec: str, half: set[str] | None) -> list[dict]:
-    """Current records of ``DIR``, ``FILE.jsonl`` or ``FILE.jsonl:STRATEGY``, in ``half``."""
-    where, strategy = spec, ""
-    head, _, tail = spec.rpartition(":")
-    if head and tail in _STRATEGIES:
-        where, strategy = head, tail
+def _load(spec: str) -> list[dict]:
+    """Current records of ``DIR``, ``FILE.jsonl`` or ``FILE.jsonl:STRATEGY``."""
+    where, _, strategy = spec.rpartition(":")
+    if not where.endswith(".jsonl"):  # no strategy named (a folder, or a plain file)
+        where, strategy = spec, ""
     records = current_records(load_results(_path(where)))
-    return [
-        r
-        for r in records
-        if (not strategy or r["strategy"] == strategy) and (half is None or r["problem"] in half)
-    ]
+    return [r for r in records if not strategy or r["strategy"] == strategy]
 
 
-_STRATEGIES = ("none", "reweight", "adapters", "surgery", "auto", "auto-guarded")
+def _in(records: list[dict], half: set[str] | None) -> list[dict]:
+    """The records of the problems in ``half`` (``None``: all of them)."""
+    return records if half is None else [r for r in records if r["problem"] in half]
 
 
 def main(argv: list[str]) -> None:
@@ -98,19 +96,18 @@ def main(argv: list[str]) -> None:
     argv, seed_text = _option(argv, "--seed")  # one seed only (the first ablations: seed 0)
     argv, half_name = _option(argv, "--half")
     seed = None if seed_text is None else int(seed_text)
-    half = None
+    records, half = _load(argv[0]), None
     if half_name is not None:
         if half_name not in ("calibration", "held-out"):
             raise SystemExit(f"--half must be calibration or held-out, got {half_name!r}")
-        everything = sorted({r["problem"] for r in load_results(_path(argv[0]))})
-        calibration, held_out = split_configs(everything)
+        calibration, held_out = split_configs(sorted({r["problem"] for r in records}))
         half = set(calibration if half_name == "calibration" else held_out)
-    records = _load(argv[0], half)
+    records = _in(records, half)
     columns = {s: _medians(records, s, seed) for s in ("none", "reweight", "adapters")}
     runs = {}
     for spec in argv[1:]:
         name, _, folder = spec.partition("=")
-        variant = _load(folder, half)
+        variant = _in(_load(folder), half)
         columns[name] = _medians(variant, seed=seed)
         runs[name] = _by_run(variant, seed=seed)
     problems = sorted(
