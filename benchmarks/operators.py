@@ -12,8 +12,9 @@ backward pass to the network parameters, as in a training step.
   ``operators`` (``gradient`` then ``hessian_diag(grad=...)``, what the problem uses) and
   ``jet`` (the forward-mode :func:`~lightning_pinn.operators.jet`).
 - Laplacian of an adapter-wrapped trunk (``PerLossAdapter``, K = 3, rank 4, tanh 5-64x4-1,
-  1000 points): the old slow path (``vmap`` forward-over-reverse, which every wrapped trunk
-  took), d reverse passes, and the new forward-mode fast path.
+  1000 points), with linear and with nonlinear (tanh branch) adapters: the old slow path
+  (``vmap`` forward-over-reverse, which every wrapped trunk took, and the nonlinear form until
+  the jet learnt its branch), d reverse passes, and the forward-mode fast path.
 """
 
 from __future__ import annotations
@@ -114,16 +115,17 @@ def main() -> None:
         "Burgers residual + backward, tanh 2-64x4-1, N=2000",
         measure(burgers_variants(burgers, x), args.rounds),
     )
-    adapted = PerLossAdapter(MLP(5, 1, width=64, depth=4), num_losses=3, rank=4)
-    with torch.no_grad():
-        for name, p in adapted.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.1)
     x5 = torch.rand(1000, 5)
-    report(
-        "Laplacian + backward, PerLossAdapter(tanh 5-64x4-1), N=1000",
-        measure(laplacian_variants(adapted, x5), args.rounds),
-    )
+    for form in ("linear", "nonlinear"):
+        adapted = PerLossAdapter(MLP(5, 1, width=64, depth=4), num_losses=3, rank=4, form=form)
+        with torch.no_grad():
+            for name, p in adapted.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.1)
+        report(
+            f"Laplacian + backward, PerLossAdapter(tanh 5-64x4-1, form={form}), N=1000",
+            measure(laplacian_variants(adapted, x5), args.rounds),
+        )
 
 
 if __name__ == "__main__":

@@ -114,8 +114,14 @@ class AdapterLinear(nn.Module):
         b_cat = torch.cat(list(self.lora_B), dim=1)  # (out, K r)
         return a_cat, b_cat
 
-    def _selected(self) -> tuple[Tensor, Tensor, float] | None:
-        """``(A [m, in], B [out, m], coefficient)`` of the active adapters, None for none."""
+    def active_factors(self) -> tuple[Tensor, Tensor, float] | None:
+        """``(A [m, in], B [out, m], coefficient)`` of the active adapters, None for none.
+
+        Every adapter's factors concatenated (``m = K r``) for all K or ``"mean"`` (with the
+        coefficient divided by K), adapter k's alone (``m = r``) under ``active = k``. The
+        adapter term is ``coefficient · B A`` (linear form) or ``coefficient · tanh(x Aᵀ) Bᵀ``
+        (nonlinear form; ``tanh`` acts per rank row, so the concatenation sums the branches).
+        """
         active = self.active
         if active is None:
             a_cat, b_cat = self._factors()
@@ -144,7 +150,7 @@ class AdapterLinear(nn.Module):
             raise ValueError(
                 "a nonlinear adapter branch has no effective weight: it cannot be folded into W"
             )
-        selected = self._selected()
+        selected = self.active_factors()
         if selected is None:
             return self.base_layer.weight
         a, b, coefficient = selected
@@ -155,7 +161,7 @@ class AdapterLinear(nn.Module):
         if self.form == "linear":
             return F.linear(x, self.effective_weight(), self.base_layer.bias)
         y = F.linear(x, self.base_layer.weight, self.base_layer.bias)
-        selected = self._selected()
+        selected = self.active_factors()
         if selected is None:
             return y
         a, b, coefficient = selected

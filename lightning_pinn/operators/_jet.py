@@ -73,13 +73,11 @@ def jet_layers(fn: object) -> list[nn.Module] | None:
 
     Supported: ``nn.Sequential``, :class:`~lightning_pinn.networks.MLP` and
     :class:`~lightning_pinn.PerLossAdapter` containers (nested freely) of ``nn.Linear``,
-    :class:`~lightning_pinn.adapters.AdapterLinear` (linear form, whichever adapters are
-    active), ``nn.Identity`` and the activations in :data:`ACTIVATIONS`.
+    :class:`~lightning_pinn.adapters.AdapterLinear` (linear or nonlinear form, whichever
+    adapters are active), ``nn.Identity`` and the activations in :data:`ACTIVATIONS`.
     """
     if not isinstance(fn, nn.Module):
         return None
-    if isinstance(fn, AdapterLinear) and fn.form != "linear":
-        return None  # a nonlinear adapter branch: the reverse-mode path handles it
     if isinstance(fn, (nn.Linear, AdapterLinear, nn.Identity)) or type(fn) in ACTIVATIONS:
         return [fn]
     children = _children(fn)
@@ -138,6 +136,9 @@ def propagate(
     for layer in layers:
         if isinstance(layer, nn.Identity):
             continue
+        if isinstance(layer, AdapterLinear) and layer.form != "linear":
+            z, first, second = _tanh_branch(layer, z, first, second, pair_idx, lap_idx)
+            continue
         if isinstance(layer, (nn.Linear, AdapterLinear)):
             weight, bias = _affine(layer)
             z = nn.functional.linear(z, weight, bias)
@@ -153,6 +154,41 @@ def propagate(
     if second is None and rows:
         second = torch.zeros((rows, *z.shape), dtype=z.dtype, device=z.device)
     return z, first.expand(len(directions), *z.shape), second
+
+
+def _tanh_branch(
+    layer: AdapterLinear,
+    z: Tensor,
+    first: Tensor,
+    second: Tensor | None,
+    pair_idx: list[tuple[int, int]],
+    lap_idx: list[int] | None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The nonlinear adapter layer ``y = z Wᵀ + b + c · tanh(z Aᵀ) Bᵀ`` and its derivatives.
+
+    The branch ``h = z Aᵀ`` is itself affine then element-wise, so its jet follows the same two
+    rules as the trunk's layers; ``A`` and ``B`` are the active adapters' factors
+    (:meth:`AdapterLinear.active_factors`), so one pass serves the summed and per-loss designs.
+    """
+    weight = layer.weight
+    value = nn.functional.linear(z, weight, layer.bias)
+    d1 = first @ weight.T
+    d2 = None if second is None else second @ weight.T
+    factors = layer.active_factors()
+    if factors is None:
+        return value, d1, d2
+    a, b, coefficient = factors
+    t, t1, t2 = _tanh(nn.functional.linear(z, a))  # (N, m)
+    h1 = first @ a.T  # (D, ., m)
+    value = value + coefficient * nn.functional.linear(t, b)
+    d1 = d1 + coefficient * ((t1 * h1) @ b.T)
+    if pair_idx or lap_idx is not None:
+        h2 = t2 * _products(h1, pair_idx, lap_idx)  # (S, N, m)
+        if second is not None:
+            h2 = torch.addcmul(h2, t1, second @ a.T)
+        branch = coefficient * (h2 @ b.T)
+        d2 = branch if d2 is None else d2 + branch
+    return value, d1, d2
 
 
 def _products(first: Tensor, pair_idx: list[tuple[int, int]], lap_idx: list[int] | None) -> Tensor:

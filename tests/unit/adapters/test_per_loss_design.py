@@ -123,7 +123,7 @@ def test_nonlinear_branch():
     with pytest.raises(ValueError, match="cannot be folded"):
         model.merged(1)
     torch.testing.assert_close(model.merged("trunk")(x), _trunk_only(model)(x))
-    assert jet_layers(model) is None  # the jet falls back to reverse mode
+    assert jet_layers(model) is not None  # the forward-mode jet handles the tanh branch
 
 
 def _trunk_only(model: PerLossAdapter) -> nn.Module:

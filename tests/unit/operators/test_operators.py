@@ -1,7 +1,7 @@
 """Every operator against plain ``torch.autograd.grad``: values and parameter gradients.
 
 Trunks: a tanh MLP, the same wrapped in ``PerLossAdapter`` with random B factors (so the
-adapters change the function), a SiLU/sigmoid ``nn.Sequential`` (all three on the forward-mode
+adapters change the function; linear and nonlinear adapter forms), a SiLU/sigmoid ``nn.Sequential`` (all three on the forward-mode
 fast path) and a sine network of unknown structure (the reverse-mode fallback).
 """
 
@@ -40,8 +40,8 @@ class SineNet(nn.Module):
         return self.b(torch.sin(self.a(x)))
 
 
-def _adapted() -> nn.Module:
-    model = PerLossAdapter(MLP(D, M, width=8, depth=3), num_losses=3, rank=2)
+def _adapted(**options: object) -> nn.Module:
+    model = PerLossAdapter(MLP(D, M, width=8, depth=3), num_losses=3, rank=2, **options)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -52,6 +52,10 @@ def _adapted() -> nn.Module:
 TRUNKS = {
     "tanh_mlp": lambda: MLP(D, M, width=8, depth=3),
     "adapters": _adapted,
+    "adapters_nonlinear": lambda: _adapted(form="nonlinear"),  # tanh branches, all K summed
+    "adapters_nonlinear_mean": lambda: _adapted(
+        form="nonlinear", mode="per_loss", predict_with="mean"
+    ),
     "silu_sigmoid": lambda: nn.Sequential(
         nn.Linear(D, 8), nn.SiLU(), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, M)
     ),
@@ -176,6 +180,25 @@ def test_adapters_change_the_function_and_take_the_fast_path() -> None:
     torch.testing.assert_close(jet(plain, x).value, adapted(x))  # merged: same function
     base = PerLossAdapter(MLP(D, M, width=8, depth=3), num_losses=3, rank=2).double()
     assert not torch.allclose(base(x), adapted(x))
+
+
+@pytest.mark.parametrize("form", ["linear", "nonlinear"])
+def test_jet_follows_the_per_loss_scope(form: str) -> None:
+    """Inside ``scope(k)`` the fast path uses adapter k only, as the network's forward does."""
+    model = _adapted(form=form, mode="per_loss").double()
+    x = torch.rand(N, D, dtype=torch.float64) * 2 - 1
+    values = []
+    for k in range(3):
+        with model.scope(k):
+            assert jet_layers(model) is not None
+            u, jac, hess = _reference(model, x)
+            out = jet(model, x, second=PAIRS)
+        torch.testing.assert_close(out.value, u, **TOL[torch.float64])
+        torch.testing.assert_close(out.first, jac, **TOL[torch.float64])
+        for i, j in PAIRS:
+            torch.testing.assert_close(out.d2(i, j), hess[:, :, i, j], **TOL[torch.float64])
+        values.append(out.value)
+    assert not torch.allclose(values[0], values[1])  # the scopes select different functions
 
 
 def test_unknown_structures_fall_back() -> None:
