@@ -1,8 +1,9 @@
 """Every operator against plain ``torch.autograd.grad``: values and parameter gradients.
 
 Trunks: a tanh MLP, the same wrapped in ``PerLossAdapter`` with random B factors (so the
-adapters change the function; linear and nonlinear adapter forms), a SiLU/sigmoid ``nn.Sequential`` (all three on the forward-mode
-fast path) and a sine network of unknown structure (the reverse-mode fallback).
+adapters change the function; linear and nonlinear adapter forms), a SiLU/sigmoid
+``nn.Sequential`` (all on the forward-mode fast path) and a sine network of unknown structure
+(the reverse-mode fallback).
 """
 
 from __future__ import annotations
