@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -200,6 +200,9 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         self.last_record: StepRecord | None = None
         """The latest training step (:class:`StepRecord`, device tensors); what callbacks read."""
         self.train_steps: int = 0  # counted here, not trainer.global_step (Lightning #17958)
+        self.trial_feed: Callable[[Any], Any] | None = None
+        """Set by :class:`ConflictCallback`'s guarded switch while it replays the batches of a
+        data loader that cannot be rewound: maps the loader's batch to the one to train on."""
         self.skipped_steps: int = 0
         self.consecutive_skips: int = 0
         self._paths_checked = False  # each loss reaches a parameter: checked at the first step
@@ -304,6 +307,8 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         maybe_begin_lbfgs(self, batch)  # the switch to L-BFGS, when due
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        if self.trial_feed is not None:
+            batch = self.trial_feed(batch)
         if in_lbfgs_phase(self):
             return lbfgs_training_step(self, batch)
         return first_order_step(self, batch)

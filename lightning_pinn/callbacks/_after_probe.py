@@ -3,6 +3,8 @@ plain switch, then re-probes. Kept apart from ``ConflictCallback`` (which wires 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -64,15 +66,34 @@ class AfterProbe:
     def in_trial(self) -> bool:
         return self.trial is not None and self.trial.active
 
-    def start(self, trainer: L.Trainer, module: PINNModule, report: ConflictReport) -> None:
-        """At the end of the probe: begin the trials, or switch to the diagnosed intervention."""
+    def start(
+        self,
+        trainer: L.Trainer,
+        module: PINNModule,
+        report: ConflictReport,
+        held: Sequence[Any] = (),
+    ) -> None:
+        """At the end of the probe: begin the trials, or switch to the diagnosed intervention.
+
+        ``held``: the probe's last batches, the trials' scoring set when the data loader
+        cannot be rewound.
+        """
         if self.trial_steps is not None:
             self.trial = self._new_trial(report.regime)
-            self.trial.begin(trainer, module)
+            self.trial.begin(trainer, module, held)
             return
         choice = self.interventions[report.regime]
         apply_intervention(module, choice, report.regime, self.options)
         self._settle(module)
+
+    def before_step(self, module: PINNModule) -> None:
+        """Before a training step: while a trial replays a data loader's batches, the module
+        trains on the trial's batch instead of the loader's."""
+        trial = self.trial
+        if trial is not None and trial.active and trial.replay:
+            module.trial_feed = functools.partial(trial.feed, module)
+        else:
+            module.trial_feed = None
 
     def step(
         self,
@@ -88,6 +109,7 @@ class AfterProbe:
             if not self.trial.step(trainer, module):
                 return report
             report = self.trial.finished_report(report)
+            module.trial_feed = None
             publish_trial_report(trainer, report, report_directory(trainer, self.output_dir))
             self._settle(module)
             return report

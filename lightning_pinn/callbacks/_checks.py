@@ -128,20 +128,9 @@ def check_trial(
     """Raise now what the guarded switch would hit later.
 
     Raises:
-        ValueError: no data module with a rewindable stream and held-out points, a step
-            budget that ends before the trials do, or a candidate the module cannot take.
+        ValueError: a step budget that ends before the trials do, or a candidate the module
+            cannot take.
     """
-    datamodule = trainer.datamodule
-    if not (hasattr(datamodule, "rewind") and hasattr(datamodule, "held_out")):
-        raise ValueError(
-            "ConflictCallback(trial_steps=...) replays the collocation stream and scores on "
-            "held-out points: fit with a lightning_pinn CollocationDataModule (got "
-            f"{type(datamodule).__name__ if datamodule is not None else 'no data module'}). "
-            "Build one for your own points with lightning_pinn.data.CollocationDataModule("
-            "{'residual': (Box(lo, hi), n), ...}), or use problems.get(name).datamodule(); "
-            "a plain DataLoader cannot be rewound between trials. Without trial_steps the "
-            "diagnosis alone decides and any data loader works"
-        )
     n = max_candidates(callback.candidates, callback.interventions)
     needed = callback.probe_steps + n * trial_steps
     if trainer.max_steps is not None and 0 < trainer.max_steps <= needed:

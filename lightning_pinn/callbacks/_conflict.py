@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -12,6 +13,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_pinn._snapshot import to_cpu
 from lightning_pinn.callbacks._after_probe import AfterProbe
 from lightning_pinn.callbacks._checks import (
     check_escalation,
@@ -32,7 +34,7 @@ from lightning_pinn.callbacks._switching import (
     intervention_map,
     intervention_name,
 )
-from lightning_pinn.callbacks._trial import check_candidates
+from lightning_pinn.callbacks._trial import HELD_BATCHES, check_candidates, rewindable
 from lightning_pinn.diagnostics import (
     DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
@@ -94,8 +96,12 @@ class ConflictCallback(Callback):
         trial_steps: the guarded switch (docs/concepts.md): after the probe, train each
             candidate this many steps from the probe's end state (weights, adapters,
             optimizer, schedule, strategy state, data stream), score it on held-out points and
-            continue from the best one's end state. Needs a ``CollocationDataModule``; trial
-            steps count against ``max_steps``. ``None``: the diagnosis alone decides.
+            continue from the best one's end state. A ``CollocationDataModule`` is rewound
+            and gives held-out points; any other data loader's batches are recorded during
+            the first trial and replayed to the others (the same batches for every
+            candidate, kept on the CPU and in checkpoints), and the score uses the probe's
+            last 4 batches. Trial steps count against ``max_steps``. ``None``: the diagnosis
+            alone decides.
         candidates: interventions tried besides the diagnosed one (names or strategy
             objects; default ``["none", "reweight"]``); ``none`` is always tried. Order:
             diagnosed first, then as listed (the diagnosis rank in the report).
@@ -230,6 +236,13 @@ class ConflictCallback(Callback):
         self.report = self.report_dir = self._probe = self._window = self._pending_state = None
         self._missed = False
         self._pair_names = pair_names(module.loss_names)
+        self._held: deque[Any] = deque(maxlen=HELD_BATCHES)  # the probe's last batches (replay)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._after.before_step(cast(PINNModule, pl_module))
 
     @override
     def on_train_batch_end(
@@ -251,6 +264,8 @@ class ConflictCallback(Callback):
         if self.report is None and step <= self.probe_steps:
             recorder = self._recorder(pl_module, jac, probe=True)
             stats = recorder.record(jac, update, finite=finite, index=step - 1)
+            if self._records_held(trainer, step):
+                self._held.append(to_cpu(batch))
             if step == self.probe_steps:
                 self._finish_probe(trainer, pl_module)
         elif self.report is None:  # past the probe with nothing recorded (attached late)
@@ -278,6 +293,7 @@ class ConflictCallback(Callback):
             "window": self._window.state_dict() if self._window is not None else None,
             "report": self.report.to_dict() if self.report is not None else None,
             **self._after.state_dict(),
+            "held": list(self._held),
         }
 
     @override
@@ -294,8 +310,19 @@ class ConflictCallback(Callback):
         self._pending_state = state_dict
         self._after = self._new_after()
         self._after.load_state_dict(state_dict, self.report)
+        self._held = deque(state_dict.get("held", []), maxlen=HELD_BATCHES)
 
     # ------------------------------------------------------------------------------ helpers
+    def _records_held(self, trainer: L.Trainer, step: int) -> bool:
+        """Whether this probe step's batch joins the trials' scoring set: with trials on a
+        data loader that cannot be rewound, the last :data:`HELD_BATCHES` of the probe."""
+        return (
+            self.trial_steps is not None
+            and self.auto_switch
+            and step > self.probe_steps - HELD_BATCHES
+            and not rewindable(trainer.datamodule)
+        )
+
     def _log_interval(self, trainer: L.Trainer) -> int:
         if self.log_every_n_steps is not None:
             return self.log_every_n_steps
@@ -336,7 +363,8 @@ class ConflictCallback(Callback):
         if not self.report.valid:
             rank_zero_warn(f"ConflictCallback: no diagnosis, no switch: {self.report.reason}")
         elif self.auto_switch:
-            self._after.start(trainer, pl_module, self.report)
+            self._after.start(trainer, pl_module, self.report, held=list(self._held))
+        self._held.clear()
 
     def _first_switch(self) -> dict[str, str | Strategy]:
         """Regime → the intervention applied at the end of the probe: with ``escalate``,

@@ -8,6 +8,13 @@ is set. After each trial its held-out losses are scored and its end state snapsh
 start state is restored and the next candidate set. After the last one the scores are
 all-reduced (mean; identical on every rank), the best is chosen and its end state restored,
 so training continues as if the winner alone had been trained from the probe on.
+
+The data: a :class:`~lightning_pinn.data.CollocationDataModule` is rewound, so every candidate
+sees the batches an uninterrupted run would, and the score uses points no step trains on. Any
+other data loader cannot be rewound, so its batches are replayed instead: the first candidate
+trains on the loader's batches, which are recorded (on the CPU), and every later candidate is
+fed the same batches in the same order; the score uses the last :data:`HELD_BATCHES` batches of
+the probe. Training then continues with the loader's next batch.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from lightning_pinn.strategies import Strategy, strategy_names
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "HELD_BATCHES",
     "GuardedTrial",
     "check_candidates",
     "rank_candidates",
@@ -38,6 +46,16 @@ __all__ = [
 
 DEFAULT_CANDIDATES: tuple[str, ...] = ("none", "reweight")
 """Tried besides the diagnosed intervention when ``candidates`` is not given."""
+
+
+HELD_BATCHES = 4
+"""With a data loader that cannot be rewound, the trials score on the last this many batches
+of the probe (each trained on once, and the same for every candidate)."""
+
+
+def rewindable(datamodule: object) -> bool:
+    """Whether the trials can rewind ``datamodule``'s stream and draw held-out points from it."""
+    return hasattr(datamodule, "rewind") and hasattr(datamodule, "held_out")
 
 
 def waypoints(steps: int) -> tuple[int, ...]:
@@ -125,16 +143,27 @@ class GuardedTrial:
         self.during: list[Tensor] = []  # the current candidate's losses at its waypoints
         self.after_during: list[Tensor] = []  # each finished candidate's [W, K]
         self.results: tuple[TrialResult, ...] = ()
+        self.replay = False  # the data loader cannot be rewound: record and replay its batches
+        self.held: list[Any] = []  # replay: the scoring batches (the probe's last ones, CPU)
+        self.recorded: list[Any] = []  # replay: the first candidate's batches (CPU)
 
     @property
     def active(self) -> bool:
         return 0 <= self.current < len(self.candidates)
 
-    def begin(self, trainer: L.Trainer, module: PINNModule) -> None:
-        """Snapshot the start, measure the held-out losses and set the first candidate."""
-        datamodule = trainer.datamodule
-        self.start = take_snapshot(module, trainer, datamodule.consumed)
-        self.before = _held_out_losses(module, trainer)
+    def begin(self, trainer: L.Trainer, module: PINNModule, held: Sequence[Any] = ()) -> None:
+        """Snapshot the start, measure the held-out losses and set the first candidate.
+
+        ``held``: the probe's last batches (CPU), the scoring set when the data loader cannot
+        be rewound.
+        """
+        self.replay = not rewindable(trainer.datamodule)
+        if self.replay:
+            if not held:
+                raise RuntimeError("the guarded switch has no probe batches to score on")
+            self.held, self.recorded = list(held), []
+        self.start = take_snapshot(module, trainer, self._consumed(trainer))
+        self.before = self._held_out_losses(module, trainer)
         self.current, self.done_steps = 0, 0
         self._set(module)
 
@@ -142,24 +171,51 @@ class GuardedTrial:
         """Count one trained step; at a trial's end move on. True when the trials are over."""
         self.done_steps += 1
         if self.done_steps in self.waypoints:
-            self.during.append(_held_out_losses(module, trainer))
+            self.during.append(self._held_out_losses(module, trainer))
         if self.done_steps < self.steps:
             return False
-        datamodule = trainer.datamodule
-        self.after.append(_held_out_losses(module, trainer))
+        self.after.append(self._held_out_losses(module, trainer))
         k = len(module.loss_names)
         self.after_during.append(torch.stack(self.during) if self.during else torch.zeros(0, k))
         self.during = []
-        self.ends.append(take_snapshot(module, trainer, datamodule.consumed))
+        self.ends.append(take_snapshot(module, trainer, self._consumed(trainer)))
         self.current += 1
         self.done_steps = 0
         assert self.start is not None
         if self.current < len(self.candidates):
-            datamodule.rewind(restore_snapshot(module, trainer, self.start))
+            self._rewind(trainer, restore_snapshot(module, trainer, self.start))
             self._set(module)
             return False
         self._choose(trainer, module)
         return True
+
+    def feed(self, module: PINNModule, batch: Any) -> Any:
+        """The batch a trial step trains on when the loader cannot be rewound: the loader's
+        own, recorded, for the first candidate; the recorded one of the same step after it."""
+        if self.current == 0:
+            if len(self.recorded) == self.done_steps:
+                self.recorded.append(to_cpu(batch))
+            return batch
+        # a copy: losses() may mark or change its batch in place
+        batch = to_cpu(self.recorded[self.done_steps])
+        return module.transfer_batch_to_device(batch, module.device, 0)
+
+    def _consumed(self, trainer: L.Trainer) -> int:
+        return 0 if self.replay else int(trainer.datamodule.consumed)
+
+    def _rewind(self, trainer: L.Trainer, index: int) -> None:
+        if not self.replay:
+            trainer.datamodule.rewind(index)
+
+    def _held_out_losses(self, module: PINNModule, trainer: L.Trainer) -> Tensor:
+        """The unweighted losses ``[K]`` on this rank's held-out points (CPU, float64): the
+        data module's held-out batch, or the mean over the probe's last batches; the scores
+        of all ranks are averaged before the choice."""
+        if not self.replay:
+            held_out = trainer.datamodule.held_out(rank=trainer.global_rank)
+            return _losses_on(module, trainer, held_out)
+        rows = [_losses_on(module, trainer, to_cpu(batch)) for batch in self.held]
+        return torch.stack(rows).mean(dim=0)
 
     def _set(self, module: PINNModule) -> None:
         choice = self.candidates[self.current]
@@ -189,7 +245,7 @@ class GuardedTrial:
         best = int(torch.argmin(scores))  # ties: the better diagnosis rank
         if scores[0] <= scores[best] * (1.0 + self.margin):  # not beaten clearly enough
             best = 0
-        trainer.datamodule.rewind(restore_snapshot(module, trainer, self.ends[best]))
+        self._rewind(trainer, restore_snapshot(module, trainer, self.ends[best]))
         names = module.loss_names
         self.results = tuple(
             TrialResult(
@@ -209,6 +265,7 @@ class GuardedTrial:
             for i, c in enumerate(self.candidates)
         )
         self.start, self.ends = None, []  # the snapshots are no longer needed
+        self.held, self.recorded = [], []
         rank_zero_info(
             f"ConflictCallback: guarded switch keeps {self.results[best].candidate!r} "
             f"(score {float(scores[best]):.4g}) at step {module.train_steps}"
@@ -230,6 +287,9 @@ class GuardedTrial:
             "during": [to_cpu(d) for d in self.during],
             "after_during": [to_cpu(d) for d in self.after_during],
             "results": [r.to_dict() for r in self.results],
+            "replay": self.replay,
+            "held": self.held,
+            "recorded": self.recorded,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -249,12 +309,12 @@ class GuardedTrial:
             self.waypoints, self.during = (), []
             self.after_during = [torch.zeros(0, len(a)) for a in self.after]
         self.results = tuple(TrialResult.from_dict(r) for r in state["results"])
+        self.replay = bool(state.get("replay", False))
+        self.held, self.recorded = list(state.get("held", [])), list(state.get("recorded", []))
 
 
-def _held_out_losses(module: PINNModule, trainer: L.Trainer) -> Tensor:
-    """The unweighted losses ``[K]`` on this rank's held-out points (CPU, float64); the
-    scores of all ranks are averaged before the choice."""
-    batch = trainer.datamodule.held_out(rank=trainer.global_rank)
+def _losses_on(module: PINNModule, trainer: L.Trainer, batch: Any) -> Tensor:
+    """The unweighted losses ``[K]`` of ``module`` on ``batch`` (CPU, float64)."""
     # as Lightning's loops do with training batches: float64 under precision="64-true"
     batch = trainer.precision_plugin.convert_input(copy.copy(batch))
     batch = module.transfer_batch_to_device(batch, module.device, 0)

@@ -298,9 +298,106 @@ def test_candidate_the_module_cannot_take_fails_in_setup():
         _fails_in_setup(callback, 12, module=module, match="trial candidate 'adapters'")
 
 
-def test_trial_needs_the_collocation_data_module():
-    cb = ConflictCallback(probe_steps=3, trial_steps=2)
-    _fails_in_setup(cb, 20, datamodule=False, match="CollocationDataModule")
+# ------------------------------------------------- a data loader that cannot be rewound
+class _RandomPoints(torch.utils.data.IterableDataset):
+    """A user's own loader: fresh random Burgers points every step, no rewind, no held-out."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        while True:
+            x = torch.rand(64, 1, generator=generator) * 2 - 1
+            t = torch.rand(64, 1, generator=generator)
+            x0 = torch.rand(16, 1, generator=generator) * 2 - 1
+            tb = torch.rand(16, 1, generator=generator)
+            side = torch.where(torch.rand(16, 1, generator=generator) < 0.5, -1.0, 1.0)
+            yield {
+                "residual": torch.cat([x, t], 1),
+                "initial": torch.cat([x0, torch.zeros_like(x0)], 1),
+                "boundary": torch.cat([side, tb], 1),
+            }
+
+
+def _fit_loader(steps, callbacks=(), ckpt_path=None, spy=None, **trainer_kw):
+    """``_fit`` on a plain DataLoader; ``spy`` collects the residual points of every step."""
+    torch.manual_seed(0)
+    module = tiny_burgers().module()
+    if spy is not None:
+        train_step, losses, in_step = module.training_step, module.losses, [False]
+
+        def training_step(batch, batch_idx):
+            in_step[0] = True
+            try:
+                return train_step(batch, batch_idx)
+            finally:
+                in_step[0] = False
+
+        def recording_losses(batch):
+            if in_step[0]:
+                spy.append(batch["residual"].detach().clone())
+            return losses(batch)
+
+        module.training_step, module.losses = training_step, recording_losses
+    trainer = tiny_trainer(steps, callbacks, **trainer_kw)
+    loader = torch.utils.data.DataLoader(_RandomPoints(), batch_size=None)
+    trainer.fit(module, loader, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+@pytest.mark.parametrize("bad", [BAD, Ascent()], ids=["adapters", "object"])
+def test_trials_replay_the_batches_of_a_plain_data_loader(bad):
+    """Without a rewindable data module the first candidate's batches are recorded and fed to
+    the others in the same order; the known-worse candidate is still never chosen."""
+    seen: list[torch.Tensor] = []
+    cb = ConflictCallback(
+        probe_steps=PROBE,
+        trial_steps=TRIAL,
+        interventions=_everywhere(bad),
+        candidates=["none", "reweight"],
+    )
+    module, trainer = _fit_loader(PROBE + 3 * TRIAL + AFTER, [cb], spy=seen)
+    assert len(seen) == PROBE + 3 * TRIAL + AFTER == trainer.global_step
+    trials = [seen[PROBE + i * TRIAL : PROBE + (i + 1) * TRIAL] for i in range(3)]
+    for later in trials[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(trials[0], later, strict=True))
+    assert not torch.equal(trials[0][0], trials[0][1])  # the loader's own, fresh batches
+    after = seen[PROBE + 3 * TRIAL :]  # the loader again, not a replayed batch
+    assert not any(torch.equal(a, b) for a in after for b in trials[0])
+    assert [r.rank for r in cb.report.trial] == [1, 2, 3] and not cb.report.trial[0].chosen
+    assert cb.report.trial[0].score == max(r.score for r in cb.report.trial)
+    assert module.strategy_name in ("none", "reweight") and not module.has_adapters
+    assert module.trial_feed is None
+
+
+def test_replayed_trials_resume_with_their_batches(tmp_path: Path):
+    """A resumed run inside a replayed trial has the recorded batches and the scoring batches
+    (they are in the checkpoint): the trial table equals the uninterrupted run's. (Inside the
+    probe or the first trial the loader itself restarts, so only a rewindable data module
+    resumes there exactly.)"""
+
+    def run(root: Path, ckpt_path: str | None = None):
+        cb = ConflictCallback(
+            probe_steps=PROBE,
+            trial_steps=TRIAL,
+            interventions=_everywhere("adapters"),
+            candidates=["reweight", "none"],
+        )
+        ckpt = ModelCheckpoint(
+            dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}"
+        )
+        _fit_loader(PROBE + 3 * TRIAL + AFTER, [cb, ckpt], ckpt_path, enable_checkpointing=True)
+        return cb
+
+    full = run(tmp_path / "full")
+    # inside the second and the third candidate's (replayed) trials
+    for step in (PROBE + TRIAL + 1, PROBE + 2 * TRIAL + 2):
+        ckpt = tmp_path / "full" / f"step={step}.ckpt"
+        resumed = run(tmp_path / f"resumed{step}", str(ckpt))
+        assert [r.to_dict() for r in resumed.report.trial] == [
+            r.to_dict() for r in full.report.trial
+        ], step
 
 
 def test_report_files_and_logged_scores_carry_the_trial(tmp_path: Path):
