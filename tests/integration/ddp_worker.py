@@ -1,18 +1,34 @@
 """Worker for test_ddp.py: a 2-process gloo DDP run that dumps what each rank saw.
 
-Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial|escalate]]
+Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial|trial-loader|escalate]]
 
 With ``trial`` the callback runs the guarded switch (3 candidates x 2 steps after the probe);
+``trial-loader`` does the same on a plain DataLoader (each rank its own points), whose batches
+the trials record and replay;
 with ``escalate`` it reweights first and profiles a 3-step window before adding adapters.
 """
 
 import json
+import os
 import sys
 
 import lightning as L
 import torch
 
 from lightning_pinn import ConflictCallback, problems
+
+
+class Points(torch.utils.data.IterableDataset):
+    """A plain stream of this rank's collocation batches: no rewind, no held-out points."""
+
+    def __init__(self, datamodule, rank):
+        self.datamodule, self.rank = datamodule, rank
+
+    def __iter__(self):
+        index = 0
+        while True:
+            yield self.datamodule.sample(index, rank=self.rank)
+            index += 1
 
 
 class Dump(L.Callback):
@@ -35,7 +51,7 @@ def main():
     out, strategy = sys.argv[1], sys.argv[2]
     launcher = sys.argv[3] if len(sys.argv) > 3 else "ddp"
     mode = sys.argv[4] if len(sys.argv) > 4 else None
-    trial, escalate = mode == "trial", mode == "escalate"
+    trial, escalate = mode in ("trial", "trial-loader"), mode == "escalate"
     L.seed_everything(0)
     p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
     module = p.module(strategy=strategy, aggregator="pcgrad")
@@ -62,7 +78,12 @@ def main():
             Dump(out),
         ],
     )
-    trainer.fit(module, datamodule=p.datamodule(seed=0))
+    if mode == "trial-loader":
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+        loader = torch.utils.data.DataLoader(Points(p.datamodule(seed=0), rank), batch_size=None)
+        trainer.fit(module, train_dataloaders=loader)
+    else:
+        trainer.fit(module, datamodule=p.datamodule(seed=0))
 
 
 if __name__ == "__main__":

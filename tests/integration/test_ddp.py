@@ -58,9 +58,11 @@ def test_two_process_ddp_gives_one_jacobian_one_report_one_model(tmp_path, strat
 
 
 @pytest.mark.slow
-def test_two_process_guarded_switch_gives_one_choice(tmp_path):
-    """Both ranks score the candidates alike (all-reduced), choose alike, end alike."""
-    _launch(tmp_path, "none", "ddp", "trial")
+@pytest.mark.parametrize("mode", ["trial", "trial-loader"])
+def test_two_process_guarded_switch_gives_one_choice(tmp_path, mode):
+    """Both ranks score the candidates alike (all-reduced), choose alike, end alike; also on a
+    plain DataLoader, whose batches each rank records and replays."""
+    _launch(tmp_path, "none", "ddp", mode)
     r0 = json.loads((tmp_path / "report0.json").read_text())
     r1 = json.loads((tmp_path / "report1.json").read_text())
     assert r0["trial"] and r0["trial"] == r1["trial"]  # scores from each rank's own points
