@@ -33,6 +33,8 @@ def to_cpu(obj: Any) -> Any:
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
         return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple (e.g. a batch)
+        return type(obj)(*(to_cpu(v) for v in obj))
     if isinstance(obj, list | tuple):
         return type(obj)(to_cpu(v) for v in obj)
     return copy.deepcopy(obj)
