@@ -209,17 +209,21 @@ def test_without_trial_steps_nothing_changes():
     assert cb.report.to_dict()["trial"] == [] and module.strategy_name == "reweight"
 
 
+def _checkpointed_trials(root: Path) -> tuple[ConflictCallback, ModelCheckpoint]:
+    """Trials of adapters, reweight and none, and a checkpoint after every step in ``root``."""
+    cb = ConflictCallback(
+        probe_steps=PROBE,
+        trial_steps=TRIAL,
+        interventions=_everywhere("adapters"),
+        candidates=["reweight", "none"],
+    )
+    ckpt = ModelCheckpoint(dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}")
+    return cb, ckpt
+
+
 def test_resume_mid_trial_equals_uninterrupted(tmp_path: Path):
     def run(root: Path, ckpt_path: str | None = None):
-        cb = ConflictCallback(
-            probe_steps=PROBE,
-            trial_steps=TRIAL,
-            interventions=_everywhere("adapters"),
-            candidates=["reweight", "none"],
-        )
-        ckpt = ModelCheckpoint(
-            dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}"
-        )
+        cb, ckpt = _checkpointed_trials(root)
         out = _fit(PROBE + 3 * TRIAL + AFTER, [cb, ckpt], ckpt_path, enable_checkpointing=True)
         return cb, out
 
@@ -378,15 +382,7 @@ def test_replayed_trials_resume_with_their_batches(tmp_path: Path):
     resumes there exactly.)"""
 
     def run(root: Path, ckpt_path: str | None = None):
-        cb = ConflictCallback(
-            probe_steps=PROBE,
-            trial_steps=TRIAL,
-            interventions=_everywhere("adapters"),
-            candidates=["reweight", "none"],
-        )
-        ckpt = ModelCheckpoint(
-            dirpath=root, every_n_train_steps=1, save_top_k=-1, filename="{step}"
-        )
+        cb, ckpt = _checkpointed_trials(root)
         _fit_loader(PROBE + 3 * TRIAL + AFTER, [cb, ckpt], ckpt_path, enable_checkpointing=True)
         return cb
 
