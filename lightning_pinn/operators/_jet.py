@@ -133,62 +133,66 @@ def propagate(
     z = x
     first = eye.unsqueeze(1)  # (D, 1, d): shared by every point until the first activation
     second: Tensor | None = None  # zero until the first activation
+    jet = (z, first, second)
     for layer in layers:
         if isinstance(layer, nn.Identity):
             continue
         if isinstance(layer, AdapterLinear) and layer.form != "linear":
-            z, first, second = _tanh_branch(layer, z, first, second, pair_idx, lap_idx)
-            continue
-        if isinstance(layer, (nn.Linear, AdapterLinear)):
-            weight, bias = _affine(layer)
-            z = nn.functional.linear(z, weight, bias)
-            first = first @ weight.T
-            if second is not None:
-                second = second @ weight.T
-            continue
-        z, s1, s2 = ACTIVATIONS[type(layer)](z)
-        if rows:
-            curv = s2 * _products(first, pair_idx, lap_idx)  # (S, N, w)
-            second = curv if second is None else torch.addcmul(curv, s1, second)
-        first = s1 * first  # (D, N, w)
+            jet = _tanh_branch(layer, jet, pair_idx, lap_idx)
+        elif isinstance(layer, (nn.Linear, AdapterLinear)):
+            jet = _affine_jet(jet, *_affine(layer))
+        else:
+            jet = _activation_jet(ACTIVATIONS[type(layer)], jet, pair_idx, lap_idx)
+    z, first, second = jet
     if second is None and rows:
         second = torch.zeros((rows, *z.shape), dtype=z.dtype, device=z.device)
     return z, first.expand(len(directions), *z.shape), second
 
 
+Triple = tuple[Tensor, Tensor, Tensor | None]
+"""``(value [N, w], first [D, ., w], second [S, ., w] or None while it is zero)``."""
+
+
+def _affine_jet(jet: Triple, weight: Tensor, bias: Tensor | None) -> Triple:
+    """``z ↦ zWᵀ + b``: every derivative ``·Wᵀ``."""
+    z, first, second = jet
+    return (
+        nn.functional.linear(z, weight, bias),
+        first @ weight.T,
+        None if second is None else second @ weight.T,
+    )
+
+
+def _activation_jet(
+    fn: Derivatives, jet: Triple, pair_idx: list[tuple[int, int]], lap_idx: list[int] | None
+) -> Triple:
+    """``z ↦ σ(z)``: ``∂_i ↦ σ' ∂_i z``, ``∂_{ij} ↦ σ' ∂_{ij} z + σ'' ∂_i z ∂_j z``."""
+    z, first, second = jet
+    value, s1, s2 = fn(z)
+    if pair_idx or lap_idx is not None:
+        curv = s2 * _products(first, pair_idx, lap_idx)  # (S, N, w)
+        second = curv if second is None else torch.addcmul(curv, s1, second)
+    return value, s1 * first, second  # first: (D, N, w)
+
+
 def _tanh_branch(
-    layer: AdapterLinear,
-    z: Tensor,
-    first: Tensor,
-    second: Tensor | None,
-    pair_idx: list[tuple[int, int]],
-    lap_idx: list[int] | None,
-) -> tuple[Tensor, Tensor, Tensor | None]:
+    layer: AdapterLinear, jet: Triple, pair_idx: list[tuple[int, int]], lap_idx: list[int] | None
+) -> Triple:
     """The nonlinear adapter layer ``y = z Wᵀ + b + c · tanh(z Aᵀ) Bᵀ`` and its derivatives.
 
-    The branch ``h = z Aᵀ`` is itself affine then element-wise, so its jet follows the same two
-    rules as the trunk's layers; ``A`` and ``B`` are the active adapters' factors
-    (:meth:`AdapterLinear.active_factors`), so one pass serves the summed and per-loss designs.
+    The branch is affine, tanh, affine, so its jet follows the trunk's own rules; ``A`` and
+    ``B`` are the active adapters' factors (:meth:`AdapterLinear.active_factors`), so one pass
+    serves the summed and per-loss designs.
     """
-    weight = layer.weight
-    value = nn.functional.linear(z, weight, layer.bias)
-    d1 = first @ weight.T
-    d2 = None if second is None else second @ weight.T
+    base = _affine_jet(jet, layer.weight, layer.bias)
     factors = layer.active_factors()
     if factors is None:
-        return value, d1, d2
+        return base
     a, b, coefficient = factors
-    t, t1, t2 = _tanh(nn.functional.linear(z, a))  # (N, m)
-    h1 = first @ a.T  # (D, ., m)
-    value = value + coefficient * nn.functional.linear(t, b)
-    d1 = d1 + coefficient * ((t1 * h1) @ b.T)
-    if pair_idx or lap_idx is not None:
-        h2 = t2 * _products(h1, pair_idx, lap_idx)  # (S, N, m)
-        if second is not None:
-            h2 = torch.addcmul(h2, t1, second @ a.T)
-        branch = coefficient * (h2 @ b.T)
-        d2 = branch if d2 is None else d2 + branch
-    return value, d1, d2
+    hidden = _activation_jet(_tanh, _affine_jet(jet, a, None), pair_idx, lap_idx)
+    branch = _affine_jet(hidden, coefficient * b, None)
+    second = branch[2] if base[2] is None else base[2] + branch[2]
+    return base[0] + branch[0], base[1] + branch[1], second
 
 
 def _products(first: Tensor, pair_idx: list[tuple[int, int]], lap_idx: list[int] | None) -> Tensor:
