@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lightning_pinn.adapters import PREDICTIONS, PerLossAdapter
 from lightning_pinn.adapters._inject import select_layers
 from lightning_pinn.adapters._layer import AdapterLinear
+from lightning_pinn.networks import WeightFactorization
 from lightning_pinn.strategies import Strategy
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "check_adapter_config",
     "check_foldable",
     "fold_and_unwrap",
+    "foldable_in_place",
     "resolve_predict_with",
+    "unwrap",
     "wrap_in_adapters",
 ]
 
@@ -141,13 +144,40 @@ def check_foldable(model: PerLossAdapter) -> None:
             "weights to rebuild them with other options; switch with the attached adapter "
             "options, or build a new module with the adapter options you want"
         )
-    if any(parametrize.is_parametrized(m.base_layer, "weight") for m in layers):
+    if not all(foldable_in_place(m.base_layer) for m in layers):
         raise ValueError(
-            "the attached adapters sit on parametrised weights (e.g. random weight "
-            "factorisation), which cannot be folded in place to rebuild them with other "
-            "options; switch with the attached adapter options, or build a new module with "
-            "the adapter options you want"
+            "the attached adapters sit on parametrised weights other than random weight "
+            "factorisation, which cannot be folded in place; switch with the attached adapter "
+            "options, or build a new module with the adapter options you want"
         )
+
+
+def _rwf_factors(layer: nn.Module) -> tuple[Tensor, Tensor] | None:
+    """``(s, V)`` of a weight under random weight factorisation alone (``W = diag(exp(s))
+    V``), else None."""
+    if not parametrize.is_parametrized(layer, "weight"):
+        return None
+    chain = layer.parametrizations.weight
+    if len(chain) != 1 or not isinstance(chain[0], WeightFactorization):
+        return None
+    return chain.original0, chain.original1
+
+
+def foldable_in_place(layer: nn.Module) -> bool:
+    """Whether an adapter on ``layer`` folds into its weight in place (plain or RWF)."""
+    return not parametrize.is_parametrized(layer, "weight") or _rwf_factors(layer) is not None
+
+
+def _fold_in_place(layer: AdapterLinear) -> None:
+    """``W <- W + ΔW`` of the active adapters; under RWF ``V <- V + ΔW / exp(s)``, s kept."""
+    base = layer.base_layer
+    weight = layer.merged_weight()
+    factors = _rwf_factors(base)
+    if factors is None:
+        base.weight.copy_(weight)
+        return
+    s, v = factors
+    v.copy_(weight / torch.exp(s).unsqueeze(-1))
 
 
 def fold_and_unwrap(model: PerLossAdapter) -> nn.Module:
@@ -161,10 +191,17 @@ def fold_and_unwrap(model: PerLossAdapter) -> nn.Module:
             in place.
     """
     check_foldable(model)
-    layers = {id(m): m for m in model.trunk.modules() if isinstance(m, AdapterLinear)}
     with torch.no_grad():
-        for layer in layers.values():
-            layer.base_layer.weight.copy_(layer.merged_weight())
+        for layer in model.trunk.modules():
+            if isinstance(layer, AdapterLinear):
+                _fold_in_place(layer)
+    return unwrap(model)
+
+
+def unwrap(model: PerLossAdapter) -> nn.Module:
+    """The plain trunk, each adapted layer replaced by its base layer; the adapters are
+    dropped, not folded (any form, parametrised weights too)."""
+    layers = {id(m): m for m in model.trunk.modules() if isinstance(m, AdapterLinear)}
     trunk = model.trunk
     if isinstance(trunk, AdapterLinear):
         return trunk.base_layer

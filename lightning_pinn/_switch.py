@@ -24,7 +24,7 @@ from lightning_pinn.strategies import (
 if TYPE_CHECKING:
     from lightning_pinn.module import PINNModule
 
-__all__ = ["adopt", "plan_switch", "switch_strategy"]
+__all__ = ["adopt", "fold_adapters", "plan_switch", "switch_strategy"]
 
 
 def adopt(module: PINNModule, strategy: str | Strategy, options: dict[str, Any]) -> Strategy:
@@ -84,3 +84,33 @@ def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[
     if isinstance(strategy, str):
         module._switch_defaults.update(options)
     module._strategy = new
+
+
+def fold_adapters(module: PINNModule) -> None:
+    """Fold the prediction's adapters into the trunk's weights and drop every adapter.
+
+    The prediction (``predict_with``) is unchanged; from here on every loss is evaluated on
+    that one function. The adapters' param group leaves the running optimizer and the
+    schedules (θ_s keeps its state). The strategy keeps its weights; with no adapters
+    attached it routes nothing to them.
+    """
+    if not module.has_adapters:
+        return
+    old = {id(p) for p in module._all_adapter_parameters()}
+    module.model = fold_and_unwrap(module.model)
+    module._adapter_config = None
+    module.refresh_parameters()
+    if module._trainer is None or not module.trainer.optimizers:
+        return
+    opt = module.trainer.optimizers[0]
+    index = next(
+        (i for i, g in enumerate(opt.param_groups) if any(id(p) in old for p in g["params"])),
+        None,
+    )
+    if index is None:
+        return
+    for p in opt.param_groups[index]["params"]:
+        opt.state.pop(p, None)
+    del opt.param_groups[index]
+    for config in module.trainer.lr_scheduler_configs:
+        del config.scheduler.base_lrs[index]

@@ -72,6 +72,12 @@ class LBFGSPhase:
             draw, at the switch). A fresh draw changes the objective, so L-BFGS restarts
             its history.
         rad_set: the point set RAD draws (the PDE residual's).
+        fold_adapters: at the switch, fold the prediction's adapters (``predict_with``) into
+            the trunk's weights and drop every adapter, so L-BFGS trains the one function
+            the run predicts on every loss (False: the adapters stay, and in per-loss mode
+            each loss keeps its own pathway). The prediction is unchanged at the switch; the
+            adapters' group leaves the first-order optimizer; a run resumed after the switch
+            restores the folded network. Linear adapters only (checked at fit start).
 
     Raises:
         ValueError: an argument out of range (the message names it and its value).
@@ -95,6 +101,7 @@ class LBFGSPhase:
     rad_c: float = 1.0
     rad_every: int = 0
     rad_set: str = "residual"
+    fold_adapters: bool = False
 
     def __post_init__(self) -> None:
         _check_int("after", self.after, 0)

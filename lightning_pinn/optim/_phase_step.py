@@ -111,10 +111,33 @@ def check_phase_fits(module: PINNModule) -> None:
     phase.check_fits(module.trainer.max_steps)
     if phase.rad_candidates:
         _check_rad(module, phase)
+    if phase.fold_adapters:
+        _check_fold(module)
     if getattr(module.trainer.precision_plugin, "scaler", None) is not None:
         raise ValueError(
             "the L-BFGS phase does not work under precision='16-mixed' (a gradient scaler "
             "cannot follow a line search); use '32-true', '64-true' or 'bf16-mixed'"
+        )
+
+
+def _check_fold(module: PINNModule) -> None:
+    """``fold_adapters`` needs adapters that fold into the weights: the attached ones, or
+    those a later switch would build (the module's switch defaults), on its layers."""
+    from lightning_pinn._adapter_config import foldable_in_place
+
+    form = (module._adapter_config or module._switch_defaults).get("form", "linear")
+    if form != "linear":
+        raise ValueError(
+            f"LBFGSPhase(fold_adapters=True) folds the adapters into the weights, but "
+            f"adapters of form={form!r} are nonlinear branches, which cannot be folded; use "
+            "form='linear' or fold_adapters=False"
+        )
+    bad = [f"model.{n}" for n, m in module.model.named_modules() if not foldable_in_place(m)]
+    if bad:
+        raise ValueError(
+            "LBFGSPhase(fold_adapters=True) folds the adapters into the weights, but layers "
+            f"{bad} have parametrised weights other than random weight factorisation, which "
+            "cannot be folded in place; remove the parametrisation or use fold_adapters=False"
         )
 
 
@@ -175,6 +198,10 @@ def maybe_begin_lbfgs(module: PINNModule, batch: Any) -> None:
     run, phase = module.lbfgs_run, module.lbfgs
     if phase is None or run.started or module.train_steps < phase.after:
         return
+    if phase.fold_adapters and module.has_adapters:
+        from lightning_pinn._switch import fold_adapters
+
+        fold_adapters(module)
     weights = module.loss_weights
     if weights is None:  # no first-order step applied: the plain sum
         weights = torch.ones(module.num_losses, device=module.device)

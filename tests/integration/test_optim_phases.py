@@ -13,7 +13,8 @@ from _support import tiny_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_pinn import ConflictCallback
+from lightning_pinn import ConflictCallback, _switch
+from lightning_pinn.adapters import AdapterLinear, PerLossAdapter
 from lightning_pinn.optim import LBFGSPhase, WarmupExponential, _phase_step
 
 F64 = torch.float64
@@ -112,6 +113,59 @@ def test_lbfgs_moves_adapters_too(tiny_trainer):
     )
 
 
+def test_fold_adapters_trains_the_prediction_alone_in_the_lbfgs_phase(tiny_trainer):
+    module = poisson(strategy="adapters", lbfgs=LBFGSPhase(after=3, max_iter=2, fold_adapters=True))
+    assert module.has_adapters
+    trainer = tiny_trainer(6)
+    trainer.fit(module, PoissonData(16))
+    assert not module.has_adapters and not isinstance(module.model, PerLossAdapter)
+    assert not any(isinstance(m, AdapterLinear) for m in module.model.modules())
+    lbfgs_params = trainer.optimizers[1].param_groups[0]["params"]
+    assert [id(p) for p in lbfgs_params] == [id(p) for p in module.shared_parameters()]
+    assert len(trainer.optimizers[0].param_groups) == 1  # the adapters' group left Adam
+    assert all(len(c.scheduler.base_lrs) == 1 for c in trainer.lr_scheduler_configs)
+
+
+def test_fold_adapters_keeps_the_function_and_the_trunk_tensors(tiny_trainer):
+    module = poisson(dtype=F64, strategy="adapters", adapter_lr_mult=10.0)
+    tiny_trainer(3, precision="64-true").fit(module, PoissonData(16, F64))
+    adapter = torch.cat([p.detach().flatten() for p in module._all_adapter_parameters()])
+    assert adapter.abs().max() > 0  # three Adam steps moved the adapters
+    grid = torch.linspace(0, 1, 33, dtype=F64)[:, None]
+    shared = [id(p) for p in module.shared_parameters()]
+    with torch.no_grad():
+        before = module(grid)
+    _switch.fold_adapters(module)
+    with torch.no_grad():
+        after = module(grid)
+    torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
+    assert [id(p) for p in module.shared_parameters()] == shared  # Adam's state stays theirs
+    assert module._all_adapter_parameters() == []
+
+
+@pytest.mark.parametrize("strategy", ["adapters", "none"], ids=["attached", "at-a-switch"])
+def test_fold_adapters_refuses_nonlinear_adapters_at_fit_start(tiny_trainer, strategy):
+    phase = LBFGSPhase(after=3, max_iter=2, fold_adapters=True)
+    module = poisson(strategy=strategy, lbfgs=phase, form="nonlinear")
+    seen = _Seen()
+    with pytest.raises(ValueError, match="nonlinear branches, which cannot be folded"):
+        tiny_trainer(6, [seen]).fit(module, PoissonData(16))
+    assert seen.lrs == []  # before the first step
+
+
+def test_fold_adapters_refuses_other_parametrisations_at_fit_start(tiny_trainer):
+    module = poisson(lbfgs=LBFGSPhase(after=3, max_iter=2, fold_adapters=True))
+    torch.nn.utils.parametrizations.weight_norm(module.model[2])
+    with pytest.raises(ValueError, match=r"layers \['model.2'\] have parametrised weights"):
+        tiny_trainer(6).fit(module, PoissonData(16))
+
+
+def test_without_fold_adapters_the_lbfgs_phase_keeps_them(tiny_trainer):
+    module = poisson(strategy="adapters", lbfgs=LBFGSPhase(after=3, max_iter=2))
+    tiny_trainer(6).fit(module, PoissonData(16))
+    assert module.has_adapters and isinstance(module.model, PerLossAdapter)
+
+
 @pytest.mark.slow
 def test_lbfgs_reaches_rel_l2_1e4_on_poisson_within_300_iterations(tiny_trainer):
     phase = LBFGSPhase(after=200, max_iter=5, history_size=50)
@@ -131,9 +185,11 @@ def test_adam_alone_does_not_reach_the_lbfgs_accuracy(tiny_trainer):
     assert rel_l2(module) > 1e-3
 
 
-def _run(tmp_path, steps, ckpt_path=None, every=None):
+def _run(tmp_path, steps, ckpt_path=None, every=None, fold=False):
     torch.manual_seed(0)
-    module = poisson(dtype=F64, lbfgs=LBFGSPhase(after=10, max_iter=3, record_every=4))
+    phase = LBFGSPhase(after=10, max_iter=3, record_every=4, fold_adapters=fold)
+    options = {"strategy": "adapters"} if fold else {}
+    module = poisson(dtype=F64, lbfgs=phase, **options)
     callbacks = []
     if every is not None:
         callbacks.append(
@@ -144,14 +200,16 @@ def _run(tmp_path, steps, ckpt_path=None, every=None):
     return module, trainer
 
 
-def test_resume_inside_the_lbfgs_phase_matches_an_uninterrupted_run(tmp_path):
-    whole, _ = _run(tmp_path / "a", 24)
-    _, trainer = _run(tmp_path / "b", 16, every=16)
+@pytest.mark.parametrize("fold", [False, True], ids=["plain", "fold-adapters"])
+def test_resume_inside_the_lbfgs_phase_matches_an_uninterrupted_run(tmp_path, fold):
+    whole, _ = _run(tmp_path / "a", 24, fold=fold)
+    _, trainer = _run(tmp_path / "b", 16, every=16, fold=fold)
     ckpt = next((tmp_path / "b").glob("*step=16.ckpt"))
     state = torch.load(ckpt, weights_only=True)  # data only: loads without pickled classes
     assert state["lightning_pinn_optim"]["lbfgs"]["steps"] == 6
     assert len(state["optimizer_states"]) == 2  # the L-BFGS history is Lightning's to save
-    resumed, trainer = _run(tmp_path / "c", 24, ckpt_path=ckpt)
+    resumed, trainer = _run(tmp_path / "c", 24, ckpt_path=ckpt, fold=fold)
+    assert not resumed.has_adapters and not whole.has_adapters  # folded, or never attached
     assert resumed.lbfgs_run.steps == whole.lbfgs_run.steps == 14
     for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)

@@ -12,6 +12,7 @@ from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_pinn import PINNModule
+from lightning_pinn._adapter_config import fold_and_unwrap
 from lightning_pinn.adapters import PerLossAdapter
 from lightning_pinn.networks import MLP, RWF, WeightFactorization, apply_rwf
 from lightning_pinn.operators import laplacian, laplacian_fwd
@@ -102,6 +103,27 @@ def test_merged_folds_a_factorised_layer_into_a_plain_linear():
     assert parametrize.is_parametrized(model.trunk.net[0].base_layer, "weight")
 
 
+def test_fold_in_place_keeps_the_factorisation_and_its_scales():
+    trunk = MLP(2, 1, width=8, depth=2, rwf=RWF())
+    model = PerLossAdapter(trunk, num_losses=2, rank=2, mode="per_loss")
+    with torch.no_grad():
+        for k in range(2):
+            for p in model.adapter_parameters(k):
+                p.normal_()
+    x = torch.randn(6, 2)
+    expected = model(x).detach()  # the prediction: trunk + the residual's adapter
+    scales = [m.base_layer.parametrizations.weight.original0.clone() for m in model.trunk.net
+              if hasattr(m, "base_layer")]
+    state = torch.get_rng_state()
+    plain = fold_and_unwrap(model)  # V <- V + dW / exp(s): the same tensors, s untouched
+    assert torch.equal(torch.get_rng_state(), state)
+    layers = [m for m in plain.net if isinstance(m, nn.Linear)]
+    assert all(parametrize.is_parametrized(m, "weight") for m in layers)
+    after = [m.parametrizations.weight.original0 for m in layers[: len(scales)]]
+    assert all(torch.equal(a, b) for a, b in zip(after, scales, strict=True))
+    torch.testing.assert_close(plain(x), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_merged_does_not_touch_the_global_rng():
     model = PerLossAdapter(MLP(2, 1, width=8, depth=2, rwf=RWF()), num_losses=2, rank=2)
     state = torch.get_rng_state()
@@ -143,3 +165,17 @@ def test_forward_mode_laplacian_reads_the_factorised_weight():
     x = torch.rand(10, 2, requires_grad=True)
     reverse = laplacian(model(x), x)
     torch.testing.assert_close(laplacian_fwd(model, x), reverse, rtol=1e-4, atol=1e-4)
+
+
+def test_adapters_on_a_factorised_trunk_rebuild_with_another_rank():
+    module = _Quadratic(MLP(2, 1, width=8, depth=2, rwf=RWF()), loss_names=("a", "b"), lr=1e-3)
+    module.set_strategy("adapters", rank=2)
+    with torch.no_grad():
+        for p in module._all_adapter_parameters():
+            p.normal_(0.0, 0.3)
+    x = torch.randn(6, 2)
+    before = module(x).detach()
+    module.set_strategy("adapters", rank=4)  # fold into V (s kept), then new adapters
+    assert module.model.rank == 4
+    assert parametrize.is_parametrized(module.model.trunk.net[2].base_layer, "weight")
+    torch.testing.assert_close(module(x).detach(), before, rtol=1e-5, atol=1e-6)
