@@ -108,6 +108,18 @@ def test_trying_a_candidate_then_none_is_bitwise_the_plain_run(bad_first):
     _assert_same_state(guarded, plain)
 
 
+def test_a_nonlinear_adapter_candidate_is_thrown_away_cleanly():
+    """Nonlinear adapters cannot be folded into the weights; the restore drops them without
+    folding (the snapshot's weights load over the trunk), so the run ends as the plain one."""
+    bad = AscentAdapters(rank=2, form="nonlinear")
+    cb = ConflictCallback(
+        probe_steps=PROBE, trial_steps=TRIAL, interventions=_everywhere(bad), candidates=["none"]
+    )
+    guarded = _fit(PROBE + 2 * TRIAL + AFTER, [cb])
+    assert [r.chosen for r in cb.report.trial] == [False, True]
+    _assert_same_state(guarded, _fit(PROBE + TRIAL + AFTER))
+
+
 @pytest.mark.parametrize("score", ["geomean", "sum", "residual"])
 @pytest.mark.parametrize("bad", [BAD, Ascent()], ids=["adapters", "object"])
 def test_known_worse_candidate_is_never_chosen(bad, score):
