@@ -13,6 +13,7 @@ from lightning_pinn.run._parsers import (
     non_negative_float,
     parse_points,
     positive_int,
+    seed_int,
 )
 
 __all__ = ["add_benchmark"]
@@ -52,7 +53,13 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"override the suite's strategies ({', '.join(benchmark.ALL_STRATEGIES)})",
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="override the suite's seeds")
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=argparse_type(seed_int),
+        default=None,
+        help="override the suite's seeds",
+    )
     p.add_argument(
         "--steps",
         type=count,

@@ -125,6 +125,10 @@ class LBFGSPhase:
                 f"LBFGSPhase rad_every={self.rad_every} re-draws the adaptive batch, which "
                 "needs rad_candidates > 0 (how many candidate points each draw scores)"
             )
+        if not isinstance(self.fold_adapters, bool):
+            raise ValueError(
+                f"LBFGSPhase fold_adapters must be True or False, got {self.fold_adapters!r}"
+            )
         if not isinstance(self.rad_set, str) or not self.rad_set:
             raise ValueError(f"LBFGSPhase rad_set must name a point set, got {self.rad_set!r}")
 

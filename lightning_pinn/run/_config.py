@@ -29,6 +29,7 @@ from lightning_pinn.run._parsers import (
     parse_points,
     positive_float,
     positive_int,
+    seed_int,
 )
 from lightning_pinn.run._threads import MAX_DEFAULT_THREADS
 from lightning_pinn.strategies import strategy_names
@@ -111,7 +112,9 @@ class RunConfig:
 
     problem: str = option("burgers", "problem name (see `lightning-pinn list`)", flag="problem")
     max_steps: int = option(TRAINER_DEFAULTS["max_steps"], "training steps", parse=positive_int)
-    seed: int = option(0, "seed of the network, the sampling and the adapters")
+    seed: int = option(
+        0, "seed of the network, the sampling and the adapters", parse=seed_int
+    )
     strategy: str = option(
         "auto",
         "auto (the probe decides) or a fixed strategy from the start",

@@ -21,6 +21,8 @@ __all__ = [
     "parse_points",
     "positive_float",
     "positive_int",
+    "seed_int",
+    "SEED_MAX",
 ]
 
 
@@ -36,6 +38,24 @@ def positive_int(text: str | int) -> int:
         raise ValueError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise ValueError(f"expected a positive integer, got {value}")
+    return value
+
+
+SEED_MAX = 2**32 - 1  # numpy's and the samplers' seed range
+
+
+def seed_int(text: str | int) -> int:
+    """``text`` as a seed: an integer in ``[0, 2**32 - 1]``.
+
+    Raises:
+        ValueError: not an integer, or out of that range.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"expected a seed in [0, {SEED_MAX}], got {value}")
     return value
 
 

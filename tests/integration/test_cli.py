@@ -67,6 +67,20 @@ def test_negative_counts_are_rejected(flag, capsys):
     assert "positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["run", "burgers", "--seed", "-1"], ["benchmark", "--seeds", "0", "4294967296"]],
+    ids=["run", "benchmark"],
+)
+def test_out_of_range_seeds_are_rejected_before_any_run(argv, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "argument --seed" in err and "expected a seed in [0, 4294967295]" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_routing_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "burgers", "--routing", "everyone"])

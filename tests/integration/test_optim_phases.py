@@ -259,6 +259,11 @@ def test_lbfgs_phase_after_max_steps_is_an_error_at_fit_start(tiny_trainer):
         ({"schedule": "exponential"}, TypeError, "schedule must be a"),
         ({"lbfgs": {"after": -3}}, ValueError, "LBFGSPhase after must be an integer >= 0"),
         ({"lbfgs": 100}, TypeError, "lbfgs must be a lightning_pinn.optim.LBFGSPhase"),
+        (
+            {"lbfgs": {"after": 3, "fold_adapters": "false"}},
+            ValueError,
+            "LBFGSPhase fold_adapters must be True or False, got 'false'",
+        ),
     ],
 )
 def test_bad_phase_arguments(kwargs, error, match):
