@@ -38,15 +38,19 @@ def anchored(cases: list[dict], anchor: str, margin: float, how: str = "geomean"
 def main(argv: list[str]) -> None:
     records = [r for path in argv for r in current_records(load_results(path))]
     cases = ts.cases(records)
-    print("| anchor | margin | calibration pick | calibration geomean error | held-out pick "
-          "| held-out geomean error | cases (cal / held) |")
+    print(
+        "| anchor | margin | calibration pick | calibration geomean error | held-out pick "
+        "| held-out geomean error | cases (cal / held) |"
+    )
     print("|---|---|---:|---:|---:|---:|---|")
     for anchor in ("reweight", "none", "adapters"):
         for m in MARGINS:
             r = anchored(cases, anchor, m)
             c, h = r["calibration"], r["held_out"]
-            print(f"| {anchor} | {m:g} | {c['pick']:.0%} | {c['geomean_error']:.3g} | "
-                  f"{h['pick']:.0%} | {h['geomean_error']:.3g} | {c['n']} / {h['n']} |")
+            print(
+                f"| {anchor} | {m:g} | {c['pick']:.0%} | {c['geomean_error']:.3g} | "
+                f"{h['pick']:.0%} | {h['geomean_error']:.3g} | {c['n']} / {h['n']} |"
+            )
 
 
 if __name__ == "__main__":

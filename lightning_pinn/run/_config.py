@@ -112,9 +112,7 @@ class RunConfig:
 
     problem: str = option("burgers", "problem name (see `lightning-pinn list`)", flag="problem")
     max_steps: int = option(TRAINER_DEFAULTS["max_steps"], "training steps", parse=positive_int)
-    seed: int = option(
-        0, "seed of the network, the sampling and the adapters", parse=seed_int
-    )
+    seed: int = option(0, "seed of the network, the sampling and the adapters", parse=seed_int)
     strategy: str = option(
         "auto",
         "auto (the probe decides) or a fixed strategy from the start",

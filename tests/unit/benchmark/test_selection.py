@@ -572,6 +572,28 @@ def test_trial_margin_replay_keeps_the_first_ranked_unless_clearly_beaten():
     assert result["residual", 0.2][half]["geomean_error"] == pytest.approx(0.1)
 
 
+def test_anchored_replay_keeps_the_anchor_unless_beaten_by_the_margin():
+    module = _script("trial_anchor")
+    records = _guarded_case(
+        {
+            "trial": [
+                {"candidate": "none", "rank": 1, "losses": {"r": 0.9}},
+                {"candidate": "reweight", "rank": 2, "losses": {"r": 1.0}},
+            ]
+        }
+    )
+    cases = module.ts.cases(records)
+    for margin, pick, error in ((0.0, 0.0, 1.0), (0.2, 1.0, 0.1)):
+        result = module.anchored(cases, "reweight", margin)
+        half = next(h for h in ("calibration", "held_out") if result[h]["n"])
+        assert result[half]["pick"] == pick
+        assert result[half]["geomean_error"] == pytest.approx(error)
+    # an anchor that was not tried falls back to the diagnosis's first-ranked candidate
+    result = module.anchored(cases, "adapters", math.inf)
+    half = next(h for h in ("calibration", "held_out") if result[h]["n"])
+    assert result[half]["geomean_error"] == pytest.approx(1.0)
+
+
 def test_shorter_trials_are_replayed_from_the_losses_during_the_trials():
     module = _script("trial_scores")
     # Half-way, none is ahead (the switch's transient); at the end reweight is.

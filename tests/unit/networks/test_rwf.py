@@ -112,8 +112,11 @@ def test_fold_in_place_keeps_the_factorisation_and_its_scales():
                 p.normal_()
     x = torch.randn(6, 2)
     expected = model(x).detach()  # the prediction: trunk + the residual's adapter
-    scales = [m.base_layer.parametrizations.weight.original0.clone() for m in model.trunk.net
-              if hasattr(m, "base_layer")]
+    scales = [
+        m.base_layer.parametrizations.weight.original0.clone()
+        for m in model.trunk.net
+        if hasattr(m, "base_layer")
+    ]
     state = torch.get_rng_state()
     plain = fold_and_unwrap(model)  # V <- V + dW / exp(s): the same tensors, s untouched
     assert torch.equal(torch.get_rng_state(), state)
