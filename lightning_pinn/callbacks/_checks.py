@@ -31,7 +31,8 @@ def check_run(
 
     Raises:
         TypeError: the module is not a :class:`~lightning_pinn.PINNModule`.
-        ValueError: fewer than 2 losses, or ``max_steps`` ends before the probe.
+        ValueError: fewer than 2 losses, or ``max_steps`` or the L-BFGS phase starts before
+            the probe ends.
     """
     if not isinstance(pl_module, PINNModule):
         raise TypeError(
@@ -49,6 +50,14 @@ def check_run(
         raise ValueError(
             f"Trainer(max_steps={trainer.max_steps}) ends before the probe of "
             f"probe_steps={probe_steps} steps; lower probe_steps or raise max_steps"
+        )
+    lbfgs = getattr(pl_module, "lbfgs", None)
+    if lbfgs is not None and lbfgs.after < probe_steps:
+        raise ValueError(
+            f"the L-BFGS phase starts after step {lbfgs.after}, inside the probe of "
+            f"probe_steps={probe_steps}: the probe profiles first-order steps (L-BFGS steps "
+            "record J only every record_every steps), so it would end without a report. Lower "
+            f"probe_steps to at most {lbfgs.after} or start L-BFGS later (LBFGSPhase(after=...))"
         )
     if log_every > 0 and trainer.log_every_n_steps > 0 and log_every % trainer.log_every_n_steps:
         rank_zero_warn(

@@ -174,6 +174,13 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             f"{problem.name} has one loss ({list(module.loss_names)}): nothing conflicts; "
             "drop --trial-steps"
         )
+    probe = cfg.effective_probe_steps
+    if module.num_losses >= 2 and module.lbfgs is not None and module.lbfgs.after < probe:
+        raise ValueError(  # before any folder is made; ConflictCallback.setup checks it too
+            f"the L-BFGS phase starts after step {module.lbfgs.after}, inside the probe of "
+            f"{probe} steps, which profiles first-order steps: lower --probe-steps to at most "
+            f"{module.lbfgs.after} or start L-BFGS later (--lbfgs)"
+        )
     datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
     name = cfg.name or problem.name
     logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)

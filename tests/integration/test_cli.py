@@ -81,6 +81,15 @@ def test_out_of_range_seeds_are_rejected_before_any_run(argv, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_lbfgs_inside_the_probe_is_an_error_before_any_folder(capsys, tmp_path):
+    argv = ["run", "burgers", "--max-steps", "60", "--probe-steps", "40", "--threads", "1"]
+    argv += ["--lbfgs", '{"after": 20}', "--out", str(tmp_path / "out")]
+    assert main(argv) == 2  # a one-line user error
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "starts after step 20, inside the probe of 40" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_routing_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "burgers", "--routing", "everyone"])

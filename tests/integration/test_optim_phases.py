@@ -86,6 +86,15 @@ def test_lbfgs_phase_runs_under_conflict_callback(tiny_trainer):
     assert callback.report is not None and module.lbfgs_run.steps == 6
 
 
+def test_lbfgs_phase_inside_the_probe_fails_in_setup(tiny_trainer):
+    callback = ConflictCallback(probe_steps=8)
+    module = poisson(lbfgs=LBFGSPhase(after=6, max_iter=2))
+    seen = _Seen()
+    with pytest.raises(ValueError, match=r"starts after step 6, inside the probe of probe_steps=8"):
+        tiny_trainer(12, [callback, seen]).fit(module, PoissonData(16))
+    assert seen.lrs == [] and module.train_steps == 0  # before the first step
+
+
 class _WeightsAt(Callback):
     def __init__(self, step: int) -> None:
         self.step, self.weights = step, None
