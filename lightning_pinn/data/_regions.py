@@ -62,6 +62,10 @@ def _as_bounds(lower: Sequence[float], upper: Sequence[float]) -> tuple[Tensor, 
     hi = torch.as_tensor(upper, dtype=torch.float32).reshape(-1)
     if lo.shape != hi.shape:
         raise ValueError(f"lower and upper must have the same length, got {lower} and {upper}")
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError(f"the bounds must be finite numbers, got {lower} and {upper}")
+    if lo.numel() == 0:
+        raise ValueError("a box needs at least one dimension, got lower=() and upper=()")
     if bool((hi < lo).any()):
         raise ValueError(f"upper must be >= lower in every dimension, got {lower} and {upper}")
     return lo, hi

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from lightning_pinn.networks._embeddings import Embedding
 
-__all__ = ["check_sizes", "embedded_dim", "xavier_init"]
+__all__ = ["ACTIVATION_NAMES", "activation_factory", "check_sizes", "embedded_dim", "xavier_init"]
+
+ACTIVATION_NAMES: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "softplus": nn.Softplus,
+}
+"""Activations a trunk accepts by name (``activation="silu"``); any factory works too."""
+
+
+def activation_factory(name: str, activation: object) -> Callable[[], nn.Module]:
+    """``activation`` as a factory of ``nn.Module`` s: a factory (``nn.Tanh``) as given, or
+    one of :data:`ACTIVATION_NAMES` by name.
+
+    Raises:
+        ValueError: an unknown name.
+        TypeError: neither a name nor a factory that builds an ``nn.Module``.
+    """
+    valid = ", ".join(ACTIVATION_NAMES)
+    if isinstance(activation, str):
+        factory = ACTIVATION_NAMES.get(activation.lower())
+        if factory is None:
+            raise ValueError(
+                f"{name} activation {activation!r} is not known; use one of {valid}, or a "
+                "factory such as torch.nn.Tanh"
+            )
+        return factory
+    if isinstance(activation, nn.Module) or not callable(activation):
+        raise TypeError(
+            f"{name} activation must be a factory that builds an nn.Module (e.g. torch.nn.Tanh, "
+            f"not torch.nn.Tanh()) or one of {valid}, got {activation!r}"
+        )
+    return activation
 
 
 def check_sizes(name: str, **sizes: int) -> None:

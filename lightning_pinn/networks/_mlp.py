@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from lightning_pinn.networks._common import check_sizes, embedded_dim
+from lightning_pinn.networks._common import activation_factory, check_sizes, embedded_dim
 from lightning_pinn.networks._embeddings import Embedding
 from lightning_pinn.networks._rwf import RWF
 
@@ -25,7 +25,8 @@ class MLP(nn.Module):
         out_dim: output dimension m.
         width: hidden width.
         depth: number of hidden layers.
-        activation: activation module factory (``nn.Tanh`` by default).
+        activation: activation module factory (``nn.Tanh`` by default), or its name
+            (``"tanh"``, ``"sigmoid"``, ``"silu"``, ``"gelu"``, ``"softplus"``).
         embedding: optional input embedding (``FourierFeatures``, ``PeriodicEmbedding``) whose
             ``in_dim`` equals ``in_dim``.
         rwf: optional random weight factorisation options (``RWF(mean=1.0, std=0.1)``).
@@ -46,12 +47,13 @@ class MLP(nn.Module):
         out_dim: int,
         width: int = 64,
         depth: int = 4,
-        activation: Callable[[], nn.Module] = nn.Tanh,
+        activation: Callable[[], nn.Module] | str = nn.Tanh,
         embedding: Embedding | None = None,
         rwf: RWF | None = None,
     ) -> None:
         super().__init__()
         check_sizes("MLP", in_dim=in_dim, out_dim=out_dim, width=width, depth=depth)
+        activation = activation_factory("MLP", activation)
         layers: list[nn.Module] = [] if embedding is None else [embedding]
         dims = [embedded_dim("MLP", in_dim, embedding)] + [width] * depth
         for a, b in zip(dims[:-1], dims[1:], strict=True):

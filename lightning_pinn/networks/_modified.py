@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from lightning_pinn.networks._common import check_sizes, embedded_dim, xavier_init
+from lightning_pinn.networks._common import (
+    activation_factory,
+    check_sizes,
+    embedded_dim,
+    xavier_init,
+)
 from lightning_pinn.networks._embeddings import Embedding
 from lightning_pinn.networks._rwf import RWF
 
@@ -37,7 +42,8 @@ class ModifiedMLP(nn.Module):
         out_dim: output dimension m.
         width: hidden width (also the encoders' width).
         depth: number of gated hidden layers.
-        activation: activation module factory (``nn.Tanh`` by default).
+        activation: activation module factory (``nn.Tanh`` by default), or its name
+            (``"tanh"``, ``"sigmoid"``, ``"silu"``, ``"gelu"``, ``"softplus"``).
         embedding: optional input embedding whose ``in_dim`` equals ``in_dim``; it feeds the
             encoders and the first hidden layer.
         rwf: optional random weight factorisation options (``RWF(mean=1.0, std=0.1)``).
@@ -57,12 +63,13 @@ class ModifiedMLP(nn.Module):
         out_dim: int,
         width: int = 64,
         depth: int = 4,
-        activation: Callable[[], nn.Module] = nn.Tanh,
+        activation: Callable[[], nn.Module] | str = nn.Tanh,
         embedding: Embedding | None = None,
         rwf: RWF | None = None,
     ) -> None:
         super().__init__()
         check_sizes("ModifiedMLP", in_dim=in_dim, out_dim=out_dim, width=width, depth=depth)
+        activation = activation_factory("ModifiedMLP", activation)
         first = embedded_dim("ModifiedMLP", in_dim, embedding)
         self.embedding = embedding
         self.encoder_u = nn.Linear(first, width)

@@ -7,7 +7,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lightning_pinn.networks._common import check_sizes, embedded_dim, xavier_init
+from lightning_pinn.networks._common import (
+    activation_factory,
+    check_sizes,
+    embedded_dim,
+    xavier_init,
+)
 from lightning_pinn.networks._embeddings import Embedding
 from lightning_pinn.networks._rwf import RWF
 
@@ -68,7 +73,8 @@ class PirateNet(nn.Module):
         out_dim: output dimension m.
         width: hidden width of the blocks and encoders.
         depth: number of residual blocks (three dense layers each).
-        activation: activation module factory (``nn.Tanh`` by default).
+        activation: activation module factory (``nn.Tanh`` by default), or its name
+            (``"tanh"``, ``"sigmoid"``, ``"silu"``, ``"gelu"``, ``"softplus"``).
         embedding: input embedding (the paper uses random Fourier features); without one the
             blocks act on the raw coordinates.
         rwf: optional random weight factorisation options (``RWF(mean=1.0, std=0.1)``).
@@ -88,12 +94,13 @@ class PirateNet(nn.Module):
         out_dim: int,
         width: int = 256,
         depth: int = 3,
-        activation: Callable[[], nn.Module] = nn.Tanh,
+        activation: Callable[[], nn.Module] | str = nn.Tanh,
         embedding: Embedding | None = None,
         rwf: RWF | None = None,
     ) -> None:
         super().__init__()
         check_sizes("PirateNet", in_dim=in_dim, out_dim=out_dim, width=width, depth=depth)
+        activation = activation_factory("PirateNet", activation)
         dim = embedded_dim("PirateNet", in_dim, embedding)
         self.embedding = embedding
         self.encoder_u = nn.Linear(dim, width)

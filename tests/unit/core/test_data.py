@@ -72,6 +72,12 @@ def test_stream_resumes_at_consumed_index():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="upper must be >= lower"):
         Box((1.0,), (0.0,))
+    with pytest.raises(ValueError, match=r"bounds must be finite numbers, got \(nan,\)"):
+        Box((float("nan"),), (1.0,))  # before: accepted, and every point sampled was NaN
+    with pytest.raises(ValueError, match="bounds must be finite"):
+        Box((0.0,), (float("inf"),))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        Box((), ())
     with pytest.raises(ValueError, match="n >= 1"):
         PointSet(Box((0.0,), (1.0,)), 0)
     with pytest.raises(ValueError, match="sampling method"):

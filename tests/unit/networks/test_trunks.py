@@ -111,6 +111,19 @@ def test_class_path_with_a_misspelled_argument_fails():
 
 
 @pytest.mark.parametrize("cls", [MLP, ModifiedMLP, PirateNet])
+def test_activation_by_name_or_factory_and_clear_errors(cls):
+    x = torch.randn(5, 2)
+    by_name = cls(2, 1, width=8, depth=1, activation="silu")
+    assert any(isinstance(m, nn.SiLU) for m in by_name.modules())
+    assert not any(isinstance(m, nn.Tanh) for m in by_name.modules())
+    assert by_name(x).shape == (5, 1)
+    with pytest.raises(ValueError, match=f"{cls.__name__} activation 'swish' is not known"):
+        cls(2, 1, width=8, depth=1, activation="swish")
+    with pytest.raises(TypeError, match=r"not torch.nn.Tanh\(\)"):  # an instance, not a factory
+        cls(2, 1, width=8, depth=1, activation=nn.Tanh())
+
+
+@pytest.mark.parametrize("cls", [MLP, ModifiedMLP, PirateNet])
 @pytest.mark.parametrize("sizes", [(0, 1, 8, 2), (2, 0, 8, 2), (2, 1, 0, 2), (2, 1, 8, 0)])
 def test_sizes_below_one_raise(cls, sizes):
     with pytest.raises(ValueError, match="sizes must be integers >= 1"):
