@@ -111,11 +111,18 @@ def _restore_adapters(
     layers = config.pop("layers", None)
     if layers is not None:
         config["target"] = list(layers)
-    if not module.has_adapters:
-        module._attach_adapters(config)
-        return
-    assert module._adapter_config is not None
-    differences = adapter_differences(module.model, module._adapter_config, config)
+    try:
+        if not module.has_adapters:
+            module._attach_adapters(config)
+            return
+        assert module._adapter_config is not None
+        differences = adapter_differences(module.model, module._adapter_config, config)
+    except ValueError as err:  # the layers the checkpoint names do not fit this network
+        raise ValueError(
+            f"the checkpoint's adapters sit on layers {layers} of the network that saved it, "
+            f"which this module's network cannot take ({err}); resume with the same network "
+            "(trunk and sizes) and problem as the run that saved the checkpoint"
+        ) from err
     if differences:
         raise ValueError(
             f"the checkpoint's adapters differ from this module's ({'; '.join(differences)}, "

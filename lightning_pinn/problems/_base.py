@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -15,6 +16,24 @@ from lightning_pinn.networks import MLP
 from lightning_pinn.problems._common import CausalHold, mse
 
 __all__ = ["Problem", "ProblemModule"]
+
+
+def _checked_reference(reference: Any) -> Any:
+    """``reference`` refusing points that are not ``[N, input_dim]`` (a wrong width would
+    otherwise be read silently, e.g. a 2-D problem's ``x`` and ``t`` from 3 columns)."""
+
+    @functools.wraps(reference)
+    def checked(self: Problem, points: Tensor) -> Tensor:
+        if not isinstance(points, Tensor) or points.dim() != 2 or points.shape[1] != self.input_dim:
+            shape = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
+            raise ValueError(
+                f"{self.name}.reference expects points of shape [N, {self.input_dim}] "
+                f"(columns {', '.join(self.coordinate_names)}), got {shape}"
+            )
+        return reference(self, points)
+
+    checked._checks_points = True  # type: ignore[attr-defined]
+    return checked
 
 
 @dataclasses.dataclass
@@ -42,6 +61,12 @@ class Problem:
     output_dim: ClassVar[int] = 1
     field_names: ClassVar[tuple[str, ...]] = ("u",)
     coordinate_names: ClassVar[tuple[str, ...]] = ("x",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("reference")
+        if own is not None and not getattr(own, "_checks_points", False):
+            cls.reference = _checked_reference(own)  # type: ignore[method-assign]
 
     def validate(self) -> None:
         """Check parameter ranges; raise ``ValueError`` naming the bad field. Override."""

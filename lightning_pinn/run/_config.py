@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from lightning_pinn import problems
 from lightning_pinn.diagnostics import (
     RULES,
     TrialScore,
@@ -358,7 +359,13 @@ class RunConfig:
                 f"unknown logger {self.logger!r}; valid: csv, tensorboard, wandb, none"
             )
         if self.resume is not None:
-            check_checkpoint(self.resume)
+            saved = (check_checkpoint(self.resume).get("hyper_parameters") or {}).get("problem")
+            problem = problems.get(self.problem, **self.problem_options).name
+            if saved is not None and saved != problem:
+                raise ValueError(
+                    f"--resume: {str(self.resume)!r} was saved by a run of problem {saved!r}, "
+                    f"not {problem!r}; resume it with the problem (and options) that saved it"
+                )
         check_out_dir(self.out)
 
     @property

@@ -160,14 +160,21 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     problem = problems.get(cfg.problem, **cfg.problem_options)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start_strategy = "none" if cfg.strategy == "auto" else cfg.strategy
-    module = problem.module(
-        lr=cfg.lr,
-        strategy=start_strategy,
-        lr_decay_rate=cfg.lr_decay_rate,
-        lr_decay_steps=cfg.lr_decay_steps,
+    given = {
+        "lr": cfg.lr,
+        "strategy": start_strategy,
+        "lr_decay_rate": cfg.lr_decay_rate,
+        "lr_decay_steps": cfg.lr_decay_steps,
         **_phase_options(cfg, problem),
-        **cfg.module_options,
-    )
+    }
+    clash = [key for key in given if key in cfg.module_options]
+    if clash:
+        flags = ", ".join(f"{key} -> --{key.replace('_', '-')}" for key in clash)
+        raise ValueError(
+            f"--module-options sets {clash}, which the run sets from its own flags or recipe "
+            f"keys; give them there ({flags})"
+        )
+    module = problem.module(**given, **cfg.module_options)
     if module.num_losses < 2 and cfg.trial_steps is not None:
         raise ValueError(
             f"trial_steps={cfg.trial_steps} compares strategies after a conflict probe, but "

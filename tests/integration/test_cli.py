@@ -90,6 +90,36 @@ def test_lbfgs_inside_the_probe_is_an_error_before_any_folder(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_module_options_that_have_their_own_flag_are_an_error(capsys, tmp_path):
+    argv = ["run", "burgers", "--max-steps", "4", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--module-options", '{"strategy": "adapters", "lr": 0.1}']) == 2
+    err = capsys.readouterr().err.strip()  # before: "got multiple values for keyword argument"
+    assert "--module-options sets ['lr', 'strategy']" in err
+    assert "strategy -> --strategy" in err and not (tmp_path / "out").exists()
+
+
+def test_resuming_another_problems_checkpoint_is_an_error_before_training(capsys, tmp_path):
+    first = ["run", "burgers", "--max-steps", "4", "--strategy", "adapters", "--threads", "1"]
+    first += ["--points", "residual=32", "--no-plots", "--out", str(tmp_path / "a")]
+    assert main(first) == 0
+    ckpt = next((tmp_path / "a").rglob("last.ckpt"))
+    capsys.readouterr()
+    second = ["run", "helmholtz", "--resume", str(ckpt), "--out", str(tmp_path / "b")]
+    assert main(second) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was saved by a run of problem 'burgers', not 'helmholtz'" in err
+    assert not (tmp_path / "b").exists()
+    # the same problem on another network: the adapters' layers do not fit (before: only
+    # "rank=4 exceeds min(in, out) = 1 of layer 'net.4'", which did not say why)
+    trunk = '{"class_path": "lightning_pinn.networks.MLP", "init_args": {"width": 8, "depth": 2}}'
+    third = ["run", "burgers", "--resume", str(ckpt), "--strategy", "adapters", "--trunk", trunk]
+    assert main([*third, "--max-steps", "8", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        "the checkpoint's adapters sit on layers" in err and "resume with the same network" in err
+    )
+
+
 def test_bad_routing_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "burgers", "--routing", "everyone"])

@@ -1,5 +1,7 @@
 """``problems.get`` and ``problems.names``: variants, close matches, validated overrides."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -95,3 +97,27 @@ def test_a_built_in_name_stays_canonical_when_its_class_is_registered_again(monk
     problems.register("aaa_my_burgers", problems.Burgers)
     assert problems.aliases()["aaa_my_burgers"] == "burgers"
     assert "burgers" not in problems.aliases()
+
+
+@pytest.mark.parametrize("name", problems.names())
+def test_reference_refuses_points_of_the_wrong_shape(name: str) -> None:
+    problem = problems.get(name)
+    good = problem.eval_points()[:3]
+    assert problem.reference(good).shape == (3, problem.output_dim)
+    for bad in (good[:, 0], torch.cat([good, good[:, :1]], dim=1)):  # 1-D; one column too many
+        with pytest.raises(ValueError, match=rf"{problem.name}.reference expects points of shape"):
+            problem.reference(bad)
+
+
+def test_a_user_problem_gets_the_reference_check_too() -> None:
+    @dataclasses.dataclass
+    class Line(problems.Problem):
+        name = "line"
+        input_dim = 2
+
+        def reference(self, points):
+            return points[:, :1] + points[:, 1:]
+
+    assert Line().reference(torch.ones(4, 2)).shape == (4, 1)
+    with pytest.raises(ValueError, match=r"line.reference expects points of shape \[N, 2\]"):
+        Line().reference(torch.ones(4, 3))  # before: x + t read from the first 2 columns
