@@ -224,6 +224,10 @@ class ConflictCallback(Callback):
         if stage != "fit":
             return
         module = check_run(trainer, pl_module, self.probe_steps, self._log_interval(trainer))
+        if self.output_dir is not None:  # before the probe spends its steps (every rank)
+            from lightning_pinn.run._checks import check_out_dir
+
+            check_out_dir(self.output_dir, "ConflictCallback output_dir")
         if self.auto_switch:
             check_interventions(module, self.interventions, self.strategy_options)
         if self.trial_steps is not None:

@@ -49,8 +49,12 @@ def check_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-def check_out_dir(out: str | os.PathLike[str]) -> None:
+def check_out_dir(out: str | os.PathLike[str], name: str = "--out") -> None:
     """Check that ``out`` is, or can be created as, a writable directory; creates nothing.
+
+    Args:
+        out: the directory.
+        name: how the message names it (the flag or argument).
 
     Raises:
         ValueError: ``out`` or one of its parents is a regular file, or the nearest existing
@@ -60,7 +64,8 @@ def check_out_dir(out: str | os.PathLike[str]) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(
-            f"--out {str(out)!r}: {str(existing)!r} is a file, not a directory; pass another --out"
+            f"{name} {str(out)!r}: {str(existing)!r} is a file, not a directory; pass another "
+            f"{name}"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is not writable")
+        raise ValueError(f"{name} {str(out)!r}: {str(existing)!r} is not writable")

@@ -162,6 +162,15 @@ def test_output_dir_and_no_switch(tmp_path, monkeypatch):
     assert (tmp_path / "report" / "conflict_report.json").exists()
 
 
+def test_output_dir_that_cannot_be_a_directory_fails_in_setup(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    model = make_module()
+    cb = ConflictCallback(probe_steps=10, output_dir=tmp_path / "a_file" / "report")
+    with pytest.raises(ValueError, match="ConflictCallback output_dir .* is a file, not a dir"):
+        make_trainer(tmp_path, [cb], max_steps=12).fit(model, make_datamodule())
+    assert model.train_steps == 0  # before: NotADirectoryError after the probe's 10 steps
+
+
 def test_resume_mid_probe_gives_identical_report(tmp_path, monkeypatch):
     def run(root: Path, ckpt_path: str | None = None) -> ConflictCallback:
         model = make_module()
