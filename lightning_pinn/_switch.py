@@ -54,6 +54,13 @@ def plan_switch(
     if not new.uses_adapters:
         return new, None
     config = adapter_config_of(new)
+    phase = getattr(module, "lbfgs", None)
+    if phase is not None and phase.fold_adapters and config.get("form", "linear") != "linear":
+        raise ValueError(
+            f"adapters of form={config['form']!r} are nonlinear branches, which the module's "
+            "LBFGSPhase(fold_adapters=True) cannot fold into the weights at its switch; use "
+            "form='linear' or fold_adapters=False"
+        )
     if not module.has_adapters:
         check_adapter_config(module.model, module.loss_names, config)
         return new, config

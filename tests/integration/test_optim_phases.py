@@ -162,6 +162,15 @@ def test_fold_adapters_refuses_nonlinear_adapters_at_fit_start(tiny_trainer, str
     assert seen.lrs == []  # before the first step
 
 
+def test_fold_adapters_refuses_a_callbacks_nonlinear_intervention_at_fit_start(tiny_trainer):
+    phase = LBFGSPhase(after=6, max_iter=2, fold_adapters=True)
+    module = poisson(lbfgs=phase)
+    callback = ConflictCallback(probe_steps=4, strategy_options={"form": "nonlinear"})
+    with pytest.raises(ValueError, match="cannot fold into the weights at its switch"):
+        tiny_trainer(10, [callback]).fit(module, PoissonData(16))
+    assert module.train_steps == 0
+
+
 def test_fold_adapters_refuses_other_parametrisations_at_fit_start(tiny_trainer):
     module = poisson(lbfgs=LBFGSPhase(after=3, max_iter=2, fold_adapters=True))
     torch.nn.utils.parametrizations.weight_norm(module.model[2])
