@@ -205,6 +205,40 @@ class _TensorDict(nn.Module):
         return name in self._names
 
 
+def _check_trunk_fits(model: nn.Module, problem: Problem) -> None:
+    """Raise unless ``model`` maps ``[N, input_dim]`` to ``[N, output_dim]`` (one forward on
+    two zero points, in eval mode and without gradients, so no state changes)."""
+    param = next(model.parameters(), None)
+    x = torch.zeros(
+        2,
+        problem.input_dim,
+        dtype=param.dtype if param is not None and param.is_floating_point() else None,
+        device=param.device if param is not None else None,
+    )
+    fix = (
+        f"build it with in_dim={problem.input_dim} ({', '.join(problem.coordinate_names)}) and "
+        f"out_dim={problem.output_dim} ({', '.join(problem.field_names)})"
+    )
+    training = model.training
+    model.train(False)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as err:
+        raise ValueError(
+            f"the trunk cannot take the points of problem {problem.name!r}, [N, "
+            f"{problem.input_dim}] ({str(err).splitlines()[0]}); {fix}"
+        ) from err
+    finally:
+        model.train(training)
+    if not isinstance(out, Tensor) or tuple(out.shape) != (2, problem.output_dim):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"the trunk maps the points of problem {problem.name!r}, [N, {problem.input_dim}], "
+            f"to {shape} for N = 2, not [N, {problem.output_dim}]; {fix}"
+        )
+
+
 class ProblemModule(PINNModule):
     """A :class:`PINNModule` whose losses come from a :class:`Problem`.
 
@@ -251,6 +285,7 @@ class ProblemModule(PINNModule):
             field_names=problem.field_names,
             **kwargs,
         )
+        _check_trunk_fits(self.model, problem)
         self.problem = problem
         self.hparams["problem"] = problem.name
         self.hparams["problem_options"] = problem.options()

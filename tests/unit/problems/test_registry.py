@@ -121,3 +121,24 @@ def test_a_user_problem_gets_the_reference_check_too() -> None:
     assert Line().reference(torch.ones(4, 2)).shape == (4, 1)
     with pytest.raises(ValueError, match=r"line.reference expects points of shape \[N, 2\]"):
         Line().reference(torch.ones(4, 3))  # before: x + t read from the first 2 columns
+
+
+@pytest.mark.parametrize(
+    ("sizes", "match"),
+    [
+        ((3, 1), r"cannot take the points of problem 'burgers', \[N, 2\]"),
+        ((2, 2), r"to \(2, 2\) for N = 2, not \[N, 1\]"),
+    ],
+    ids=["in_dim", "out_dim"],
+)
+def test_a_trunk_of_the_wrong_size_fails_when_the_module_is_built(sizes, match) -> None:
+    from lightning_pinn.networks import MLP
+
+    trunk = MLP(*sizes, width=8, depth=1)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match=match + r".*in_dim=2 \(x, t\) and out_dim=1 \(u\)"):
+        problems.get("burgers").module(trunk=trunk)  # before: a matmul error at step 1
+    assert torch.equal(torch.get_rng_state(), state)
+    bn = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    problems.get("burgers").module(trunk=bn)
+    assert bn.training and int(bn[1].num_batches_tracked) == 0  # the check changed nothing
