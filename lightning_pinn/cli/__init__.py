@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
 from lightning_pinn.cli._benchmark import add_benchmark
 from lightning_pinn.cli._fit import (
     ConfigProblemModule,
@@ -56,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, ImportError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    ImportError,
+    OSError,
+    MisconfigurationException,  # Lightning's refusal of a Trainer setting (devices, ...)
+)
 """Exceptions that describe bad input or an unusable path: ``lightning-pinn`` prints them as
 one line ``lightning-pinn CMD: error: ...`` and exits with 2. Any other exception is a bug and
 keeps its traceback; ``LIGHTNING_PINN_TRACEBACK=1`` shows the traceback of these too."""

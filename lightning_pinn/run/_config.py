@@ -103,6 +103,24 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def _check_accelerator(accelerator: str) -> None:
+    """Raise before any folder is made when the named accelerator is not there.
+
+    Raises:
+        ValueError: ``gpu``/``cuda`` without a CUDA device, or ``mps`` without MPS.
+    """
+    import torch
+
+    missing = (accelerator in ("gpu", "cuda") and not torch.cuda.is_available()) or (
+        accelerator == "mps" and not torch.backends.mps.is_available()
+    )
+    if missing:
+        raise ValueError(
+            f"--accelerator {accelerator}: torch sees no such device here (a CPU build of "
+            "torch, or no driver); use --accelerator cpu or auto"
+        )
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Everything one run needs; every field is a ``lightning-pinn run`` flag.
@@ -353,6 +371,7 @@ class RunConfig:
             raise ValueError(
                 "trial_margin weighs the guarded switch's trials: give --trial-steps too"
             )
+        _check_accelerator(self.accelerator)
         validate_thresholds(**self.thresholds)
         if self.logger not in ("csv", "tensorboard", "wandb", "none"):
             raise ValueError(

@@ -154,5 +154,13 @@ def parse_candidates(text: str) -> list[str]:
 
 
 def parse_devices(text: str) -> int | str:
-    """Lightning's ``devices``: a count (``"2"`` -> 2) or a spec such as ``"auto"``/``"0,1"``."""
+    """Lightning's ``devices``: a count (``"2"`` -> 2) or a spec such as ``"auto"``/``"0,1"``.
+
+    Raises:
+        ValueError: a count of 0.
+    """
+    if text.isdigit() and int(text) < 1:
+        raise ValueError(
+            f"expected a device count >= 1 or a spec such as auto or 0,1, got {text!r}"
+        )
     return int(text) if text.isdigit() else text

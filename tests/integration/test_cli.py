@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightning_pinn.cli import main
 
@@ -118,6 +119,18 @@ def test_resuming_another_problems_checkpoint_is_an_error_before_training(capsys
     assert (
         "the checkpoint's adapters sit on layers" in err and "resume with the same network" in err
     )
+
+
+def test_missing_accelerator_and_zero_devices_are_one_line_errors(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = ["--out", str(tmp_path / "out"), "--max-steps", "4"]
+    assert main(["run", "burgers", "--accelerator", "gpu", *out]) == 2
+    err = capsys.readouterr().err.strip()  # before: a MisconfigurationException traceback
+    assert len(err.splitlines()) == 1 and "--accelerator gpu: torch sees no such device" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        main(["run", "burgers", "--devices", "0", *out])
+    assert "expected a device count >= 1" in capsys.readouterr().err
 
 
 def test_bad_routing_is_rejected(capsys):
