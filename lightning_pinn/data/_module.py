@@ -127,8 +127,28 @@ class CollocationDataModule(L.LightningDataModule):
         return DataLoader(data, batch_size=None, shuffle=False)
 
     def setup(self, stage: str) -> None:
-        """Warn when a fit has no step budget: the stream is infinite, one epoch never ends."""
+        """Refuse a fit that nothing would stop, warn about one without a step budget: the
+        stream is infinite, so one epoch (and ``max_epochs``) never ends.
+
+        Raises:
+            ValueError: no ``max_steps``, ``max_time``, ``EarlyStopping`` or integer
+                ``limit_train_batches``.
+        """
         if stage == "fit" and self._trainer_attached() and self.trainer.max_steps in (-1, None):
+            from lightning.pytorch.callbacks import EarlyStopping, Timer
+
+            trainer = self.trainer
+            limit = trainer.limit_train_batches
+            bounded = (isinstance(limit, int) and not isinstance(limit, bool)) or bool(
+                trainer.fast_dev_run
+            )  # a batch limit ends each epoch, and max_epochs the run
+            stoppers = (EarlyStopping, Timer)
+            if not bounded and not any(isinstance(c, stoppers) for c in trainer.callbacks):
+                raise ValueError(
+                    "the collocation stream is infinite (one epoch never ends, so max_epochs "
+                    "never stops a run) and the Trainer has no max_steps, max_time or "
+                    "EarlyStopping: this fit would never end; set Trainer(max_steps=N)"
+                )
             rank_zero_warn(
                 "the collocation stream is infinite (one epoch never ends) and Trainer max_steps "
                 "is unset, so training stops only at the Trainer's max_time or when "

@@ -161,6 +161,23 @@ def test_no_max_steps_warns_that_the_stream_is_infinite():
         dm.setup("fit")
 
 
+def test_a_fit_that_nothing_would_stop_is_refused():
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    dm = _dm()
+    dm.trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="this fit would never end; set Trainer\\(max_steps=N\\)"):
+        dm.setup("fit")  # before: a warning, then a run that never ended (max_epochs=1)
+    stop = EarlyStopping(monitor="val/rel_l2")
+    dm.trainer = L.Trainer(callbacks=[stop], logger=False, enable_progress_bar=False)
+    with pytest.warns(UserWarning, match="stream is infinite"):
+        dm.setup("fit")  # something can stop it: a warning only
+    dm.trainer = L.Trainer(max_epochs=2, limit_train_batches=3, logger=False)
+    with pytest.warns(UserWarning, match="stream is infinite"):
+        dm.setup("fit")  # 2 epochs of 3 batches: finite
+
+
 def test_validation_is_batched_and_gives_the_same_number_as_point_by_point(tiny_burgers):
     from torch.utils.data import DataLoader, TensorDataset
 
