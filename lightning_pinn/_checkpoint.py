@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lightning_pinn._adapter_config import adapter_differences, unwrap
+from lightning_pinn._adapter_config import adapter_differences
 from lightning_pinn._arguments import drop_callables, is_predicate
 from lightning_pinn.strategies import build_strategy, strategy_names
 
@@ -76,9 +76,7 @@ def load_module_state(module: PINNModule, checkpoint: dict[str, Any]) -> None:
     if state["has_adapters"]:
         _restore_adapters(module, state.get("adapters"), options)
     elif module.has_adapters:  # built with adapters, saved after they were folded away
-        module.model = unwrap(module.model)  # (LBFGSPhase(fold_adapters=True)); the state
-        module._adapter_config = None  # dict holds the folded weights
-        module.refresh_parameters()
+        module._detach_adapters(fold=False)  # (fold_adapters): the state holds the fold
     name = state["strategy"]
     if name not in strategy_names():
         raise ValueError(

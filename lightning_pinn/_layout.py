@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from lightning_pinn._adapter_config import wrap_in_adapters
+from lightning_pinn._adapter_config import fold_and_unwrap, unwrap, wrap_in_adapters
 
 __all__ = ["ParameterLayout", "ParameterViews"]
 
@@ -128,6 +128,13 @@ class ParameterViews:
     def _attach_adapters(self, config: dict[str, Any]) -> None:
         self.model = wrap_in_adapters(self.model, self.loss_names, config)
         self._adapter_config = dict(config)
+        self._layout = None
+
+    def _detach_adapters(self, *, fold: bool) -> None:
+        """Back to the plain trunk: ``fold`` the active adapters into its weights (the
+        function is kept), or drop them (weights about to be loaded over the trunk)."""
+        self.model = fold_and_unwrap(self.model) if fold else unwrap(self.model)
+        self._adapter_config = None
         self._layout = None
 
     def _adapter_lr(self) -> float:

@@ -17,6 +17,7 @@ __all__ = [
     "OPTIMIZERS",
     "add_adapter_param_group",
     "configure_optimizers",
+    "remove_adapter_param_group",
     "replace_adapter_param_group",
 ]
 
@@ -80,17 +81,38 @@ def replace_adapter_param_group(module: PINNModule, old: list[Any]) -> None:
     The old adapters' optimizer state is dropped (they were folded into the weights); θ_s
     keeps its state. Without a running optimizer nothing happens.
     """
-    if module._trainer is None or not module.trainer.optimizers:
+    index = _drop_state_of(module, old)
+    if index is None:
         return
     opt = module.trainer.optimizers[0]
-    gone = {id(p) for p in old}
-    groups = opt.param_groups
-    index = next(i for i, g in enumerate(groups) if any(id(p) in gone for p in g["params"]))
-    for p in old:
-        opt.state.pop(p, None)
     lr = module._adapter_lr()
     factor = opt.param_groups[0]["lr"] / opt.param_groups[0].get("initial_lr", module.lr)
     group = opt.param_groups[index]
     group.update(params=module._all_adapter_parameters(), lr=lr * factor, initial_lr=lr)
     for config in module.trainer.lr_scheduler_configs:
         config.scheduler.base_lrs[index] = lr
+
+
+def remove_adapter_param_group(module: PINNModule, old: list[Any]) -> None:
+    """Take the adapters ``old`` (folded away) out of the running optimizer and its schedules;
+    θ_s keeps its state. Without a running optimizer nothing happens."""
+    index = _drop_state_of(module, old)
+    if index is None:
+        return
+    del module.trainer.optimizers[0].param_groups[index]
+    for config in module.trainer.lr_scheduler_configs:
+        del config.scheduler.base_lrs[index]
+
+
+def _drop_state_of(module: PINNModule, old: list[Any]) -> int | None:
+    """Forget the running optimizer's state of ``old``; the index of their param group (None
+    without a running optimizer or such a group)."""
+    if module._trainer is None or not module.trainer.optimizers:
+        return None
+    opt = module.trainer.optimizers[0]
+    gone = {id(p) for p in old}
+    groups = opt.param_groups
+    index = next((i for i, g in enumerate(groups) if any(id(p) in gone for p in g["params"])), None)
+    for p in old:
+        opt.state.pop(p, None)
+    return index

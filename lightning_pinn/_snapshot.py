@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lightning_pinn._adapter_config import unwrap
 from lightning_pinn._checkpoint import CKPT_KEY, load_module_state, save_module_state
 
 if TYPE_CHECKING:
@@ -58,9 +57,7 @@ def restore_snapshot(module: PINNModule, trainer: L.Trainer, snapshot: dict[str,
     """Put the module, optimizer and schedules back to ``snapshot``; return its data index."""
     state = snapshot["module"]
     if module.has_adapters:  # unwrap; load_module_state attaches the snapshot's adapters
-        module.model = unwrap(module.model)  # the snapshot's weights load below
-        module._adapter_config = None
-        module.refresh_parameters()
+        module._detach_adapters(fold=False)  # the snapshot's weights load below
     load_module_state(module, {CKPT_KEY: copy.deepcopy(state)})
     module.refresh_parameters()
     module.load_state_dict(snapshot["weights"])

@@ -10,10 +10,13 @@ from lightning_pinn._adapter_config import (
     adapter_differences,
     check_adapter_config,
     check_foldable,
-    fold_and_unwrap,
     resolve_predict_with,
 )
-from lightning_pinn._optimizers import add_adapter_param_group, replace_adapter_param_group
+from lightning_pinn._optimizers import (
+    add_adapter_param_group,
+    remove_adapter_param_group,
+    replace_adapter_param_group,
+)
 from lightning_pinn.strategies import (
     Strategy,
     build_strategy,
@@ -78,7 +81,7 @@ def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[
     new, config = plan_switch(module, strategy, options)
     if config is not None and module.has_adapters:  # rebuild: fold, unwrap, attach anew
         old = module._all_adapter_parameters()
-        module.model = fold_and_unwrap(module.model)
+        module._detach_adapters(fold=True)
         module._attach_adapters(config)
         replace_adapter_param_group(module, old)
     elif config is not None:
@@ -103,21 +106,6 @@ def fold_adapters(module: PINNModule) -> None:
     """
     if not module.has_adapters:
         return
-    old = {id(p) for p in module._all_adapter_parameters()}
-    module.model = fold_and_unwrap(module.model)
-    module._adapter_config = None
-    module.refresh_parameters()
-    if module._trainer is None or not module.trainer.optimizers:
-        return
-    opt = module.trainer.optimizers[0]
-    index = next(
-        (i for i, g in enumerate(opt.param_groups) if any(id(p) in old for p in g["params"])),
-        None,
-    )
-    if index is None:
-        return
-    for p in opt.param_groups[index]["params"]:
-        opt.state.pop(p, None)
-    del opt.param_groups[index]
-    for config in module.trainer.lr_scheduler_configs:
-        del config.scheduler.base_lrs[index]
+    old = module._all_adapter_parameters()
+    module._detach_adapters(fold=True)
+    remove_adapter_param_group(module, old)
