@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning_pinn._adapter_config import adapter_differences
 from lightning_pinn._arguments import drop_callables, is_predicate
+from lightning_pinn.adapters._inject import WIDE
 from lightning_pinn.strategies import build_strategy, strategy_names
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _restore_adapters(
         or {
             "rank": options.get("rank", 4),
             "alpha": options.get("alpha"),
-            "target": options.get("target"),
+            "target": options.get("target", WIDE),
             "seed": options.get("adapter_seed", 0),
             "lr_mult": options.get("adapter_lr_mult", 1.0),
         }
@@ -121,6 +122,13 @@ def _restore_adapters(
             f"which this module's network cannot take ({err}); resume with the same network "
             "(trunk and sizes) and problem as the run that saved the checkpoint"
         ) from err
+    if layers is not None and list(layers) != module.model.adapted_layer_names:
+        raise ValueError(
+            f"the checkpoint's adapters sit on layers {list(layers)} of the network that saved "
+            f"it, this module's on {module.model.adapted_layer_names}; resume with the same "
+            "network (trunk and sizes), problem and adapter options (rank, target) as the run "
+            "that saved the checkpoint"
+        )
     if differences:
         raise ValueError(
             f"the checkpoint's adapters differ from this module's ({'; '.join(differences)}, "

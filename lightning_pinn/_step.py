@@ -130,6 +130,12 @@ def check_losses(out: object, loss_names: Sequence[str], owner: str) -> list[Ten
         v = out[name]
         if not isinstance(v, Tensor):
             raise TypeError(f"loss {name!r} must be a scalar torch.Tensor, got {type(v).__name__}")
+        if not v.is_floating_point():
+            raise TypeError(
+                f"loss {name!r} must be a real floating-point tensor, got dtype {v.dtype}; "
+                "compute it from the network output (a complex residual r: r.abs().pow(2)"
+                ".mean())"
+            )
         if v.numel() != 1:
             raise ValueError(
                 f"loss {name!r} must be a scalar, got shape {tuple(v.shape)}; reduce it "

@@ -11,12 +11,18 @@ from torch import nn
 
 from lightning_pinn.adapters._layer import AdapterForm, AdapterLinear
 
-__all__ = ["Target", "check_num_losses", "inject_adapters", "select_layers"]
+__all__ = ["WIDE", "Target", "check_num_losses", "inject_adapters", "select_layers"]
 
 Target = None | str | Sequence[str] | Callable[[str, nn.Module], bool]
-"""Which layers get adapters: None (every ``nn.Linear``), ``"last:n"`` (the last n), a regex
-searched in the layer's qualified name, a sequence of exact names, or a predicate
+"""Which layers get adapters: None (every trainable ``nn.Linear``), ``"wide"`` (the trainable
+layers with ``min(in, out) >= rank``, or every trainable layer where none is that wide),
+``"last:n"`` (the last n trainable layers with ``min(in, out) >= rank``), a regex searched in
+the layer's qualified name, a sequence of exact names, or a predicate
 ``(name, module) -> bool``."""
+
+WIDE = "wide"
+"""The target of :class:`~lightning_pinn.strategies.AdapterStrategy` by default: the layers
+wide enough for the rank (so not a scalar output head or a 2-input first layer at rank 4)."""
 
 _LAST = re.compile(r"^last:(\d+)$")
 
@@ -45,7 +51,7 @@ def check_num_losses(num_losses: int) -> int:
 
 
 def _matcher(target: Target) -> Callable[[str, nn.Module], bool]:
-    if target is None:
+    if target is None or target == WIDE:
         return lambda name, module: True
     if isinstance(target, str):
         pattern = re.compile(target)
@@ -100,42 +106,35 @@ def select_layers(
             "or call merged() first to fold the existing adapters in"
         )
     last = _last_count(target)
+    by_width = last is not None or target == WIDE
     match = _matcher(None if last is not None else target)
     chosen = [
         (name, m)
         for name, m in trunk.named_modules()
         if isinstance(m, nn.Linear) and match(name, m)
     ]
-    if target is None or last is not None:  # trainable layers wide enough (not a scalar head)
-        chosen = [
-            (n, m)
-            for n, m in chosen
-            if rank <= min(m.in_features, m.out_features) and m.weight.requires_grad
-        ]
+    if target is None or by_width:  # the trainable layers (a frozen one keeps its function)
+        chosen = [(n, m) for n, m in chosen if m.weight.requires_grad]
+    if by_width:
+        wide = [(n, m) for n, m in chosen if rank <= min(m.in_features, m.out_features)]
+        chosen = wide if wide or last is not None else chosen
     if last is not None:
         chosen = chosen[-last:]
     if not chosen:
         types = sorted({type(m).__name__ for m in trunk.modules()})
         widths = [
-            (n or "<root>", m.in_features, m.out_features)
+            (n or "<root>", m.in_features, m.out_features, bool(m.weight.requires_grad))
             for n, m in trunk.named_modules()
             if isinstance(m, nn.Linear)
         ]
         raise ValueError(
             f"no nn.Linear layer matches target={target!r} with rank={rank}; the trunk contains "
-            f"module types {types} and nn.Linear layers (name, in, out) {widths}. Adapters are "
-            "injected into nn.Linear layers only (by default only trainable ones), with "
-            "rank <= min(in, out): lower the rank, "
-            "or pass target=None for all of them, or a regex/names/predicate matching the "
+            f"module types {types} and nn.Linear layers (name, in, out, trainable) {widths}. "
+            "Adapters are injected into nn.Linear layers only (by default every trainable "
+            "one; 'last:n' only those with rank <= min(in, out)): pass target=None for every "
+            "trainable layer, lower the rank, or pass a regex/names/predicate matching the "
             "names in trunk.named_modules()"
         )
-    for name, m in chosen:
-        if rank > min(m.in_features, m.out_features):
-            raise ValueError(
-                f"rank={rank} exceeds min(in, out) = {min(m.in_features, m.out_features)} of "
-                f"layer {name or '<root>'!r} ({m.in_features} -> {m.out_features}); lower the "
-                "rank or exclude that layer with target"
-            )
     return chosen
 
 
@@ -158,13 +157,14 @@ def inject_adapters(
     Args:
         trunk: any ``nn.Module`` holding ``nn.Linear`` layers (or an ``nn.Linear`` itself).
         num_losses: K >= 2, one adapter per loss.
-        rank: r >= 1, at most ``min(in, out)`` of every targeted layer.
+        rank: r >= 1.
         alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
         target: which layers (see :data:`Target`); None adapts every trainable ``nn.Linear``
-            with ``min(in, out) >= rank`` (so a scalar output head or a 2-input first layer is
-            skipped at the default rank, and layers the user froze keep their function);
-            ``"last:n"`` the last n of those (in ``named_modules()`` order); an explicit
-            target must only name layers wide enough, frozen ones included.
+            (layers the user froze keep their function); ``"wide"`` those with
+            ``min(in, out) >= rank`` (every trainable one where none is that wide);
+            ``"last:n"`` the last n wide ones (in ``named_modules()`` order); an explicit
+            target may name any layer, frozen ones included. A rank above ``min(in, out)``
+            of a layer is allowed: its update ``B_k A_k`` then has rank ``min(in, out)``.
         seed: seed of the A factors.
         form: ``"linear"`` (low-rank update of W) or ``"nonlinear"`` (a tanh branch of rank r).
 

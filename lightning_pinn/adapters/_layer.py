@@ -43,7 +43,8 @@ class AdapterLinear(nn.Module):
     Args:
         base_layer: the layer to wrap; its parameters are kept as they are (same tensors).
         num_losses: K, the number of adapters.
-        rank: r, the rank of each adapter (``1 <= r <= min(in, out)``).
+        rank: r >= 1, the rank of each adapter (above ``min(in, out)`` the update ``B_k A_k``
+            has rank ``min(in, out)``).
         alpha: scaling numerator; ``scaling = alpha / rank``.
         generator: CPU generator the A factors are drawn from (seeded by the caller, so the
             initialisation is identical on every DDP rank and independent of the global RNG).

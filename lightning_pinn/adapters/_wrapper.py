@@ -65,14 +65,16 @@ class PerLossAdapter(nn.Module):
     Args:
         trunk: the network (any ``nn.Module`` mapping ``[N, d]`` to ``[N, m]``).
         num_losses: K >= 2.
-        rank: adapter rank r, ``1 <= r <= min(in, out)`` of every targeted layer.
+        rank: adapter rank r >= 1 (on a layer with ``min(in, out) < r``, such as a scalar
+            output head, the update ``B_k A_k`` has rank ``min(in, out)``).
         alpha: scaling numerator, ``scaling = alpha / r``; None means ``alpha = r``.
-        target: None (every trainable ``nn.Linear`` with ``min(in, out) >= rank``: a scalar
-            output head is skipped, and so are layers whose weight the user froze with
-            ``requires_grad_(False)``, which keep their function), a regex searched in the
-            layer's qualified name (``re.search``), a sequence of exact names, or a predicate
-            ``(name, module) -> bool`` (an explicit target may name frozen layers).
-            ``"last:n"`` adapts the last n trainable layers wide enough for the rank.
+        target: None (every trainable ``nn.Linear``, the output head included; layers whose
+            weight the user froze with ``requires_grad_(False)`` keep their function), a
+            regex searched in the layer's qualified name (``re.search``), a sequence of exact
+            names, or a predicate ``(name, module) -> bool`` (an explicit target may name
+            frozen layers). ``"wide"`` adapts the trainable layers with
+            ``min(in, out) >= rank`` (every trainable one where none is that wide; the
+            default of the ``adapters`` strategy), ``"last:n"`` the last n of those.
         seed: seed of the A factors (identical on every DDP rank, whatever the global RNG).
         mode: ``"summed"`` or ``"per_loss"`` (see above).
         predict_with: the prediction of a forward outside any scope in ``"per_loss"`` mode.
@@ -86,13 +88,16 @@ class PerLossAdapter(nn.Module):
             ``predict_with``.
 
     Example:
-        >>> trunk = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
-        ...                       nn.Linear(16, 1))
-        >>> model = PerLossAdapter(trunk, num_losses=3, rank=2)  # the 16 -> 1 head is too narrow
+        >>> def trunk():
+        ...     return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
+        ...                          nn.Linear(16, 1))
+        >>> model = PerLossAdapter(trunk(), num_losses=3, rank=2)
         >>> model.adapted_layer_names
-        ['0', '2']
+        ['0', '2', '4']
         >>> len(model.adapter_parameters(0))  # A_0, B_0 of each adapted layer
-        4
+        6
+        >>> PerLossAdapter(trunk(), 3, rank=2, target="wide").adapted_layer_names  # not 16 -> 1
+        ['0', '2']
     """
 
     def __init__(

@@ -101,5 +101,7 @@ def check_interventions(
         except ValueError as err:
             raise ValueError(
                 f"ConflictCallback: the intervention for regime {regime!r} ({choice!r}) cannot "
-                f"be applied to this module, so the switch after the probe would fail: {err}"
+                f"be applied to this module, so the switch after the probe would fail: {err}. "
+                f"Map that regime to another intervention (interventions={{{regime!r}: "
+                "'reweight', ...}), or pass auto_switch=False to diagnose only"
             ) from err

@@ -104,17 +104,33 @@ def option(
 
 
 def _check_accelerator(accelerator: str) -> None:
-    """Raise before any folder is made when the named accelerator is not there.
+    """Raise before any folder is made when the named accelerator is unknown or not there.
 
     Raises:
-        ValueError: ``gpu``/``cuda`` without a CUDA device, or ``mps`` without MPS.
+        ValueError: a name Lightning does not register (``auto`` and ``gpu`` aside), or one
+            whose device torch does not see (``gpu``/``cuda`` without CUDA, ``mps`` without
+            MPS, ``tpu`` without XLA).
     """
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if accelerator == "auto":
+        return
+    registered = sorted(AcceleratorRegistry.available_accelerators())
+    name = "cuda" if accelerator == "gpu" else accelerator
+    if name not in registered:
+        raise ValueError(
+            f"--accelerator {accelerator}: unknown; choose one of "
+            f"{', '.join(['auto', 'gpu', *registered])}"
+        )
     import torch
 
-    missing = (accelerator in ("gpu", "cuda") and not torch.cuda.is_available()) or (
-        accelerator == "mps" and not torch.backends.mps.is_available()
-    )
-    if missing:
+    if name == "cuda":
+        available = torch.cuda.is_available()
+    elif name == "mps":
+        available = torch.backends.mps.is_available()
+    else:
+        available = AcceleratorRegistry[name]["accelerator"].is_available()
+    if not available:
         raise ValueError(
             f"--accelerator {accelerator}: torch sees no such device here (a CPU build of "
             "torch, or no driver); use --accelerator cpu or auto"

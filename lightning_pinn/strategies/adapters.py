@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_pinn.adapters import MODES, PREDICTIONS, AdapterForm, Mode, Target
+from lightning_pinn.adapters._inject import WIDE
 from lightning_pinn.gradients import row_norms
 from lightning_pinn.strategies._base import check_num_losses
 from lightning_pinn.strategies._rules import FixedRule, ReweightRule
@@ -65,7 +66,11 @@ class AdapterStrategy(ReweightStrategy):
         routing: ``"own"`` or ``"shared"``.
         adapter_lr_mult: learning-rate multiplier of the adapter parameter group (>= 0;
             default 0.1, chosen on the regime map, see docs/results.md).
-        target: which ``nn.Linear`` layers get adapters (None: all wide enough for the rank).
+        target: which ``nn.Linear`` layers get adapters (see :class:`PerLossAdapter`); the
+            default ``"wide"`` adapts the trainable layers with ``min(in, out) >= rank`` (not
+            the scalar output head or a 2-input first layer at rank 4; every trainable layer
+            where none is that wide). Every adapter run of the regime map used it; ``None``
+            adapts every trainable layer, as ``PerLossAdapter`` does by default.
         adapter_seed: seed of the adapter initialisation (identical on every DDP rank).
         mode: ``"summed"`` or ``"per_loss"`` (see above).
         predict_with: the solution reported in ``"per_loss"`` mode (validation, figures,
@@ -102,7 +107,7 @@ class AdapterStrategy(ReweightStrategy):
         alpha: float | None = None,
         routing: Routing = "own",
         adapter_lr_mult: float = 0.1,
-        target: Target = None,
+        target: Target = WIDE,
         adapter_seed: int = 0,
         mode: Mode = "summed",
         predict_with: str | int = "residual",

@@ -82,6 +82,25 @@ def test_non_tensor_loss():
         _fit(_Custom(bad, loss_names=NAMES))
 
 
+def test_complex_or_integer_loss_is_refused_not_cast():
+    """A complex loss used to be cast to its real part (and trained on that) in silence."""
+
+    def complex_loss(m, b):
+        out = _ok(m, b)
+        out["residual"] = out["residual"].to(torch.complex64)
+        return out
+
+    def integer_loss(m, b):
+        out = _ok(m, b)
+        out["initial"] = torch.tensor(1)
+        return out
+
+    with pytest.raises(TypeError, match=r"loss .residual. must be a real floating.*complex64"):
+        _fit(_Custom(complex_loss, loss_names=NAMES))
+    with pytest.raises(TypeError, match=r"loss 'initial' must be a real floating-point.*int64"):
+        _fit(_Custom(integer_loss, loss_names=NAMES))
+
+
 def test_loss_without_parameter_dependence():
     def bad(m, b):
         out = _ok(m, b)

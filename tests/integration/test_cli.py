@@ -128,6 +128,15 @@ def test_missing_accelerator_and_zero_devices_are_one_line_errors(capsys, tmp_pa
     err = capsys.readouterr().err.strip()  # before: a MisconfigurationException traceback
     assert len(err.splitlines()) == 1 and "--accelerator gpu: torch sees no such device" in err
     assert not (tmp_path / "out").exists()
+    # tpu (no XLA here) and an unknown name: the same early one-line error (before: the
+    # run folder was made first, then Lightning's traceback)
+    assert main(["run", "burgers", "--accelerator", "tpu", *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--accelerator tpu: torch sees no such device" in err
+    assert main(["run", "burgers", "--accelerator", "npu", *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--accelerator npu: unknown; choose one of auto, gpu, cpu" in err
+    assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):
         main(["run", "burgers", "--devices", "0", *out])
     assert "expected a device count >= 1" in capsys.readouterr().err

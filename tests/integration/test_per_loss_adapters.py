@@ -212,8 +212,10 @@ def test_bad_input(burgers):
         AdapterStrategy(form="deep")
     trunk = MLP(2, 1, width=8, depth=2)
     target = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear)][1:2]
-    with pytest.raises(ValueError, match="rank=9 exceeds"):
-        burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=target))
+    with pytest.raises(ValueError, match=r"no nn.Linear layer matches target=\['nope'\]"):
+        burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=["nope"]))
+    wide = burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=target))
+    assert wide.model.adapted_layer_names == target  # a rank above min(in, out) is allowed
     module = _per_loss(burgers)
     with pytest.raises(ValueError, match=r"names no loss of this module; valid names are"):
         module(torch.rand(4, 2), loss="inital")

@@ -243,8 +243,10 @@ def test_wrapping_does_not_touch_global_rng():
 def test_default_scaling_and_attributes():
     model = PerLossAdapter(mlp(), K, rank=4)
     assert (model.num_losses, model.rank, model.alpha, model.scaling) == (K, 4, 4.0, 1.0)
-    # the 2 -> 16 input layer and the 16 -> 1 head are narrower than r = 4
-    assert model.adapted_layer_names == ["2"]
+    # every nn.Linear by default (DESIGN §1), the 2 -> 16 input layer and 16 -> 1 head included
+    assert model.adapted_layer_names == ["0", "2", "4"]
+    # "wide": the layers with min(in, out) >= r only (the adapters strategy's default)
+    assert PerLossAdapter(mlp(), K, rank=4, target="wide").adapted_layer_names == ["2"]
     model = PerLossAdapter(mlp(), K, rank=2, alpha=1.0)
     assert model.scaling == 0.5
 
@@ -315,9 +317,27 @@ def test_error_rank_nonpositive(rank):
         PerLossAdapter(mlp(), K, rank=rank)
 
 
-def test_error_rank_too_large_names_the_layer():
-    with pytest.raises(ValueError, match=r"rank=3 exceeds min\(in, out\) = 2 of layer '0'"):
-        PerLossAdapter(mlp(), K, rank=3, target=["0", "2"])
+def test_every_layer_by_default_even_narrower_than_the_rank():
+    """DESIGN §1: adapters go into the trunk's nn.Linear layers, all by default. A layer with
+    min(in, out) < r (the 2-input first layer, the scalar head) takes A_k (r x in) and
+    B_k (out x r) all the same; the function is unchanged at insertion and merged() exact."""
+    trunk = mlp()
+    x = _x()
+    before = trunk(x).detach()
+    model = PerLossAdapter(trunk, K, rank=4)
+    layers = [m for m in model.trunk.modules() if isinstance(m, AdapterLinear)]
+    assert len(layers) == 3
+    sizes = sum(4 * (m.in_features + m.out_features) for m in layers)
+    assert all(sum(p.numel() for p in model.adapter_parameters(k)) == sizes for k in range(K))
+    torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+    _train_adapters(model, steps=2)
+    torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
+    # a trunk with no layer as wide as the rank: every layer (it raised before)
+    tiny = PerLossAdapter(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)), K)
+    assert tiny.adapted_layer_names == ["0", "2"]
+    # "wide" falls back to every trainable layer where none is wide enough
+    tiny = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    assert PerLossAdapter(tiny, K, target="wide").adapted_layer_names == ["0", "2"]
 
 
 def test_error_no_match_lists_module_types():
@@ -326,8 +346,11 @@ def test_error_no_match_lists_module_types():
     conv = nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU())
     with pytest.raises(ValueError, match=r"Conv1d.*nn.Linear layers only"):
         PerLossAdapter(conv, K)
-    with pytest.raises(ValueError, match=r"no nn.Linear layer matches.*rank=64"):
-        PerLossAdapter(mlp(), K, rank=64)
+    with pytest.raises(ValueError, match=r"no nn.Linear layer matches target='last:1'.*rank=64"):
+        PerLossAdapter(mlp(), K, rank=64, target="last:1")
+    frozen = mlp().requires_grad_(False)
+    with pytest.raises(ValueError, match=r"no nn.Linear layer matches target=None.*trainable"):
+        PerLossAdapter(frozen, K)
 
 
 def test_error_bad_target_type():

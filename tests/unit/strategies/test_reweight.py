@@ -213,7 +213,7 @@ def test_adapter_strategy_options_and_validation():
         "num_losses": 3,
         "rank": 2,
         "alpha": None,
-        "target": None,
+        "target": "wide",
         "seed": 0,
     }
     assert AdapterStrategy(**s.options()).options() == s.options()
