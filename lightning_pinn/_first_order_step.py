@@ -58,9 +58,8 @@ def first_order_step(module: PINNModule, batch: Any) -> Tensor:
         if module.trainer.world_size > 1:
             reduce = lambda t: module.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
         check = None if module._paths_checked else module.loss_names
-        jac, own, scale = step_gradients(loss_list, shared, extra, scaler, reduce, check)
+        jac, own, scale, values = step_gradients(loss_list, shared, extra, scaler, reduce, check)
         module._paths_checked = True
-    values = torch.stack([v.detach() for v in loss_list])  # (K,)
     bad: Tensor | None = None
     if deferred:  # no host read: the fused optimizer discards a non-finite update itself
         bad = ~(torch.isfinite(values).all() & torch.isfinite(jac).all())  # 0-dim, on device

@@ -158,8 +158,13 @@ def step_gradients(
     scaler: Any,
     reduce: Callable[[Tensor], Tensor] | None,
     loss_names: Sequence[str] | None = None,
-) -> tuple[Tensor, list[Tensor], float]:
-    """J over θ_s and the adapter gradients ``extra`` asks for, all-reduced.
+) -> tuple[Tensor, list[Tensor], float, Tensor]:
+    """J over θ_s and the adapter gradients ``extra`` asks for, and the loss values, all
+    reduced together (one mean all-reduce under DDP).
+
+    The loss values are reduced with J so that every rank sees the same values: a rule that
+    reads them (ReLoBRaLo) then gives every rank the same weights, and a loss that is not
+    finite on one rank only is skipped (or raised) on every rank alike.
 
     Under ``16-mixed`` each loss is multiplied by the scaler's factor S before its reverse
     pass (so fp16 gradients do not underflow) and J is divided by S again: statistics and
@@ -174,7 +179,8 @@ def step_gradients(
         loss_names: given (at the first step), check that every loss reaches a parameter.
 
     Returns:
-        ``(J [K, P], adapter gradients, S)``.
+        ``(J [K, P], adapter gradients, S, loss values [K])``: the values detached, their
+        mean over ranks under DDP.
 
     Raises:
         ValueError: with ``loss_names``, a loss with no gradient path to any parameter.
@@ -194,12 +200,14 @@ def step_gradients(
             "outside the module. Compute each loss from the network output self(x) or a "
             "trainable coefficient registered as an nn.Parameter of the module"
         )
-    if reduce is not None:  # one all-reduce (mean) of J and adapter gradients
-        sizes = [jac.numel()] + [h.numel() for h in own]
-        flat = reduce(torch.cat([jac.reshape(-1), *own]))
+    losses = torch.stack([v.detach() for v in values])  # (K,)
+    if reduce is not None:  # one all-reduce (mean) of J, adapter gradients and loss values
+        sizes = [losses.numel(), jac.numel()] + [h.numel() for h in own]
+        flat = reduce(torch.cat([losses.to(jac.dtype), jac.reshape(-1), *own]))
         parts = torch.split(flat, sizes)
-        jac, own = parts[0].view_as(jac), list(parts[1:])
-    return jac, own, scale
+        losses = parts[0].to(losses.dtype)
+        jac, own = parts[1].view_as(jac), list(parts[2:])
+    return jac, own, scale, losses
 
 
 def step_metrics(

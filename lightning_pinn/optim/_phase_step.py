@@ -273,8 +273,8 @@ def _record(module: PINNModule, batch: Any) -> tuple[Tensor, Tensor]:
     reduce = None
     if module.trainer.world_size > 1:
         reduce = lambda t: module.trainer.strategy.reduce(t, reduce_op="mean")  # noqa: E731
-    jac, _, _ = step_gradients(loss_list, module.shared_parameters(), None, None, reduce)
-    return torch.stack([v.detach() for v in loss_list]), jac
+    jac, _, _, values = step_gradients(loss_list, module.shared_parameters(), None, None, reduce)
+    return values, jac
 
 
 def lbfgs_training_step(module: PINNModule, batch: Any) -> Tensor:

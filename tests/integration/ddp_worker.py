@@ -5,7 +5,8 @@ Usage: python ddp_worker.py OUT_DIR STRATEGY [LAUNCHER [trial|trial-loader|escal
 With ``trial`` the callback runs the guarded switch (3 candidates x 2 steps after the probe);
 ``trial-loader`` does the same on a plain DataLoader (each rank its own points), whose batches
 the trials record and replay;
-with ``escalate`` it reweights first and profiles a 3-step window before adding adapters.
+with ``escalate`` it reweights first and profiles a 3-step window before adding adapters;
+with ``relobralo`` (STRATEGY ``reweight``) the weights come from the loss values (ReLoBRaLo).
 """
 
 import json
@@ -38,6 +39,8 @@ class Dump(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, *args):
         if pl_module.train_steps == 1:
             torch.save(pl_module.loss_jacobian, f"{self.out}/J{trainer.global_rank}.pt")
+            losses = pl_module.last_record.losses
+            torch.save(losses, f"{self.out}/losses{trainer.global_rank}.pt")
 
     def on_train_end(self, trainer, pl_module):
         state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
@@ -54,7 +57,8 @@ def main():
     trial, escalate = mode in ("trial", "trial-loader"), mode == "escalate"
     L.seed_everything(0)
     p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
-    module = p.module(strategy=strategy, aggregator="pcgrad")
+    rule = {"reweighting": "relobralo"} if mode == "relobralo" else {}
+    module = p.module(strategy=strategy, aggregator="pcgrad", **rule)
     torch.save(module.state_dict(), f"{out}/init.pt")
     trainer = L.Trainer(
         max_steps=14 if trial else 10 if escalate else 8,

@@ -76,6 +76,26 @@ def test_two_process_guarded_switch_gives_one_choice(tmp_path, mode):
 
 
 @pytest.mark.slow
+def test_two_process_loss_based_weights_keep_the_ranks_alike(tmp_path):
+    """ReLoBRaLo weights from the loss values: each rank used to weight by its own local
+    losses, so the two replicas drifted apart in silence (0.0024 after 8 steps). The values
+    are now all-reduced with J (one all-reduce), so both ranks see the union's losses."""
+    _launch(tmp_path, "reweight", "ddp", "relobralo")
+    l0, l1 = torch.load(tmp_path / "losses0.pt"), torch.load(tmp_path / "losses1.pt")
+    assert torch.equal(l0, l1)
+    p = problems.get("burgers", n_residual=128, n_initial=32, n_boundary=32)
+    module = p.module()
+    module.load_state_dict(torch.load(tmp_path / "init.pt"))
+    dm = p.datamodule(seed=0)
+    each = [module.losses(dm.sample(0, rank=r)) for r in (0, 1)]
+    mean = torch.stack([(each[0][n] + each[1][n]).detach() / 2 for n in module.loss_names])
+    torch.testing.assert_close(l0, mean, rtol=1e-5, atol=1e-7)
+    f0, f1 = torch.load(tmp_path / "final0.pt"), torch.load(tmp_path / "final1.pt")
+    for k in f0:
+        assert torch.equal(f0[k], f1[k]), k
+
+
+@pytest.mark.slow
 def test_two_process_escalation_decides_alike_and_trains_its_adapters_alike(tmp_path):
     """The escalation window reads the all-reduced J, so both ranks escalate (or not) alike;
     adapters it adds mid-run are identical and stay identical on both ranks."""
