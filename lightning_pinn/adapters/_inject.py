@@ -67,6 +67,18 @@ def _matcher(target: Target) -> Callable[[str, nn.Module], bool]:
     )
 
 
+def _weights_read_directly(trunk: nn.Module) -> set[int]:
+    """The ``nn.Linear`` layers whose parent uses their weight without calling them: the
+    ``out_proj`` of ``nn.MultiheadAttention`` (an adapter there would never act)."""
+    return {
+        id(m)
+        for parent in trunk.modules()
+        if isinstance(parent, nn.MultiheadAttention)
+        for m in parent.modules()
+        if isinstance(m, nn.Linear)
+    }
+
+
 def _replace_everywhere(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
     """Point every reference to ``old`` below ``root`` (shared layers included) at ``new``."""
     parents = [p for _, p in root.named_modules(remove_duplicate=False)]
@@ -108,11 +120,21 @@ def select_layers(
     last = _last_count(target)
     by_width = last is not None or target == WIDE
     match = _matcher(None if last is not None else target)
+    unused = _weights_read_directly(trunk)
     chosen = [
         (name, m)
         for name, m in trunk.named_modules()
         if isinstance(m, nn.Linear) and match(name, m)
     ]
+    named = [name for name, m in chosen if id(m) in unused]
+    if named and target is not None and not by_width:
+        raise ValueError(
+            f"target={target!r} names {named}, an nn.Linear inside nn.MultiheadAttention, "
+            "which reads the layer's weight directly and never calls it: an adapter there "
+            "would be ignored by the forward (and merged() would not match the model). "
+            "Target other layers"
+        )
+    chosen = [(name, m) for name, m in chosen if id(m) not in unused]
     if target is None or by_width:  # the trainable layers (a frozen one keeps its function)
         chosen = [(n, m) for n, m in chosen if m.weight.requires_grad]
     if by_width:
@@ -160,11 +182,13 @@ def inject_adapters(
         rank: r >= 1.
         alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
         target: which layers (see :data:`Target`); None adapts every trainable ``nn.Linear``
-            (layers the user froze keep their function); ``"wide"`` those with
-            ``min(in, out) >= rank`` (every trainable one where none is that wide);
-            ``"last:n"`` the last n wide ones (in ``named_modules()`` order); an explicit
-            target may name any layer, frozen ones included. A rank above ``min(in, out)``
-            of a layer is allowed: its update ``B_k A_k`` then has rank ``min(in, out)``.
+            (layers the user froze keep their function, and the ``out_proj`` of an
+            ``nn.MultiheadAttention``, which the attention never calls, is left out);
+            ``"wide"`` those with ``min(in, out) >= rank`` (every trainable one where none
+            is that wide); ``"last:n"`` the last n wide ones (in ``named_modules()``
+            order); an explicit target may name any layer, frozen ones included. A rank
+            above ``min(in, out)`` of a layer is allowed: its update ``B_k A_k`` then has
+            rank ``min(in, out)``.
         seed: seed of the A factors.
         form: ``"linear"`` (low-rank update of W) or ``"nonlinear"`` (a tanh branch of rank r).
 
@@ -174,8 +198,9 @@ def inject_adapters(
 
     Raises:
         ValueError: bad ``num_losses``, ``rank`` or ``alpha`` (not positive and finite), the
-            trunk already holds adapters, or no layer matches ``target`` (the message lists
-            the module types found).
+            trunk already holds adapters, no layer matches ``target`` (the message lists
+            the module types found), or an explicit ``target`` names a layer inside an
+            ``nn.MultiheadAttention``.
         TypeError: ``target`` of an unsupported type.
     """
     chosen = select_layers(trunk, num_losses, rank, alpha, target)

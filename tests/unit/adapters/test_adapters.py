@@ -340,6 +340,33 @@ def test_every_layer_by_default_even_narrower_than_the_rank():
     assert PerLossAdapter(tiny, K, target="wide").adapted_layer_names == ["0", "2"]
 
 
+class _Attention(nn.Module):
+    """A trunk with an nn.MultiheadAttention, which reads out_proj.weight without calling it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(2, 16)
+        self.att = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.out = nn.Linear(16, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))[:, None, :]
+        h, _ = self.att(h, h, h)
+        return self.out(h[:, 0])
+
+
+def test_attention_out_proj_is_left_out_because_the_attention_never_calls_it():
+    """Before: the default wrapped att.out_proj; its adapters never acted (no gradient) and
+    merged() folded them into a weight the attention does read, so merged() != the model."""
+    model = PerLossAdapter(_Attention(), K, rank=4)
+    assert model.adapted_layer_names == ["inp", "out"]
+    _train_adapters(model, steps=2)
+    x = _x()
+    torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"names \['att.out_proj'\].*MultiheadAttention"):
+        PerLossAdapter(_Attention(), K, target=["att.out_proj", "out"])
+
+
 def test_error_no_match_lists_module_types():
     with pytest.raises(ValueError, match=r"no nn.Linear layer matches target='conv'.*Tanh"):
         PerLossAdapter(mlp(), K, target="conv")
