@@ -206,3 +206,17 @@ def test_checkpoint_with_an_unregistered_strategy_fails_clearly():
     checkpoint["lightning_pinn"]["strategy"] = "mine"
     with pytest.raises(ValueError, match="strategy 'mine', which is not registered"):
         _toy().on_load_checkpoint(checkpoint)
+
+
+def test_adapters_strategy_layers_wide_by_default_every_layer_on_request():
+    """strategy="adapters" keeps the map's layers ("wide": not the 8 -> 1 head at rank 4),
+    falls back to every layer on a trunk with none that wide (it raised before), and
+    target=None adapts every layer, as PerLossAdapter does by default."""
+    assert _toy(strategy="adapters").model.adapted_layer_names == ["0", "2"]
+    assert _toy(strategy="adapters", target=None).model.adapted_layer_names == ["0", "2", "4"]
+    tiny = _Toy(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), loss_names=NAMES,
+                strategy="adapters")  # fmt: skip
+    tiny.coef = nn.Parameter(torch.tensor(2.0))
+    assert tiny.model.adapted_layer_names == ["0", "2"]
+    _fit(tiny, steps=2)
+    assert tiny.train_steps == 2
