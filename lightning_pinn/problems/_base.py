@@ -144,8 +144,11 @@ class Problem:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     # -- factories -----------------------------------------------------------------------
-    def module(self, trunk: nn.Module | None = None, **kwargs: Any) -> ProblemModule:
-        """A configured :class:`ProblemModule` (kwargs go to :class:`PINNModule`)."""
+    def module(
+        self, trunk: nn.Module | Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> ProblemModule:
+        """A configured :class:`ProblemModule` (kwargs go to :class:`PINNModule`; ``trunk``
+        may be a ``{"class_path": ..., "init_args": ...}`` spec, kept in checkpoints)."""
         return ProblemModule(self, trunk=trunk, **kwargs)
 
     def datamodule(
@@ -251,7 +254,10 @@ class ProblemModule(PINNModule):
 
     Args:
         problem: a :class:`Problem` or a registered problem name.
-        trunk: the network; the problem's default trunk if ``None``.
+        trunk: the network; the problem's default trunk if ``None``; or its spec
+            ``{"class_path": ..., "init_args": {...}}`` (``in_dim``/``out_dim`` from the
+            problem), which the checkpoint keeps, so ``load_from_checkpoint(path)`` rebuilds
+            the same network (with a module given here, pass ``trunk=`` to it again).
         problem_options: overrides for the problem when ``problem`` is a name.
         **kwargs: :class:`PINNModule` options (``lr``, ``strategy``, ...).
     """
@@ -259,7 +265,7 @@ class ProblemModule(PINNModule):
     def __init__(
         self,
         problem: Problem | str = "burgers",
-        trunk: nn.Module | None = None,
+        trunk: nn.Module | Mapping[str, Any] | None = None,
         problem_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -269,6 +275,12 @@ class ProblemModule(PINNModule):
             problem = get(problem, **dict(problem_options or {}))
         elif not isinstance(problem, Problem):
             raise TypeError(f"problem must be a Problem or a name, got {type(problem).__name__}")
+        spec = None
+        if isinstance(trunk, Mapping):
+            from lightning_pinn.run._recipes import build_trunk
+
+            spec = dict(trunk)
+            trunk = build_trunk(spec, problem.input_dim, problem.output_dim)
         # Saved hyperparameters (load_from_checkpoint) repeat what the problem defines.
         for key, value in (
             ("loss_names", problem.loss_names),
@@ -289,6 +301,8 @@ class ProblemModule(PINNModule):
         self.problem = problem
         self.hparams["problem"] = problem.name
         self.hparams["problem_options"] = problem.options()
+        if spec is not None:
+            self.hparams["trunk"] = spec
         self.coefficients = nn.ParameterDict(
             {n: nn.Parameter(torch.tensor(float(v))) for n, v in problem.unknowns().items()}
         )

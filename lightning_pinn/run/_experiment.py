@@ -24,7 +24,7 @@ from lightning_pinn.callbacks._trial import max_discarded_steps
 from lightning_pinn.module import PINNModule
 from lightning_pinn.run._config import RunConfig
 from lightning_pinn.run._plots import save_prediction
-from lightning_pinn.run._recipes import build_trunk, escalation_room, lbfgs_phase
+from lightning_pinn.run._recipes import escalation_room, lbfgs_phase
 from lightning_pinn.run._threads import ThreadGovernor, default_threads
 from lightning_pinn.run._trainer import build_trainer, make_logger, quiet_lightning
 
@@ -130,7 +130,8 @@ def _phase_options(cfg: RunConfig, problem: problems.Problem) -> dict[str, Any]:
     exactly as before). A reweighting rule named in ``module_options`` wins over ``cfg.rule``."""
     options: dict[str, Any] = {}
     if cfg.trunk is not None:
-        options["trunk"] = build_trunk(cfg.trunk, problem.input_dim, problem.output_dim)
+        # the spec, built by the module: checkpoints keep it (load_from_checkpoint rebuilds it)
+        options["trunk"] = dict(cfg.trunk)
     if cfg.rule is not None and not {"reweighting", "rule"} & set(cfg.module_options):
         rule = dict(cfg.rule)
         if "name" not in rule:

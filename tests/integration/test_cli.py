@@ -272,3 +272,25 @@ def test_an_inverse_runs_summary_reads_its_coefficients_without_autograd_warning
         isinstance(c["value"], float) for c in summary["coefficients"].values()
     )
     assert "requires_grad=True to a scalar" not in proc.stderr
+
+
+def test_a_run_checkpoint_loads_with_load_from_checkpoint_alone(tmp_path):
+    """The recipe's trunk (Burgers: MLP 20x8, not the problem's default 64x4) is kept in the
+    checkpoint as its spec, so Lightning's load_from_checkpoint(path) rebuilds the trained
+    model, adapters included (before: a size-mismatch error unless the user rebuilt it)."""
+    from lightning_pinn import problems
+    from lightning_pinn.problems import ProblemModule
+
+    out = tmp_path / "out"
+    args = ["run", "burgers", "--max-steps", "12", "--probe-steps", "4", "--threads", "1"]
+    assert main([*args, "--no-plots", "--out", str(out)]) == 0
+    summary = json.loads(next(out.rglob("summary.json")).read_text())
+    loaded = ProblemModule.load_from_checkpoint(next(out.rglob("last.ckpt")))
+    assert loaded.hparams["trunk"]["init_args"] == {"width": 20, "depth": 8}
+    assert loaded.strategy_name == summary["report"]["strategy"] and loaded.has_adapters
+    problem = problems.get("burgers")
+    x = problem.eval_points()
+    with torch.no_grad():
+        pred, ref = loaded(x), problem.reference(x)
+    rel = float((pred - ref).norm() / ref.norm())
+    assert rel == pytest.approx(summary["rel_l2"], rel=1e-5)
