@@ -197,6 +197,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         if self._strategy.uses_adapters:
             self._attach_adapters(adapter_config_of(self._strategy))
         self.val_rel_l2 = RelativeL2Error(num_fields=len(self.field_names or ("u",)))
+        self.test_rel_l2 = RelativeL2Error(num_fields=len(self.field_names or ("u",)))
         self.last_record: StepRecord | None = None
         """The latest training step (:class:`StepRecord`, device tensors); what callbacks read."""
         self.train_steps: int = 0  # counted here, not trainer.global_step (Lightning #17958)

@@ -126,6 +126,18 @@ class CollocationDataModule(L.LightningDataModule):
         data = _Slices(self.eval_points.float(), values.float(), self.eval_batch_size)
         return DataLoader(data, batch_size=None, shuffle=False)
 
+    def test_dataloader(self) -> DataLoader | list:
+        """The evaluation set, as :meth:`val_dataloader` (``trainer.test``: ``test/rel_l2``)."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        """The evaluation points in batches of ``eval_batch_size`` (``trainer.predict``
+        returns the prediction at each batch); an empty list without ``eval_points``."""
+        if self.eval_points is None:
+            return []
+        data = _Slices(self.eval_points.float(), self.eval_points.float(), self.eval_batch_size)
+        return DataLoader(data, batch_size=None, shuffle=False)
+
     def setup(self, stage: str) -> None:
         """Refuse a fit that nothing would stop, warn about one without a step budget: the
         stream is infinite, so one epoch (and ``max_epochs``) never ends.
