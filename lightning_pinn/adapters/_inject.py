@@ -127,7 +127,7 @@ def select_layers(
         if isinstance(m, nn.Linear) and match(name, m)
     ]
     named = [name for name, m in chosen if id(m) in unused]
-    if named and target is not None and not by_width:
+    if named and isinstance(target, Sequence) and not isinstance(target, str):  # by name
         raise ValueError(
             f"target={target!r} names {named}, an nn.Linear inside nn.MultiheadAttention, "
             "which reads the layer's weight directly and never calls it: an adapter there "
@@ -183,7 +183,8 @@ def inject_adapters(
         alpha: scaling numerator (``scaling = alpha / rank``); None means ``alpha = rank``.
         target: which layers (see :data:`Target`); None adapts every trainable ``nn.Linear``
             (layers the user froze keep their function, and the ``out_proj`` of an
-            ``nn.MultiheadAttention``, which the attention never calls, is left out);
+            ``nn.MultiheadAttention``, which the attention never calls, is left out, as
+            from a regex or predicate, and naming it raises);
             ``"wide"`` those with ``min(in, out) >= rank`` (every trainable one where none
             is that wide); ``"last:n"`` the last n wide ones (in ``named_modules()``
             order); an explicit target may name any layer, frozen ones included. A rank

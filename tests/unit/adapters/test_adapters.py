@@ -365,6 +365,7 @@ def test_attention_out_proj_is_left_out_because_the_attention_never_calls_it():
     torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"names \['att.out_proj'\].*MultiheadAttention"):
         PerLossAdapter(_Attention(), K, target=["att.out_proj", "out"])
+    assert PerLossAdapter(_Attention(), K, target=r".").adapted_layer_names == ["inp", "out"]
 
 
 def test_error_no_match_lists_module_types():
