@@ -40,18 +40,20 @@ class ReferenceValidation:
         with torch.autocast(device_type=self.device.type, enabled=False):
             return self(x.to(dtype))
 
+    def _accumulate(self, metric: RelativeL2Error, batch: Any) -> None:
+        x, u_ref = batch
+        metric.update(self._predict(x).reshape(u_ref.shape).float(), u_ref.float())
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Accumulate the relative L2 error on ``(points, reference)`` batches."""
-        x, u_ref = batch
-        self.val_rel_l2.update(self._predict(x).reshape(u_ref.shape).float(), u_ref.float())
+        self._accumulate(self.val_rel_l2, batch)
 
     def on_validation_epoch_end(self) -> None:
         self._log_error(self.val_rel_l2, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """As :meth:`validation_step`, for ``trainer.test`` (logged as ``test/rel_l2``)."""
-        x, u_ref = batch
-        self.test_rel_l2.update(self._predict(x).reshape(u_ref.shape).float(), u_ref.float())
+        self._accumulate(self.test_rel_l2, batch)
 
     def on_test_epoch_end(self) -> None:
         self._log_error(self.test_rel_l2, "test")

@@ -51,7 +51,7 @@ def check_num_losses(num_losses: int) -> int:
 
 
 def _matcher(target: Target) -> Callable[[str, nn.Module], bool]:
-    if target is None or target == WIDE:
+    if target is None:
         return lambda name, module: True
     if isinstance(target, str):
         pattern = re.compile(target)
@@ -119,7 +119,7 @@ def select_layers(
         )
     last = _last_count(target)
     by_width = last is not None or target == WIDE
-    match = _matcher(None if last is not None else target)
+    match = _matcher(None if by_width else target)
     unused = _weights_read_directly(trunk)
     chosen = [
         (name, m)

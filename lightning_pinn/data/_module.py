@@ -122,7 +122,11 @@ class CollocationDataModule(L.LightningDataModule):
                 f"eval_points is empty (shape {tuple(self.eval_points.shape)}); pass at least "
                 "one evaluation point, or eval_points=None for no validation"
             )
-        values = self.eval_values.reshape(self.eval_points.shape[0], -1)
+        return self._slices(self.eval_values.reshape(self.eval_points.shape[0], -1))
+
+    def _slices(self, values: Tensor) -> DataLoader:
+        """``(points, values)`` slices of ``eval_batch_size`` evaluation points, in order."""
+        assert self.eval_points is not None
         data = _Slices(self.eval_points.float(), values.float(), self.eval_batch_size)
         return DataLoader(data, batch_size=None, shuffle=False)
 
@@ -135,8 +139,7 @@ class CollocationDataModule(L.LightningDataModule):
         returns the prediction at each batch); an empty list without ``eval_points``."""
         if self.eval_points is None:
             return []
-        data = _Slices(self.eval_points.float(), self.eval_points.float(), self.eval_batch_size)
-        return DataLoader(data, batch_size=None, shuffle=False)
+        return self._slices(self.eval_points)  # (points, points): predict_step reads [0]
 
     def setup(self, stage: str) -> None:
         """Refuse a fit that nothing would stop, warn about one without a step budget: the

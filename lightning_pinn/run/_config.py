@@ -124,10 +124,8 @@ def _check_accelerator(accelerator: str) -> None:
         )
     import torch
 
-    if name == "cuda":
+    if name == "cuda":  # torch's own answer (what the Trainer will see)
         available = torch.cuda.is_available()
-    elif name == "mps":
-        available = torch.backends.mps.is_available()
     else:
         available = AcceleratorRegistry[name]["accelerator"].is_available()
     if not available:
