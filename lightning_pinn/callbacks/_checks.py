@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lightning_pinn.callbacks._conflict import ConflictCallback
 
 __all__ = [
+    "check_alone",
     "check_escalation",
     "check_reprobe_arguments",
     "check_run",
@@ -66,6 +67,34 @@ def check_run(
             "flushes logged values on its own interval, so some values will be dropped"
         )
     return pl_module
+
+
+def check_alone(trainer: L.Trainer, callback: ConflictCallback) -> None:
+    """Raise if another ConflictCallback on the trainer also switches the strategy.
+
+    Two switching callbacks would each swap the module's strategy after their own probe, the
+    second undoing the first, and one report would describe a run that did not happen.
+    Callbacks with ``auto_switch=False`` only watch, so any number of them may share a run.
+
+    Raises:
+        ValueError: ``callback`` switches and so does another ConflictCallback.
+    """
+    from lightning_pinn.callbacks._conflict import ConflictCallback
+
+    if not callback.auto_switch:
+        return
+    others = [
+        i
+        for i, c in enumerate(trainer.callbacks)  # type: ignore[attr-defined]
+        if isinstance(c, ConflictCallback) and c is not callback and c.auto_switch
+    ]
+    if others:
+        raise ValueError(
+            f"the trainer has {len(others) + 1} ConflictCallbacks with auto_switch=True "
+            f"(callbacks at positions {others} and this one): each would switch the "
+            "strategy after its own probe. Keep one switching callback and pass "
+            "auto_switch=False to the others (they still profile and report)"
+        )
 
 
 def check_trial_arguments(

@@ -16,6 +16,7 @@ from typing_extensions import override
 from lightning_pinn._snapshot import to_cpu
 from lightning_pinn.callbacks._after_probe import AfterProbe
 from lightning_pinn.callbacks._checks import (
+    check_alone,
     check_escalation,
     check_reprobe_arguments,
     check_run,
@@ -228,6 +229,7 @@ class ConflictCallback(Callback):
             from lightning_pinn.run._checks import check_out_dir
 
             check_out_dir(self.output_dir, "ConflictCallback output_dir")
+        check_alone(trainer, self)
         if self.auto_switch:
             check_interventions(module, self.interventions, self.strategy_options)
         if self.trial_steps is not None:

@@ -314,3 +314,21 @@ def test_cosine_margin_reaches_the_rule_and_the_report():
     assert strict.pairs == plain.pairs  # the same statistics, a stricter rule
     with pytest.raises(ValueError, match="tau_cos"):
         ConflictCallback(probe_steps=6, tau_cos=1.5)
+
+
+def test_two_switching_callbacks_are_refused_in_setup(tmp_path):
+    first, second = ConflictCallback(probe_steps=5), ConflictCallback(probe_steps=6)
+    trainer = make_trainer(tmp_path, [first, second])
+    module = make_module()
+    match = r"2 ConflictCallbacks with auto_switch=True.*auto_switch=False"
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(module, make_datamodule())
+    assert trainer.global_step == 0
+
+
+def test_a_watching_callback_may_join_a_switching_one(tmp_path):
+    watcher = ConflictCallback(probe_steps=5, auto_switch=False)
+    switcher = ConflictCallback(probe_steps=6)
+    trainer = make_trainer(tmp_path, [watcher, switcher])
+    for callback in (watcher, switcher):
+        callback.setup(trainer, make_module(), "fit")  # no error
