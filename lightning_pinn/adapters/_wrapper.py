@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -143,6 +144,7 @@ class PerLossAdapter(nn.Module):
         self._forced = False  # a scope that nested scopes cannot change (the fallback)
         self.untagged_calls = 0  # per-loss forwards outside any scope, since the last reset
         self.untagged = False  # set by the module when losses() was found not to tag
+        self._watch_calls = True  # the first forward reports adapted layers it never calls
         self._select(self._default())
 
     def _default(self) -> Selection:
@@ -191,7 +193,39 @@ class PerLossAdapter(nn.Module):
         """Evaluate the trunk (with adapters); same signature as the trunk."""
         if self.mode == "per_loss" and self._scope is None:
             self.untagged_calls += 1
+        if self._watch_calls:
+            return self._first_forward(*args, **kwargs)
         return self.trunk(*args, **kwargs)
+
+    def _first_forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The trunk's forward, warning once about adapted layers that it never called.
+
+        An adapter on a layer the trunk's ``forward`` bypasses never acts (its gradient is
+        zero), so the run carries dead parameters and :attr:`adapted_layer_names` overstates
+        what adapts. Hooks watch this one forward only; later forwards run hook-free.
+        """
+        called: set[int] = set()
+        layers = self._adapter_layers()
+        handles = [
+            layer.register_forward_hook(lambda m, i, o: called.add(id(m))) for _, layer in layers
+        ]
+        try:
+            out = self.trunk(*args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self._watch_calls = False
+        unused = [name for name, layer in layers if id(layer) not in called]
+        if unused:
+            warnings.warn(
+                f"PerLossAdapter: the trunk's forward never called the adapted layer(s) "
+                f"{unused}, so their adapters never act (zero gradient). Leave them out with "
+                f"target= (e.g. a list of the layers the forward uses: "
+                f"{[n for n, layer in layers if id(layer) in called]})",
+                UserWarning,
+                stacklevel=3,
+            )
+        return out
 
     def _adapter_layers(self) -> list[tuple[str, AdapterLinear]]:
         return [(n, m) for n, m in self.trunk.named_modules() if isinstance(m, AdapterLinear)]

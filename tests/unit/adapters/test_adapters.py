@@ -1,4 +1,5 @@
 import time
+import warnings
 
 import pytest
 import torch
@@ -399,3 +400,38 @@ def test_error_wrapping_twice():
 def test_error_alpha():
     with pytest.raises(ValueError, match="alpha must be positive"):
         PerLossAdapter(mlp(), K, alpha=0.0)
+
+
+class Bypassed(nn.Module):
+    """A trunk holding a layer its forward never calls (a leftover head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(2, 16)
+        self.head = nn.Linear(16, 1)
+        self.unused = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(x)))
+
+
+def test_adapter_on_a_layer_the_forward_bypasses_is_reported_once():
+    model = PerLossAdapter(Bypassed(), K, rank=2)
+    x = torch.randn(5, 2)
+    with pytest.warns(
+        UserWarning,
+        match=r"never called the adapted layer\(s\) \['unused'\].*"
+        r"\['body', 'head'\]",
+    ):
+        model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(x)  # once only: later forwards run without hooks
+    assert not model.trunk.head._forward_hooks
+
+
+def test_a_trunk_that_calls_every_adapted_layer_is_not_warned_about():
+    model = PerLossAdapter(Nested(), K, rank=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(torch.randn(5, 2))
