@@ -83,7 +83,8 @@ def check_adapter_config(
         )
     resolve_predict_with(_design(config, "predict_with"), loss_names)
     k = len(loss_names)
-    chosen = select_layers(model, k, config["rank"], config["alpha"], config["target"])
+    form = _design(config, "form")
+    chosen = select_layers(model, k, config["rank"], config["alpha"], config["target"], form)
     return [name for name, _ in chosen]
 
 
@@ -128,7 +129,8 @@ def adapter_differences(
     target = config["target"]
     if target is not attached["target"] and target != attached["target"]:
         plain = model.merged("trunk")  # the layers only (any form)
-        chosen = select_layers(plain, model.num_losses, rank, new_alpha, target)
+        form = _design(config, "form")
+        chosen = select_layers(plain, model.num_losses, rank, new_alpha, target, form)
         names = [name for name, _ in chosen]
         if names != model.adapted_layer_names:
             out.append(f"layers {model.adapted_layer_names} -> {names}")

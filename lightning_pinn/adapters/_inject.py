@@ -96,6 +96,7 @@ def select_layers(
     rank: int = 4,
     alpha: float | None = None,
     target: Target = None,
+    form: AdapterForm = "linear",
 ) -> list[tuple[str, nn.Linear]]:
     """The ``(name, layer)`` pairs :func:`inject_adapters` would adapt; changes nothing.
 
@@ -157,6 +158,15 @@ def select_layers(
             "trainable layer, lower the rank, or pass a regex/names/predicate matching the "
             "names in trunk.named_modules()"
         )
+    widest = max(min(m.in_features, m.out_features) for _, m in chosen)
+    if form == "linear" and rank > widest:
+        layers = [(n or "<root>", m.in_features, m.out_features) for n, m in chosen]
+        raise ValueError(
+            f"rank={rank} is larger than every targeted layer (name, in, out) {layers}: a "
+            f"linear update B_k A_k there has rank at most min(in, out) = {widest}, so the "
+            f"extra rank would be dead weight. Lower the rank to at most {widest}, or target "
+            "wider layers"
+        )
     return chosen
 
 
@@ -188,8 +198,9 @@ def inject_adapters(
             ``"wide"`` those with ``min(in, out) >= rank`` (every trainable one where none
             is that wide); ``"last:n"`` the last n wide ones (in ``named_modules()``
             order); an explicit target may name any layer, frozen ones included. A rank
-            above ``min(in, out)`` of a layer is allowed: its update ``B_k A_k`` then has
-            rank ``min(in, out)``.
+            above ``min(in, out)`` of some layers (a scalar head) is allowed: their update
+            ``B_k A_k`` then has rank ``min(in, out)``; a linear rank above that of every
+            targeted layer raises.
         seed: seed of the A factors.
         form: ``"linear"`` (low-rank update of W) or ``"nonlinear"`` (a tanh branch of rank r).
 
@@ -200,11 +211,12 @@ def inject_adapters(
     Raises:
         ValueError: bad ``num_losses``, ``rank`` or ``alpha`` (not positive and finite), the
             trunk already holds adapters, no layer matches ``target`` (the message lists
-            the module types found), or an explicit ``target`` names a layer inside an
+            the module types found), a linear ``rank`` above ``min(in, out)`` of every
+            targeted layer, or an explicit ``target`` names a layer inside an
             ``nn.MultiheadAttention``.
         TypeError: ``target`` of an unsupported type.
     """
-    chosen = select_layers(trunk, num_losses, rank, alpha, target)
+    chosen = select_layers(trunk, num_losses, rank, alpha, target, form)
     alpha = float(rank) if alpha is None else alpha
     generator = torch.Generator().manual_seed(int(seed))
     root = trunk

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
 
 from lightning_pinn.callbacks._trial import max_candidates, max_discarded_steps, rank_candidates
 from lightning_pinn.diagnostics import TRIAL_SCORES
@@ -22,6 +24,7 @@ __all__ = [
     "check_run",
     "check_trial",
     "check_trial_arguments",
+    "check_trial_losses",
 ]
 
 
@@ -94,6 +97,28 @@ def check_alone(trainer: L.Trainer, callback: ConflictCallback) -> None:
             f"(callbacks at positions {others} and this one): each would switch the "
             "strategy after its own probe. Keep one switching callback and pass "
             "auto_switch=False to the others (they still profile and report)"
+        )
+
+
+def check_trial_losses(losses: Tensor, loss_names: Sequence[str]) -> None:
+    """Raise if a loss is negative at the first step of a run with trials.
+
+    The trial scores compare loss *ratios* (``L_k(after) / L_k(before)``), which only rank
+    progress for losses that are >= 0 (squared residuals). A signed loss (an energy of the
+    Deep Ritz kind) would be scored as if it had vanished. Checked once, at step 1, so the
+    probe has not spent its steps; under DDP the losses are already the ranks' mean.
+
+    Raises:
+        ValueError: a loss below zero, with its name and value.
+    """
+    values = losses.detach().double().cpu()
+    negative = {n: float(v) for n, v in zip(loss_names, values, strict=True) if v < 0}
+    if negative:
+        raise ValueError(
+            f"ConflictCallback(trial_steps=...) scores trials by ratios of the unweighted "
+            f"losses, which need losses >= 0, but at step 1 {negative} are negative; train "
+            "without trials (trial_steps=None: the diagnosis alone decides) or shift those "
+            "losses to be non-negative"
         )
 
 

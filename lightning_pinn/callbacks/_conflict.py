@@ -22,6 +22,7 @@ from lightning_pinn.callbacks._checks import (
     check_run,
     check_trial,
     check_trial_arguments,
+    check_trial_losses,
 )
 from lightning_pinn.callbacks._report_logging import (
     conflict_metrics,
@@ -264,6 +265,8 @@ class ConflictCallback(Callback):
         if record is None or record.step < 1:
             return
         jac, step, finite = record.jacobian, record.step, record.finite
+        if self.trial_steps is not None and self.report is None and step == 1:
+            check_trial_losses(record.losses, pl_module.loss_names)
         # A deferred step's flag is a device tensor: no branch on it (no host read).
         update = record.update if isinstance(finite, Tensor) or finite else None
         in_trial = self._after.in_trial  # a trial begun before this step

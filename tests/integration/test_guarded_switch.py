@@ -502,3 +502,26 @@ def test_reprobes_after_the_trials_are_logged_and_resume(tmp_path: Path):
     assert resumed.report.to_dict() == cb.report.to_dict()
     sa, sb = module.state_dict(), resumed_module.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_negative_loss_with_trials_fails_at_the_first_step():
+    """Trial scores are loss ratios: a signed loss would be scored as if it had vanished
+    (before: clamped to 1e-308 and ranked silently)."""
+    problem = tiny_burgers()
+    plain = problem.losses
+    first = problem.loss_names[0]
+
+    def signed(module, batch):
+        return {k: -v if k == first else v for k, v in plain(module, batch).items()}
+
+    problem.losses = signed
+    module = problem.module()
+    cb = ConflictCallback(probe_steps=PROBE, trial_steps=TRIAL)
+    trainer = tiny_trainer(PROBE + 3 * TRIAL + AFTER, [cb])
+    with pytest.raises(ValueError, match=rf"need losses >= 0.*'{first}': -"):
+        trainer.fit(module, problem.datamodule())
+    assert module.train_steps == 1
+    # without trials the signed loss trains (the diagnosis alone decides)
+    module = problem.module()
+    tiny_trainer(PROBE + 2, [ConflictCallback(probe_steps=PROBE)]).fit(module, problem.datamodule())
+    assert module.train_steps == PROBE + 2
