@@ -215,6 +215,7 @@ def test_adapters_strategy_layers_wide_by_default_every_layer_on_request():
     PerLossAdapter does by default."""
     assert _toy(strategy="adapters").model.adapted_layer_names == ["0", "2"]
     assert _toy(strategy="adapters", target=None).model.adapted_layer_names == ["0", "2", "4"]
+
     def trunk():
         return nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
 

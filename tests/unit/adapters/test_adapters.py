@@ -333,6 +333,7 @@ def test_every_layer_by_default_even_narrower_than_the_rank():
     torch.testing.assert_close(model(x), before, rtol=0, atol=0)
     _train_adapters(model, steps=2)
     torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
+
     # a trunk with no layer as wide as the rank: a linear update there could never reach
     # rank r (issue 15: a rank larger than the targeted layers is bad input)
     def tiny():
