@@ -214,8 +214,11 @@ def test_bad_input(burgers):
     target = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear)][1:2]
     with pytest.raises(ValueError, match=r"no nn.Linear layer matches target=\['nope'\]"):
         burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=["nope"]))
-    wide = burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=target))
-    assert wide.model.adapted_layer_names == target  # a rank above min(in, out) is allowed
+    # issue 15: a rank larger than the targeted layer (8 -> 8) is refused, naming it
+    with pytest.raises(ValueError, match=r"rank=9 is larger than every targeted layer.*at most 8"):
+        burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=target))
+    wide = burgers.module(trunk, strategy=AdapterStrategy(rank=8, target=target))
+    assert wide.model.adapted_layer_names == target
     module = _per_loss(burgers)
     with pytest.raises(ValueError, match=r"names no loss of this module; valid names are"):
         module(torch.rand(4, 2), loss="inital")
