@@ -41,6 +41,7 @@ from lightning_pinn.diagnostics import (
     DEFAULT_TAU_COS,
     DEFAULT_TAU_DIR,
     DEFAULT_TAU_MAG,
+    MIN_FINITE_STEPS,
     ConflictReport,
     ProbeRecorder,
     Regime,
@@ -166,6 +167,12 @@ class ConflictCallback(Callback):
         super().__init__()
         if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps <= 0:
             raise ValueError(f"probe_steps must be a positive integer, got {probe_steps!r}")
+        if probe_steps < MIN_FINITE_STEPS:
+            raise ValueError(
+                f"probe_steps={probe_steps} can never diagnose: a regime needs at least "
+                f"{MIN_FINITE_STEPS} finite probe steps (pairwise cosines over time); pass "
+                f"probe_steps >= {MIN_FINITE_STEPS} (the default is 1000)"
+            )
         if log_every_n_steps is not None and log_every_n_steps < 0:
             raise ValueError(f"log_every_n_steps must be >= 0 or None, got {log_every_n_steps!r}")
         if rate_window is not None and rate_window < 1:

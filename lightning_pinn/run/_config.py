@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from lightning_pinn import problems
 from lightning_pinn.diagnostics import (
+    MIN_FINITE_STEPS,
     RULES,
     TrialScore,
     rule_thresholds,
@@ -349,8 +350,16 @@ class RunConfig:
         """
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
-        if self.probe_steps is not None and self.probe_steps < 1:
-            raise ValueError(f"probe_steps must be a positive integer, got {self.probe_steps!r}")
+        if self.max_steps < MIN_FINITE_STEPS:
+            raise ValueError(
+                f"--max-steps {self.max_steps} leaves no room for the conflict probe, which "
+                f"needs at least {MIN_FINITE_STEPS} steps; pass --max-steps >= {MIN_FINITE_STEPS}"
+            )
+        if self.probe_steps is not None and self.probe_steps < MIN_FINITE_STEPS:
+            raise ValueError(
+                f"--probe-steps must be an integer >= {MIN_FINITE_STEPS} (a regime needs at "
+                f"least {MIN_FINITE_STEPS} probe steps), got {self.probe_steps!r}"
+            )
         if self.probe_steps is not None and self.probe_steps > self.max_steps:
             raise ValueError(
                 f"probe_steps ({self.probe_steps}) is longer than the run (max_steps="
@@ -415,10 +424,11 @@ class RunConfig:
 
     @property
     def effective_probe_steps(self) -> int:
-        """``probe_steps``, or ``min(1000, max_steps // 2)`` (at least 1) when unset."""
+        """``probe_steps``, or ``min(1000, max_steps // 2)`` (at least 2, at most
+        ``max_steps``) when unset."""
         if self.probe_steps is not None:
             return self.probe_steps
-        return max(1, min(1000, self.max_steps // 2))
+        return min(self.max_steps, max(MIN_FINITE_STEPS, min(1000, self.max_steps // 2)))
 
     @property
     def effective_val_every(self) -> int:

@@ -116,7 +116,7 @@ def test_conflict_callback_needs_two_losses():
         lambda m, b: {"residual": m(b["residual"]).pow(2).mean()}, loss_names=("residual",)
     )
     with pytest.raises(ValueError, match="needs K >= 2"):
-        _fit(module, callbacks=[ConflictCallback(probe_steps=1)])
+        _fit(module, callbacks=[ConflictCallback(probe_steps=2)])
 
 
 def test_adapters_on_trunk_without_linear():

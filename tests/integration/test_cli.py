@@ -121,6 +121,17 @@ def test_resuming_another_problems_checkpoint_is_an_error_before_training(capsys
     )
 
 
+def test_a_run_too_short_for_a_probe_is_a_one_line_error(capsys, tmp_path):
+    # before: a 1-step probe ran and every such run ended with "no diagnosis, no switch"
+    out = ["--out", str(tmp_path / "out"), "--threads", "1", "--no-plots"]
+    assert main(["run", "burgers", "--max-steps", "1", *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-steps 1 leaves no room for the conflict probe" in err
+    assert main(["run", "burgers", "--max-steps", "8", "--probe-steps", "1", *out]) == 2
+    assert "--probe-steps must be an integer >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_accelerator_and_zero_devices_are_one_line_errors(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = ["--out", str(tmp_path / "out"), "--max-steps", "4"]

@@ -87,6 +87,13 @@ def test_probe_steps_must_be_positive(steps):
         ConflictCallback(probe_steps=steps)
 
 
+def test_a_one_step_probe_is_refused_because_it_can_never_diagnose():
+    # before: accepted, and every run ended with an invalid report and no switch
+    with pytest.raises(ValueError, match=r"probe_steps=1 can never diagnose.*at least 2"):
+        ConflictCallback(probe_steps=1)
+    assert ConflictCallback(probe_steps=2).probe_steps == 2
+
+
 def test_thresholds_validated_in_constructor():
     with pytest.raises(ValueError, match="tau_dir"):
         ConflictCallback(tau_dir=2.0)
