@@ -11,7 +11,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 
 from lightning_pinn.callbacks._trial import max_candidates, max_discarded_steps, rank_candidates
-from lightning_pinn.diagnostics import TRIAL_SCORES
+from lightning_pinn.diagnostics import MIN_FINITE_STEPS, TRIAL_SCORES
 from lightning_pinn.module import PINNModule
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def check_reprobe_arguments(
         )
     if every is None:
         if escalate:  # one window under the first switch
-            return steps if isinstance(steps, int) else probe_steps
+            return _diagnosable(steps if isinstance(steps, int) else probe_steps)
         if steps is not None:
             raise ValueError("reprobe_steps needs reprobe_every (or escalate=True)")
         return None
@@ -182,6 +182,17 @@ def check_reprobe_arguments(
     window = steps if isinstance(steps, int) else min(probe_steps, every)
     if window > every:
         raise ValueError(f"reprobe_steps={window} is longer than reprobe_every={every}")
+    return _diagnosable(window)
+
+
+def _diagnosable(window: int) -> int:
+    """``window``, unless it is too short to ever diagnose a regime."""
+    if window < MIN_FINITE_STEPS:
+        raise ValueError(
+            f"a re-probe window of {window} step can never diagnose: a regime needs at least "
+            f"{MIN_FINITE_STEPS} finite steps; pass reprobe_steps >= {MIN_FINITE_STEPS} (the "
+            "window is reprobe_steps, else min(probe_steps, reprobe_every))"
+        )
     return window
 
 

@@ -129,6 +129,10 @@ def test_nothing_before_the_switch_settles():
         ({"reprobe_steps": 2}, "needs reprobe_every"),
         ({"reprobe_every": 3, "auto_switch": False}, "auto_switch"),
         ({"reprobe_every": 2.5}, "reprobe_every"),
+        # a 1-step window could never diagnose (before: accepted, every re-probe invalid)
+        ({"reprobe_every": 1}, "re-probe window of 1 step can never diagnose"),
+        ({"reprobe_every": 5, "reprobe_steps": 1}, "re-probe window of 1 step"),
+        ({"escalate": True, "reprobe_steps": 1}, "re-probe window of 1 step"),
     ],
 )
 def test_bad_reprobe_arguments(kwargs, match):
