@@ -189,13 +189,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             f"{probe} steps, which profiles first-order steps: lower --probe-steps to at most "
             f"{module.lbfgs.after} or start L-BFGS later (--lbfgs)"
         )
-    datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
-    name = cfg.name or problem.name
-    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
-    run_dir = _own_run_dir(logger, cfg, name)
-    if run_dir is not None:  # fail on an unusable --out before training, not after
-        run_dir.mkdir(parents=True, exist_ok=True)
-    conflict = (
+    conflict = (  # before any folder: its arguments are checked here
         None
         if module.num_losses < 2
         else ConflictCallback(
@@ -204,7 +198,6 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             log_every_n_steps=cfg.log_every_n_steps,
             **cfg.thresholds,
             interventions=cfg.interventions,
-            output_dir=str(run_dir) if run_dir is not None else None,
             trial_steps=cfg.trial_steps,
             candidates=cfg.candidates,
             trial_score=cfg.trial_score,
@@ -214,6 +207,14 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             reprobe_steps=_reprobe_window(cfg, module),
         )
     )
+    datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
+    name = cfg.name or problem.name
+    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
+    run_dir = _own_run_dir(logger, cfg, name)
+    if run_dir is not None:  # fail on an unusable --out before training, not after
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if conflict is not None:
+            conflict.output_dir = run_dir
     curve = LossCurve()
     val_curve = ValidationCurve()
     start = _StartStep()

@@ -130,6 +130,11 @@ def test_a_run_too_short_for_a_probe_is_a_one_line_error(capsys, tmp_path):
     assert main(["run", "burgers", "--max-steps", "8", "--probe-steps", "1", *out]) == 2
     assert "--probe-steps must be an integer >= 2" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # the callback's own checks run before the logger makes its folder (before: out/burgers/
+    # version_0 was left behind)
+    assert main(["run", "burgers", "--max-steps", "8", "--reprobe-every", "1", *out]) == 2
+    assert "re-probe window of 1 step can never diagnose" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_accelerator_and_zero_devices_are_one_line_errors(capsys, tmp_path, monkeypatch):
