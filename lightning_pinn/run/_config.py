@@ -350,6 +350,13 @@ class RunConfig:
         """
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if self.name is not None and (
+            not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\")
+        ):
+            raise ValueError(
+                f"--name {self.name!r} must be one folder name (no '/', '\\', '.' or '..'): the "
+                "run's folder is OUT/NAME; choose the parent with --out"
+            )
         if self.max_steps < MIN_FINITE_STEPS:
             raise ValueError(
                 f"--max-steps {self.max_steps} leaves no room for the conflict probe, which "

@@ -5,10 +5,12 @@ Used by ``lightning-pinn run`` and by the benchmark (each benchmark cell is one 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,32 @@ def _log_dir(trainer: L.Trainer, cfg: RunConfig, name: str) -> Path:
     if trainer.log_dir is not None and trainer.loggers:
         return Path(trainer.log_dir)
     return Path(cfg.out) / name
+
+
+@contextlib.contextmanager
+def _cleared_on_early_failure(out: Path, name: str, module: PINNModule) -> Iterator[None]:
+    """Remove the folders the block made if it fails before the first training step.
+
+    Some checks can only run once the logger has claimed its folder (``ConflictCallback``
+    checks the module in ``setup``, Lightning checks ``--precision`` when the Trainer is
+    built). A run they refuse should leave nothing behind: ``OUT`` or ``OUT/NAME`` if this run
+    made them, else the entries of ``OUT/NAME`` that appeared meanwhile (the claimed
+    ``version_N``). Nothing that existed before is touched, and a run that trained keeps all.
+    """
+    run = out / name
+    fresh = next((p for p in (out, run) if not p.exists()), None)
+    before = set(run.iterdir()) if fresh is None and run.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if module.train_steps == 0:
+            new = [fresh] if fresh is not None else set(run.iterdir()) - before
+            for path in new:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 def _own_run_dir(logger: Logger | None, cfg: RunConfig, name: str) -> Path | None:
@@ -209,35 +237,37 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     )
     datamodule = problem.datamodule(seed=cfg.seed, points=cfg.points, resample=cfg.resample)
     name = cfg.name or problem.name
-    logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
-    run_dir = _own_run_dir(logger, cfg, name)
-    if run_dir is not None:  # fail on an unusable --out before training, not after
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if conflict is not None:
-            conflict.output_dir = run_dir
-    curve = LossCurve()
-    val_curve = ValidationCurve()
-    start = _StartStep()
-    # One loss (every condition imposed exactly): no pair to compare, so no probe; `auto`
-    # then trains as it starts, with strategy none.
-    callbacks: list[Callback] = [c for c in (conflict, curve, val_curve, start) if c is not None]
-    governor = ThreadGovernor(threads) if cfg.threads is None and threads > 1 else None
-    if governor is not None:
-        callbacks.append(governor)
-    ckpt = None
-    if cfg.checkpoint:
-        ckpt = ModelCheckpoint(
-            dirpath=None if logger is not None else str(Path(cfg.out) / name / "checkpoints"),
-            save_last=True,
-            save_top_k=0,
-            every_n_train_steps=cfg.effective_checkpoint_every,
-            enable_version_counter=False,  # a resumed run overwrites last.ckpt, no last-v1
-        )
-        callbacks.append(ckpt)
-    trainer = build_trainer(cfg, callbacks, logger)
-    t0 = time.perf_counter()
-    with quiet_lightning():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+    with _cleared_on_early_failure(Path(cfg.out), name, module):  # no folder left by a refusal
+        logger = make_logger(cfg.logger, cfg.out, name, cfg.seed, resume=cfg.resume)
+        run_dir = _own_run_dir(logger, cfg, name)
+        if run_dir is not None:  # fail on an unusable --out before training, not after
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if conflict is not None:
+                conflict.output_dir = run_dir
+        curve = LossCurve()
+        val_curve = ValidationCurve()
+        start = _StartStep()
+        # One loss (every condition imposed exactly): no pair to compare, so no probe; `auto`
+        # then trains as it starts, with strategy none.
+        given = (conflict, curve, val_curve, start)
+        callbacks: list[Callback] = [c for c in given if c is not None]
+        governor = ThreadGovernor(threads) if cfg.threads is None and threads > 1 else None
+        if governor is not None:
+            callbacks.append(governor)
+        ckpt = None
+        if cfg.checkpoint:
+            ckpt = ModelCheckpoint(
+                dirpath=None if logger is not None else str(Path(cfg.out) / name / "checkpoints"),
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=cfg.effective_checkpoint_every,
+                enable_version_counter=False,  # a resumed run overwrites last.ckpt, no last-v1
+            )
+            callbacks.append(ckpt)
+        trainer = build_trainer(cfg, callbacks, logger)
+        t0 = time.perf_counter()
+        with quiet_lightning():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     wall = time.perf_counter() - t0
     with quiet_lightning():
         val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]

@@ -137,6 +137,27 @@ def test_a_run_too_short_for_a_probe_is_a_one_line_error(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_refusals_after_the_logger_leave_no_folder_and_names_stay_inside_out(capsys, tmp_path):
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--threads", "1", "--no-plots", "--max-steps", "6"]
+    # Lightning checks --precision when the Trainer is built, the callback checks the
+    # adapters in setup: both after the logger claimed OUT/NAME/version_0 (left behind before)
+    assert main(["run", "burgers", "--precision", "8-mixed", *args]) == 2
+    assert "Precision '8-mixed' is invalid" in capsys.readouterr().err
+    assert not out.exists()
+    kept = out / "burgers" / "version_0" / "mine.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("x")
+    assert main(["run", "burgers", "--module-options", '{"rank": 0}', *args]) == 2
+    assert "rank must be a positive integer" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "burgers").iterdir()) == ["version_0"]  # theirs kept
+    assert kept.read_text() == "x"
+    # a --name with a path in it wrote outside --out (before: OUT/../../escape)
+    assert main(["run", "burgers", "--name", "../escape", *args]) == 2
+    assert "must be one folder name" in capsys.readouterr().err
+    assert not (tmp_path / "escape").exists()
+
+
 def test_missing_accelerator_and_zero_devices_are_one_line_errors(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = ["--out", str(tmp_path / "out"), "--max-steps", "4"]
