@@ -159,13 +159,14 @@ def select_layers(
             "names in trunk.named_modules()"
         )
     widest = max(min(m.in_features, m.out_features) for _, m in chosen)
-    if form == "linear" and rank > widest:
+    explicit = target is not None and not by_width  # layers the user named
+    if explicit and form == "linear" and rank > widest:
         layers = [(n or "<root>", m.in_features, m.out_features) for n, m in chosen]
         raise ValueError(
-            f"rank={rank} is larger than every targeted layer (name, in, out) {layers}: a "
-            f"linear update B_k A_k there has rank at most min(in, out) = {widest}, so the "
-            f"extra rank would be dead weight. Lower the rank to at most {widest}, or target "
-            "wider layers"
+            f"rank={rank} is larger than every layer target={target!r} selects (name, in, "
+            f"out) {layers}: a linear update B_k A_k there has rank at most min(in, out) = "
+            f"{widest}, so the extra rank would be dead weight. Lower the rank to at most "
+            f"{widest}, or target wider layers (target=None adapts every layer at any rank)"
         )
     return chosen
 
@@ -198,9 +199,9 @@ def inject_adapters(
             ``"wide"`` those with ``min(in, out) >= rank`` (every trainable one where none
             is that wide); ``"last:n"`` the last n wide ones (in ``named_modules()``
             order); an explicit target may name any layer, frozen ones included. A rank
-            above ``min(in, out)`` of some layers (a scalar head) is allowed: their update
-            ``B_k A_k`` then has rank ``min(in, out)``; a linear rank above that of every
-            targeted layer raises.
+            above ``min(in, out)`` of a layer (a scalar head) is allowed: its update
+            ``B_k A_k`` then has rank ``min(in, out)``. Only an explicit target (regex,
+            names or predicate) whose every layer is narrower than a linear rank raises.
         seed: seed of the A factors.
         form: ``"linear"`` (low-rank update of W) or ``"nonlinear"`` (a tanh branch of rank r).
 
@@ -212,8 +213,8 @@ def inject_adapters(
         ValueError: bad ``num_losses``, ``rank`` or ``alpha`` (not positive and finite), the
             trunk already holds adapters, no layer matches ``target`` (the message lists
             the module types found), a linear ``rank`` above ``min(in, out)`` of every
-            targeted layer, or an explicit ``target`` names a layer inside an
-            ``nn.MultiheadAttention``.
+            layer an explicit ``target`` names, or an explicit ``target`` names a layer
+            inside an ``nn.MultiheadAttention``.
         TypeError: ``target`` of an unsupported type.
     """
     chosen = select_layers(trunk, num_losses, rank, alpha, target, form)

@@ -215,7 +215,7 @@ def test_bad_input(burgers):
     with pytest.raises(ValueError, match=r"no nn.Linear layer matches target=\['nope'\]"):
         burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=["nope"]))
     # issue 15: a rank larger than the targeted layer (8 -> 8) is refused, naming it
-    with pytest.raises(ValueError, match=r"rank=9 is larger than every targeted layer.*at most 8"):
+    with pytest.raises(ValueError, match=r"rank=9 is larger than every layer target=.*at most 8"):
         burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=target))
     wide = burgers.module(trunk, strategy=AdapterStrategy(rank=8, target=target))
     assert wide.model.adapted_layer_names == target

@@ -334,21 +334,26 @@ def test_every_layer_by_default_even_narrower_than_the_rank():
     _train_adapters(model, steps=2)
     torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
 
-    # a trunk with no layer as wide as the rank: a linear update there could never reach
-    # rank r (issue 15: a rank larger than the targeted layers is bad input)
+    # a trunk with no layer as wide as the rank: every layer by default, and "wide" falls
+    # back to every trainable layer where none is wide enough (both raised before session 22)
     def tiny():
         return nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
 
-    match = r"rank=4 is larger than every targeted layer.*\('0', 2, 3\).*at most 2"
-    for target in (None, "wide", ["2"]):
-        with pytest.raises(ValueError, match=match if target != ["2"] else "at most 1"):
-            PerLossAdapter(tiny(), K, target=target)
-    assert PerLossAdapter(tiny(), K, rank=2).adapted_layer_names == ["0", "2"]
-    # a nonlinear branch of rank r has r hidden units, whatever the layer's width; "wide"
-    # falls back to every trainable layer where none is wide enough
-    assert PerLossAdapter(tiny(), K, form="nonlinear").adapted_layer_names == ["0", "2"]
-    wide = PerLossAdapter(tiny(), K, target="wide", form="nonlinear")
-    assert wide.adapted_layer_names == ["0", "2"]
+    assert PerLossAdapter(tiny(), K).adapted_layer_names == ["0", "2"]
+    assert PerLossAdapter(tiny(), K, target="wide").adapted_layer_names == ["0", "2"]
+
+
+def test_a_rank_larger_than_every_layer_an_explicit_target_names_is_refused():
+    """Issue 15's bad input: naming layers that cannot hold a rank-r linear update (session
+    22 accepted it silently; the update then had rank min(in, out))."""
+    with pytest.raises(ValueError, match=r"rank=4 is larger than every layer target=\['4'\]"
+                       r" selects.*\('4', 16, 1\).*at most 1"):  # fmt: skip
+        PerLossAdapter(mlp(), K, target=["4"])
+    with pytest.raises(ValueError, match=r"rank=32 .*at most 16"):
+        PerLossAdapter(mlp(), K, rank=32, target=r"^[24]$")
+    assert PerLossAdapter(mlp(), K, rank=16, target=r"^[24]$").adapted_layer_names == ["2", "4"]
+    # a nonlinear branch of rank r has r hidden units whatever the layer's width
+    assert PerLossAdapter(mlp(), K, target=["4"], form="nonlinear").adapted_layer_names == ["4"]
 
 
 class _Attention(nn.Module):
@@ -369,15 +374,15 @@ class _Attention(nn.Module):
 def test_attention_out_proj_is_left_out_because_the_attention_never_calls_it():
     """Before: the default wrapped att.out_proj; its adapters never acted (no gradient) and
     merged() folded them into a weight the attention does read, so merged() != the model."""
-    model = PerLossAdapter(_Attention(), K, rank=2)
+    model = PerLossAdapter(_Attention(), K, rank=4)
     assert model.adapted_layer_names == ["inp", "out"]
     _train_adapters(model, steps=2)
     x = _x()
     torch.testing.assert_close(model.merged()(x), model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"names \['att.out_proj'\].*MultiheadAttention"):
-        PerLossAdapter(_Attention(), K, rank=2, target=["att.out_proj", "out"])
+        PerLossAdapter(_Attention(), K, target=["att.out_proj", "out"])
     chosen = PerLossAdapter(_Attention(), K, rank=2, target=r".").adapted_layer_names
-    assert chosen == ["inp", "out"]
+    assert chosen == ["inp", "out"]  # (rank 2: an explicit target must fit the rank)
 
 
 def test_error_no_match_lists_module_types():
