@@ -127,6 +127,14 @@ def select_layers(
         for name, m in trunk.named_modules()
         if isinstance(m, nn.Linear) and match(name, m)
     ]
+    if isinstance(target, Sequence) and not isinstance(target, str):  # exact names
+        linear = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear)]
+        missing = [n for n in target if n not in linear]
+        if missing:
+            raise ValueError(
+                f"target names {missing}, which are not nn.Linear layers of the trunk; its "
+                f"nn.Linear layers are {linear} (names as in trunk.named_modules())"
+            )
     named = [name for name, m in chosen if id(m) in unused]
     if named and isinstance(target, Sequence) and not isinstance(target, str):  # by name
         raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -126,6 +127,14 @@ class PerLossAdapter(nn.Module):
         if not isinstance(trunk, nn.Module):
             raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}")
         check_num_losses(num_losses)
+        try:
+            if isinstance(seed, bool):
+                raise TypeError
+            seed = operator.index(seed)  # ints, numpy and 0-d torch integers; not 1.5 or "1"
+        except TypeError:
+            raise TypeError(
+                f"seed must be an integer (the seed of the A factors), got {seed!r}"
+            ) from None
         prediction = check_predict_with(predict_with, num_losses)
         root, _ = inject_adapters(
             trunk, num_losses, rank=rank, alpha=alpha, target=target, seed=seed, form=form

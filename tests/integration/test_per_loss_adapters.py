@@ -212,7 +212,7 @@ def test_bad_input(burgers):
         AdapterStrategy(form="deep")
     trunk = MLP(2, 1, width=8, depth=2)
     target = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear)][1:2]
-    with pytest.raises(ValueError, match=r"no nn.Linear layer matches target=\['nope'\]"):
+    with pytest.raises(ValueError, match=r"target names \['nope'\], which are not nn.Linear"):
         burgers.module(trunk, strategy=AdapterStrategy(rank=9, target=["nope"]))
     # issue 15: a rank larger than the targeted layer (8 -> 8) is refused, naming it
     with pytest.raises(ValueError, match=r"rank=9 is larger than every layer target=.*at most 8"):

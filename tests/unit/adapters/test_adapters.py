@@ -451,3 +451,16 @@ def test_a_trunk_that_calls_every_adapted_layer_is_not_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model(torch.randn(5, 2))
+
+
+def test_a_target_name_that_is_no_linear_layer_is_refused():
+    # before: silently skipped, so a typo adapted fewer layers than asked
+    with pytest.raises(ValueError, match=r"target names \['zz', '1'\].*\['0', '2', '4'\]"):
+        PerLossAdapter(mlp(), K, rank=2, target=["0", "zz", "1"])  # "1" is the Tanh
+
+
+@pytest.mark.parametrize("seed", [1.5, "1", True])
+def test_seed_must_be_an_integer(seed):
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        PerLossAdapter(mlp(), K, seed=seed)
+    assert PerLossAdapter(mlp(), K, seed=torch.tensor(3)).seed == 3

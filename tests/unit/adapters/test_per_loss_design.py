@@ -145,7 +145,7 @@ def test_last_layers_placement():
         ({"form": "mlp"}, "form must be one of"),
         ({"predict_with": "best"}, "predict_with must be one of"),
         ({"predict_with": 5}, "predict_with must be one of"),
-        ({"rank": 3, "target": ["7"]}, "no nn.Linear layer matches target=\\['7'\\]"),
+        ({"rank": 3, "target": ["7"]}, "target names \\['7'\\], which are not nn.Linear layers"),
         ({"target": "last:0"}, "must be >= 1"),
     ],
 )
