@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,6 +68,8 @@ class CollocationDataModule(L.LightningDataModule):
         self.sets: dict[str, PointSet] = {
             name: ps if isinstance(ps, PointSet) else PointSet(*ps) for name, ps in sets.items()
         }
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an integer, got {seed!r}")  # 1.5 was truncated
         self.seed = int(seed)
         self.method: SamplingMethod = method
         self.resample = resample

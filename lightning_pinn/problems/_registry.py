@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from typing import Any
 
@@ -71,6 +72,11 @@ def _check_type(cls: type[Problem], key: str, value: Any) -> None:
     expected = hints.get(key)
     if expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ValueError(
+                f"{cls.name}: override {key}={value!r} must be a finite number (a PDE "
+                "coefficient or length; nan or inf makes every loss non-finite)"
+            )
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is bool:

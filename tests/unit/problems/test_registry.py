@@ -63,6 +63,9 @@ def test_unknown_name_lists_close_matches() -> None:
         ("heat_inverse", {"kappa_init": 0.0}, ValueError, "kappa_init"),
         ("wave", {"n_residual": 0}, ValueError, "n_residual"),
         ("kovasznay", {"viscosity": 1.0}, ValueError, "no parameter"),
+        # before: inf passed every "> 0" check and every loss was non-finite
+        ("burgers", {"nu": float("inf")}, ValueError, "nu=inf must be a finite number"),
+        ("convection", {"beta": float("nan")}, ValueError, "beta=nan must be a finite"),
     ],
 )
 def test_bad_overrides_are_rejected(name, overrides, error, match) -> None:
@@ -73,6 +76,12 @@ def test_bad_overrides_are_rejected(name, overrides, error, match) -> None:
 def test_datamodule_rejects_unknown_point_sets() -> None:
     with pytest.raises(ValueError, match="unknown point set"):
         problems.get("wave").datamodule(points={"interior": 10})
+
+
+@pytest.mark.parametrize("seed", [1.5, "3", True])
+def test_datamodule_seed_must_be_an_integer(seed) -> None:
+    with pytest.raises(TypeError, match="seed must be an integer"):  # 1.5 was truncated to 1
+        problems.get("wave").datamodule(seed=seed)
 
 
 def test_aliases_are_names_that_build_the_same_problem() -> None:
