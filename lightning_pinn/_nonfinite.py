@@ -36,9 +36,10 @@ def nonfinite_error(
     bad = nonfinite_losses(loss_names, values, jac)
     where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
     return FloatingPointError(
-        f"non-finite loss or gradient for {bad} at training step {step} "
-        f"(values {values.tolist()}); the weights were not updated; {where}. Use "
-        "PINNModule(on_nonfinite='skip') to skip such steps, or lower the learning rate."
+        f"non-finite loss or gradient for {bad} at training step {step} (1-based; "
+        f"{step - 1} steps had completed) (values {values.tolist()}); the weights were not "
+        f"updated; {where}. Use PINNModule(on_nonfinite='skip') to skip such steps, or lower "
+        "the learning rate."
     )
 
 
@@ -80,7 +81,8 @@ def handle_nonfinite(module: Any, values: Tensor, jac: Tensor) -> None:
         return
     callback = module.trainer.checkpoint_callback
     ckpt = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
-    raise nonfinite_error(module.loss_names, values, jac, module.train_steps, ckpt)
+    step = module.train_steps + 1  # this step (1-based, as StepRecord.step)
+    raise nonfinite_error(module.loss_names, values, jac, step, ckpt)
 
 
 def skip_nonfinite_step(module: Any, opt: Any, values: Tensor, jac: Tensor) -> Tensor:

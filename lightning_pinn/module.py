@@ -300,6 +300,16 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         """The fp16 gradient scaler of Lightning's precision plugin (``16-mixed``), or None."""
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and str(self.trainer.precision) in ("16-true", "16"):
+            raise ValueError(
+                "precision='16-true' keeps the weights, the optimizer state and the PDE "
+                "derivatives in float16: Adam's eps (1e-8) rounds to 0 there, so its first step "
+                "writes inf into weights whose gradient is 0, and second derivatives overflow "
+                "past 65504. Use precision='16-mixed' (float16 matmuls, float32 weights, "
+                "derivatives and J), 'bf16-mixed' or 'bf16-true'"
+            )
+
     def on_fit_start(self) -> None:
         if self.tune_allocator and self.device.type == "cpu":
             _tune_allocator()

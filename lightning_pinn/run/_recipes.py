@@ -46,9 +46,9 @@ PRECISIONS: tuple[str, ...] = (
     "bf16-mixed",
     "16-mixed",
     "bf16-true",
-    "16-true",
 )
-"""Lightning precision settings a recipe may name."""
+"""Lightning precision settings a recipe may name (``16-true`` is refused by
+:class:`~lightning_pinn.PINNModule`: Adam and PDE derivatives fail in float16)."""
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
 """Where the recipe files live: ``lightning_pinn/recipes/``, package data, so a non-editable

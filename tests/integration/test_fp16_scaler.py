@@ -6,7 +6,9 @@ plugin explicitly with a CPU scaler: the same code path as ``16-mixed`` on a GPU
 """
 
 import lightning as L
+import pytest
 import torch
+from _support import tiny_burgers, tiny_trainer
 from lightning.pytorch.plugins import MixedPrecision
 
 from lightning_pinn import problems
@@ -77,3 +79,15 @@ def test_nonfinite_step_is_skipped_by_the_scaler_not_written_into_weights():
     trainer.fit(module, datamodule=p.datamodule(seed=0))
     assert all(torch.isfinite(x).all() for x in module.parameters())
     assert scaler.get_scale() < 2.0**14  # the scaler saw the overflow and backed off
+
+
+def test_16_true_is_refused_before_the_first_step():
+    """Under precision='16-true' Adam's eps rounds to 0 in float16: its first step wrote inf
+    into the weights, and step 2 failed with "non-finite loss ... lower the learning rate"."""
+    problem = tiny_burgers()
+    module = problem.module()
+    before = [p.detach().clone() for p in module.parameters()]
+    with pytest.raises(ValueError, match=r"precision='16-true'.*Use precision='16-mixed'"):
+        tiny_trainer(3, precision="16-true").fit(module, problem.datamodule())
+    assert module.train_steps == 0
+    assert all(torch.equal(a, b.float()) for a, b in zip(before, module.parameters()))

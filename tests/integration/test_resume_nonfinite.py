@@ -79,7 +79,10 @@ def test_nonfinite_raise_names_loss_and_step_and_keeps_weights():
         def on_train_batch_end(self, trainer, pl_module, *args):
             snapshot.update(_state(pl_module))
 
-    with pytest.raises(FloatingPointError, match=r"\['initial'\].*step 3.*checkpoint"):
+    # NaN in the 4th step (3 had completed); the message said "step 3" before, unlike the
+    # StepRecord and the deferred check, which count from 1
+    match = r"\['initial'\] at training step 4 \(1-based; 3 steps had completed\).*checkpoint"
+    with pytest.raises(FloatingPointError, match=match):
         _trainer(10, [Snap()]).fit(module, datamodule=_problem().datamodule())
     for k, v in _state(module).items():
         assert torch.equal(v, snapshot[k]) and torch.isfinite(v).all()
