@@ -348,6 +348,28 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
             rank_zero_warn(skipped_at_end_message(self.consecutive_skips, self.skipped_steps))
 
     # --------------------------------------------------------------------- checkpoints
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Lightning's ``load_from_checkpoint``; the network is an ``nn.Module``, not a
+        hyperparameter, so pass one of the same architecture: ``model=...``.
+
+        Raises:
+            TypeError: no ``model`` given to a module whose ``__init__`` needs one, saying so.
+        """
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except TypeError as err:
+            if "model" in kwargs or args or "argument: 'model'" not in str(err):
+                raise
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint needs the network: a checkpoint stores "
+                "its weights and hyperparameters, not the nn.Module itself. Pass one of the "
+                f"same architecture, {cls.__name__}.load_from_checkpoint(path, model=trunk); "
+                "the weights are then loaded into it"
+            ) from err
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         settle_deferred(self)  # the skip counts go into the checkpoint
         save_module_state(self, checkpoint)

@@ -220,3 +220,28 @@ def test_adapters_strategy_layers_wide_by_default_every_layer_on_request():
     assert tiny.model.adapted_layer_names == ["0", "2"]
     _fit(tiny, steps=2)
     assert tiny.train_steps == 2
+
+
+class _Plain(PINNModule):
+    def losses(self, batch):
+        u = self(batch)
+        return {"residual": (u - 1).pow(2).mean(), "boundary": u.pow(2).mean()}
+
+
+def _plain_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def test_load_from_checkpoint_says_the_network_must_be_passed(tmp_path):
+    module = _Plain(_plain_net(), loss_names=NAMES, strategy="reweight")
+    trainer = _fit(module, steps=2, default_root_dir=tmp_path)
+    path = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(path)
+    # before: "PINNModule.__init__() missing 1 required positional argument: 'model'"
+    with pytest.raises(TypeError, match=r"_Plain.load_from_checkpoint needs the network.*model="):
+        _Plain.load_from_checkpoint(path)
+    loaded = _Plain.load_from_checkpoint(path, model=_plain_net())
+    x = torch.rand(5, 4)
+    assert loaded.strategy_name == "reweight"
+    torch.testing.assert_close(loaded(x), module(x))
