@@ -173,10 +173,16 @@ class ConflictCallback(Callback):
                 f"{MIN_FINITE_STEPS} finite probe steps (pairwise cosines over time); pass "
                 f"probe_steps >= {MIN_FINITE_STEPS} (the default is 1000)"
             )
-        if log_every_n_steps is not None and log_every_n_steps < 0:
-            raise ValueError(f"log_every_n_steps must be >= 0 or None, got {log_every_n_steps!r}")
-        if rate_window is not None and rate_window < 1:
-            raise ValueError(f"rate_window must be >= 1 or None, got {rate_window!r}")
+        if log_every_n_steps is not None and (
+            not _is_int(log_every_n_steps) or log_every_n_steps < 0
+        ):
+            raise ValueError(
+                f"log_every_n_steps must be an integer >= 0 or None, got {log_every_n_steps!r}"
+            )
+        if rate_window is not None and (not _is_int(rate_window) or rate_window < 1):
+            raise ValueError(f"rate_window must be an integer >= 1 or None, got {rate_window!r}")
+        if not isinstance(auto_switch, bool):  # "no" is truthy: it would switch
+            raise TypeError(f"auto_switch must be True or False, got {auto_switch!r}")
         validate_thresholds(tau_dir, tau_mag, tau_cos)
         check_trial_arguments(trial_steps, auto_switch, trial_score, trial_margin)
         window = check_reprobe_arguments(
@@ -401,3 +407,7 @@ class ConflictCallback(Callback):
             tau_cos=self.tau_cos,
             output_dir=self.output_dir,
         )  # fmt: skip
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -68,7 +68,8 @@ def check_candidates(candidates: Sequence[str | Strategy] | None) -> list[str | 
     """Validate the user's candidate list (names or strategy objects); ``None`` stays ``None``.
 
     Raises:
-        ValueError: empty list, an unknown name or an unregistered strategy class.
+        ValueError: empty list, an unknown name, a repeated one or an unregistered strategy
+            class.
         TypeError: an entry that is neither a name nor a strategy object.
     """
     if candidates is None:
@@ -82,6 +83,12 @@ def check_candidates(candidates: Sequence[str | Strategy] | None) -> list[str | 
         if intervention_name(c) not in strategy_names():
             raise ValueError(
                 f"unknown candidate {c!r}; registered strategies: {', '.join(strategy_names())}"
+            )
+        if any(c is d or (isinstance(c, str) and c == d) for d in out):
+            raise ValueError(
+                f"candidates names {c!r} twice; each candidate is trained for trial_steps, so "
+                "a repeat only spends steps. List each once (two strategy objects of one kind "
+                "with different options are different candidates)"
             )
         out.append(c)
     return out

@@ -94,6 +94,20 @@ def test_a_one_step_probe_is_refused_because_it_can_never_diagnose():
     assert ConflictCallback(probe_steps=2).probe_steps == 2
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [  # before: each was accepted; "no" is truthy, so auto_switch="no" switched
+        ({"auto_switch": "no"}, TypeError, "auto_switch must be True or False"),
+        ({"log_every_n_steps": 2.5}, ValueError, "log_every_n_steps must be an integer"),
+        ({"rate_window": 2.5}, ValueError, "rate_window must be an integer"),
+        ({"trial_steps": 2, "candidates": ["none", "none"]}, ValueError, "names 'none' twice"),
+    ],
+)
+def test_mistyped_arguments_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ConflictCallback(probe_steps=5, **kwargs)
+
+
 def test_thresholds_validated_in_constructor():
     with pytest.raises(ValueError, match="tau_dir"):
         ConflictCallback(tau_dir=2.0)
