@@ -163,6 +163,9 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         )
         schedule, lbfgs = check_phases(schedule, lbfgs, lr_decay_rate)
         check_finite_check(finite_check, optimizer)
+        for flag, value in (("fp32_losses", fp32_losses), ("tune_allocator", tune_allocator)):
+            if not isinstance(value, bool):  # a string such as "no" is truthy
+                raise TypeError(f"{flag} must be True or False, got {value!r}")
         validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
         drop_callables(self.hparams)  # predicates (target=...) cannot be pickled safely

@@ -120,7 +120,9 @@ class SurgeryStrategy(Strategy):
         surgery_seed: int = 0,
     ) -> None:
         self.aggregator = aggregator
-        self.blockwise = bool(blockwise)
+        if not isinstance(blockwise, bool):  # bool("no") is True
+            raise TypeError(f"blockwise must be True or False, got {blockwise!r}")
+        self.blockwise = blockwise
         self.surgery_seed = int(surgery_seed)
         self._key = _normalise(aggregator) if isinstance(aggregator, str) else aggregator
         self._agg: Any = build_aggregator(aggregator)

@@ -245,3 +245,10 @@ def test_load_from_checkpoint_says_the_network_must_be_passed(tmp_path):
     x = torch.rand(5, 4)
     assert loaded.strategy_name == "reweight"
     torch.testing.assert_close(loaded(x), module(x))
+
+
+@pytest.mark.parametrize("flag", ["fp32_losses", "tune_allocator"])
+def test_boolean_flags_refuse_strings(flag):
+    # before: bool("no") is True, so fp32_losses="no" kept fp32 losses on
+    with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'no'"):
+        _Plain(_plain_net(), loss_names=NAMES, **{flag: "no"})

@@ -148,3 +148,8 @@ def test_registered_with_options():
         "blockwise": True,
         "surgery_seed": 0,
     }
+
+
+def test_blockwise_must_be_a_bool():
+    with pytest.raises(TypeError, match="blockwise must be True or False, got 'no'"):
+        SurgeryStrategy(blockwise="no")  # bool("no") turned blockwise on before
