@@ -7,7 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_pinn.strategies._rules import ReweightRule, check_fraction
+from lightning_pinn.strategies._rules import (
+    ReweightRule,
+    check_flag,
+    check_fraction,
+    check_positive,
+)
 
 __all__ = ["ReLoBRaLoRule"]
 
@@ -51,15 +56,15 @@ class ReLoBRaLoRule(ReweightRule):
         max_weight: float | None = None,
     ) -> None:
         self.alpha = check_fraction("alpha", alpha)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}")
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"rho must be in [0, 1], got {rho!r}")
-        self.temperature = float(temperature)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an integer, got {seed!r}")  # 1.5 was truncated
+        self.temperature = check_positive("temperature", temperature)
         self.rho = float(rho)
-        self.expected_rho = bool(expected_rho)
-        self.seed = int(seed)
-        self.eps = float(eps)
+        self.expected_rho = check_flag("expected_rho", expected_rho)
+        self.seed = seed
+        self.eps = check_positive("eps", eps)
         self.last_losses = torch.ones(0)
         self.init_losses = torch.ones(0)
         super().__init__(num_losses, max_weight)

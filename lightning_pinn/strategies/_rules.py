@@ -18,9 +18,32 @@ from torch import Tensor
 
 from lightning_pinn.strategies._base import Bindable
 
-__all__ = ["FixedRule", "GradNormRule", "LRARule", "ReweightRule", "check_fraction"]
+__all__ = [
+    "FixedRule",
+    "GradNormRule",
+    "LRARule",
+    "ReweightRule",
+    "check_flag",
+    "check_fraction",
+    "check_positive",
+]
 
 _TINY = 1e-30
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool (``bool("no")`` is True, so strings are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number > 0."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_fraction(name: str, value: float, *, closed_low: bool = True) -> float:
@@ -140,8 +163,7 @@ class GradNormRule(ReweightRule):
         self.ema = check_fraction("ema", ema)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
-        if not min_norm > 0:
-            raise ValueError(f"min_norm must be positive, got {min_norm!r}")
+        check_positive("min_norm", min_norm)
         self.every = every
         self.min_norm = float(min_norm)
 
@@ -205,8 +227,8 @@ class LRARule(ReweightRule):
     ) -> None:
         super().__init__(num_losses, max_weight)
         self.beta = check_fraction("beta", beta)
-        self.weighted = bool(weighted)
-        self.min_norm = float(min_norm)
+        self.weighted = check_flag("weighted", weighted)
+        self.min_norm = check_positive("min_norm", min_norm)
 
     def options(self) -> dict[str, Any]:
         return {

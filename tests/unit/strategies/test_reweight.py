@@ -11,6 +11,9 @@ from _asserts import (
 from lightning_pinn.strategies import (
     RULE_NAMES,
     AdapterStrategy,
+    GradNormRule,
+    LRARule,
+    ReLoBRaLoRule,
     ReweightStrategy,
     build_rule,
     build_strategy,
@@ -229,3 +232,21 @@ def test_adapter_strategy_options_and_validation():
         AdapterStrategy(1)
     with pytest.raises(ValueError, match="adapter_lr_mult"):
         AdapterStrategy(3, adapter_lr_mult=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [  # before: each was accepted (bool("no") is True; int(1.5) is 1; nan passed as a floor)
+        (lambda: LRARule(weighted="no"), TypeError, "weighted must be True or False"),
+        (lambda: LRARule(min_norm=float("nan")), ValueError, "min_norm must be a finite"),
+        (lambda: LRARule(min_norm=-1), ValueError, "min_norm must be a finite number > 0"),
+        (lambda: GradNormRule(min_norm=float("inf")), ValueError, "min_norm must be a finite"),
+        (lambda: ReLoBRaLoRule(expected_rho="no"), TypeError, "expected_rho must be True"),
+        (lambda: ReLoBRaLoRule(seed=1.5), TypeError, "seed must be an integer"),
+        (lambda: ReLoBRaLoRule(eps=0), ValueError, "eps must be a finite number > 0"),
+        (lambda: ReLoBRaLoRule(temperature=float("inf")), ValueError, "temperature must be"),
+    ],
+)
+def test_rule_options_are_checked(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
