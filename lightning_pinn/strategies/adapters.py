@@ -132,6 +132,11 @@ class AdapterStrategy(ReweightStrategy):
             raise ValueError(f"pathway_norms must be True, False or None, got {pathway_norms!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
             raise ValueError(f"rank must be a positive integer, got {rank!r}; try rank=4")
+        if isinstance(alpha, bool) or isinstance(adapter_lr_mult, bool):
+            raise TypeError(
+                f"alpha and adapter_lr_mult are numbers, got alpha={alpha!r}, "
+                f"adapter_lr_mult={adapter_lr_mult!r}"
+            )
         if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
             raise ValueError(
                 f"alpha must be positive and finite, or None (alpha = rank), got {alpha!r}"
@@ -145,7 +150,9 @@ class AdapterStrategy(ReweightStrategy):
         self.routing = routing
         self.adapter_lr_mult = float(adapter_lr_mult)
         self.target = target
-        self.adapter_seed = int(adapter_seed)
+        if isinstance(adapter_seed, bool) or not isinstance(adapter_seed, int):
+            raise TypeError(f"adapter_seed must be an integer, got {adapter_seed!r}")
+        self.adapter_seed = adapter_seed
         self.mode = mode
         self.predict_with = predict_with
         self.form = form

@@ -123,7 +123,9 @@ class SurgeryStrategy(Strategy):
         if not isinstance(blockwise, bool):  # bool("no") is True
             raise TypeError(f"blockwise must be True or False, got {blockwise!r}")
         self.blockwise = blockwise
-        self.surgery_seed = int(surgery_seed)
+        if isinstance(surgery_seed, bool) or not isinstance(surgery_seed, int):
+            raise TypeError(f"surgery_seed must be an integer, got {surgery_seed!r}")
+        self.surgery_seed = surgery_seed
         self._key = _normalise(aggregator) if isinstance(aggregator, str) else aggregator
         self._agg: Any = build_aggregator(aggregator)
         self.step = 0

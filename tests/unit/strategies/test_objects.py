@@ -135,3 +135,18 @@ def test_adapter_routing_is_data_in_data_out():
     parts = shared.adapter_updates(h, weights, sizes)
     assert [p.numel() for p in parts] == sizes
     torch.testing.assert_close(torch.cat(parts), combined)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [  # before: int(1.5) is 1 and True is 1, so these were accepted as other values
+        (lambda: AdapterStrategy(adapter_seed=1.5), "adapter_seed must be an integer"),
+        (lambda: AdapterStrategy(adapter_seed=True), "adapter_seed must be an integer"),
+        (lambda: AdapterStrategy(alpha=True), "alpha and adapter_lr_mult are numbers"),
+        (lambda: AdapterStrategy(adapter_lr_mult=True), "alpha and adapter_lr_mult"),
+        (lambda: SurgeryStrategy(surgery_seed=1.5), "surgery_seed must be an integer"),
+    ],
+)
+def test_seeds_and_numbers_refuse_other_types(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
