@@ -76,6 +76,10 @@ class CollocationDataModule(L.LightningDataModule):
         self.eval_points = eval_points
         self.reference = reference
         self.eval_values = eval_values
+        if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int):
+            raise TypeError(f"eval_batch_size must be an integer, got {eval_batch_size!r}")
+        if eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         self.eval_batch_size = eval_batch_size
         self.consumed = 0  # training batches handed to the model so far
         self._stream: _CollocationStream | None = None
@@ -125,7 +129,7 @@ class CollocationDataModule(L.LightningDataModule):
                 f"eval_points is empty (shape {tuple(self.eval_points.shape)}); pass at least "
                 "one evaluation point, or eval_points=None for no validation"
             )
-        return self._slices(self.eval_values.reshape(self.eval_points.shape[0], -1))
+        return self._slices(_checked_values(self.eval_points, self.eval_values))
 
     def _slices(self, values: Tensor) -> DataLoader:
         """``(points, values)`` slices of ``eval_batch_size`` evaluation points, in order."""
@@ -203,3 +207,26 @@ class CollocationDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.consumed = int(state_dict["consumed"])
+
+
+def _checked_values(points: Tensor, values: Tensor) -> Tensor:
+    """``values`` as ``[N, m]`` for ``points`` ``[N, d]``, or a ValueError saying what is wrong.
+
+    The relative L2 error divides by the norm of the values, so they must be finite and not
+    all zero (a zero reference gives inf or nan, not an error).
+    """
+    n = points.shape[0]
+    if values.shape[0] != n:
+        raise ValueError(
+            f"eval_values has {values.shape[0]} rows (shape {tuple(values.shape)}) but "
+            f"eval_points has {n} (shape {tuple(points.shape)}); give one value row per point"
+        )
+    if not (torch.isfinite(points).all() and torch.isfinite(values).all()):
+        raise ValueError("eval_points and eval_values must be finite (no nan or inf)")
+    values = values.reshape(n, -1)
+    if not values.abs().amax() > 0:
+        raise ValueError(
+            "eval_values are 0 at every evaluation point, so the relative L2 error "
+            "(|u - u_ref| / |u_ref|) is undefined; evaluate where the solution is not zero"
+        )
+    return values

@@ -132,8 +132,8 @@ class PointSet:
     n: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"a point set needs n >= 1 points, got {self.n!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"a point set needs an integer n >= 1 points, got {self.n!r}")
 
 
 def check_batch(batch: Mapping[str, Tensor]) -> None:

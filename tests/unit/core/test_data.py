@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import pytest
@@ -248,3 +249,36 @@ def test_held_out_is_fresh_per_rank_and_never_a_training_batch():
     assert torch.equal(held, dm.held_out()["residual"])
     assert not torch.equal(held, dm.sample(0)["residual"])
     assert not torch.equal(held, dm.held_out(rank=1)["residual"])
+
+
+def _module(**kwargs):
+    return CollocationDataModule({"r": (Box([0.0], [1.0]), 4)}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [  # before: a RuntimeError from reshape, a nan or inf val/rel_l2, or a crash at validation
+        (
+            {"eval_points": torch.rand(5, 1), "eval_values": torch.rand(4, 1)},
+            r"eval_values has 4 rows .* but eval_points has 5",
+        ),
+        (
+            {"eval_points": torch.rand(5, 1), "eval_values": torch.full((5, 1), math.nan)},
+            "must be finite",
+        ),
+        (
+            {"eval_points": torch.rand(5, 1), "eval_values": torch.zeros(5, 1)},
+            "0 at every evaluation point",
+        ),
+    ],
+)
+def test_evaluation_values_that_make_no_relative_error_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _module(**kwargs).val_dataloader()
+
+
+def test_eval_batch_size_and_point_counts_must_be_positive_integers():
+    with pytest.raises(ValueError, match="eval_batch_size must be >= 1"):
+        _module(eval_batch_size=0)
+    with pytest.raises(ValueError, match="an integer n >= 1 points, got True"):
+        PointSet(Box([0.0], [1.0]), True)
