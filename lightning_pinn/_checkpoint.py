@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning_pinn._adapter_config import adapter_differences
 from lightning_pinn._arguments import drop_callables, is_predicate
-from lightning_pinn.adapters._inject import WIDE
+from lightning_pinn.adapters._inject import WIDE, restoring_layers
 from lightning_pinn.strategies import build_strategy, strategy_names
 
 if TYPE_CHECKING:
@@ -111,11 +111,12 @@ def _restore_adapters(
     if layers is not None:
         config["target"] = list(layers)
     try:
-        if not module.has_adapters:
-            module._attach_adapters(config)
-            return
-        assert module._adapter_config is not None
-        differences = adapter_differences(module.model, module._adapter_config, config)
+        with restoring_layers():  # the saved run chose these layers for this rank
+            if not module.has_adapters:
+                module._attach_adapters(config)
+                return
+            assert module._adapter_config is not None
+            differences = adapter_differences(module.model, module._adapter_config, config)
     except ValueError as err:  # the layers the checkpoint names do not fit this network
         raise ValueError(
             f"the checkpoint's adapters sit on layers {layers} of the network that saved it, "

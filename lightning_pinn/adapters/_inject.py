@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from lightning_pinn.adapters._layer import AdapterForm, AdapterLinear
 
-__all__ = ["WIDE", "Target", "check_num_losses", "inject_adapters", "select_layers"]
+__all__ = [
+    "WIDE",
+    "Target",
+    "check_num_losses",
+    "inject_adapters",
+    "restoring_layers",
+    "select_layers",
+]
 
 Target = None | str | Sequence[str] | Callable[[str, nn.Module], bool]
 """Which layers get adapters: None (every trainable ``nn.Linear``), ``"wide"`` (the trainable
@@ -25,6 +34,20 @@ WIDE = "wide"
 wide enough for the rank (so not a scalar output head or a 2-input first layer at rank 4)."""
 
 _LAST = re.compile(r"^last:(\d+)$")
+
+_RESTORING = contextvars.ContextVar("restoring_layers", default=False)
+
+
+@contextlib.contextmanager
+def restoring_layers() -> Iterator[None]:
+    """Adapters rebuilt on the layers a checkpoint names: they were chosen by the run that
+    saved it (any rank was fine for its target), so the rank-versus-width check of an explicit
+    target does not apply to the names."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
 
 
 def _last_count(target: Target) -> int | None:
@@ -167,7 +190,7 @@ def select_layers(
             "names in trunk.named_modules()"
         )
     widest = max(min(m.in_features, m.out_features) for _, m in chosen)
-    explicit = target is not None and not by_width  # layers the user named
+    explicit = target is not None and not by_width and not _RESTORING.get()  # user's choice
     if explicit and form == "linear" and rank > widest:
         layers = [(n or "<root>", m.in_features, m.out_features) for n, m in chosen]
         raise ValueError(

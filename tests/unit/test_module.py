@@ -252,3 +252,18 @@ def test_boolean_flags_refuse_strings(flag):
     # before: bool("no") is True, so fp32_losses="no" kept fp32 losses on
     with pytest.raises(TypeError, match=f"{flag} must be True or False, got 'no'"):
         _Plain(_plain_net(), loss_names=NAMES, **{flag: "no"})
+
+
+def test_adapters_wider_than_every_layer_resume_from_their_checkpoint(tmp_path):
+    """The default target accepts any rank; the checkpoint names the layers it chose, and
+    restoring them must not meet the explicit-target rank check (found by the property test
+    of tests/integration/test_reliability.py: rank 99 on an 8-wide trunk)."""
+    module = _Plain(_plain_net(), loss_names=NAMES)
+    module.set_strategy("adapters", rank=99)
+    trainer = _fit(module, steps=2, default_root_dir=tmp_path)
+    path = tmp_path / "wide.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = _Plain.load_from_checkpoint(path, model=_plain_net())
+    assert loaded.model.adapted_layer_names == module.model.adapted_layer_names == ["0", "2"]
+    x = torch.rand(5, 4)
+    torch.testing.assert_close(loaded(x), module(x))
