@@ -266,11 +266,46 @@ def _run_cell(cell: Cell, out: str, threads: int, points: dict[str, int] | None)
 
 
 def load_results(path: str | Path) -> list[dict]:
-    """Records of a ``results.jsonl`` file (missing file: empty list)."""
+    """Records of a ``results.jsonl`` file (missing file: empty list).
+
+    A last line cut short (no newline, not valid JSON) is the record of a run killed while
+    writing it: it is skipped with a warning, and its cell counts as not done.
+
+    Raises:
+        ValueError: any other line that is not JSON (the message names the file and line).
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines) and not text.endswith("\n"):
+                logging.getLogger("lightning_pinn").warning(
+                    f"{path}: the last line is a record cut short (a run stopped while writing "
+                    "it); it is skipped and its cell counts as not done"
+                )
+                continue
+            raise ValueError(f"{path}, line {number}, is not a JSON record: {err}") from err
+    return records
+
+
+def _drop_cut_record(path: Path) -> None:
+    """Cut a last line that lacks its newline (an interrupted write), so the next record
+    appended starts on a line of its own instead of joining it."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    with path.open("r+b") as f:
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def _asked_recipe(record: Mapping[str, Any]) -> tuple[str | None, bool]:
@@ -497,6 +532,7 @@ def run_benchmark(
     bar = None
     if progress:
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="benchmark cells")
+    _drop_cut_record(results)  # load_results skipped it; the cell runs again
     with results.open("a") as sink:
         if jobs == 1:
             for cell in todo:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from lightning_pinn.benchmark import current_records
+import pytest
+
+from lightning_pinn.benchmark import current_records, load_results
+from lightning_pinn.benchmark._cells import _drop_cut_record
 from lightning_pinn.run import load_recipe
 
 
@@ -72,3 +75,22 @@ def test_a_recipe_that_only_changes_its_strategy_keeps_the_cells_not_the_accurac
     assert again.key != cell.key
     records = run_benchmark([again], tmp_path / "out", jobs=1, progress=False)
     assert records == [made]
+
+
+def test_a_record_cut_short_by_a_kill_is_skipped_and_cut_before_the_next_append(tmp_path, caplog):
+    """Before: json.loads failed on the partial last line, so a killed benchmark could not be
+    resumed, and an append would have joined the next record onto the partial one."""
+    path = tmp_path / "results.jsonl"
+    whole = json.dumps({"key": "a", "rel_l2": 0.1})
+    path.write_text(whole + "\n" + '{"key": "b", "rel_')
+    assert load_results(path) == [{"key": "a", "rel_l2": 0.1}]
+    assert "cut short" in caplog.text
+    _drop_cut_record(path)
+    assert path.read_text() == whole + "\n"
+    with path.open("a") as sink:
+        sink.write(json.dumps({"key": "b", "rel_l2": 0.2}) + "\n")
+    assert [r["key"] for r in load_results(path)] == ["a", "b"]
+    # a bad line elsewhere is corruption, not an interrupted write: it is named
+    path.write_text("not json\n" + whole + "\n")
+    with pytest.raises(ValueError, match=r"results.jsonl, line 1, is not a JSON record"):
+        load_results(path)
