@@ -46,6 +46,12 @@ def check_module_arguments(
         raise ValueError(f"loss_names must be non-empty strings, got {loss_names!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"loss_names must be unique, got {names!r}")
+    if "total" in names:  # the module logs the sum of the losses as loss/total
+        raise ValueError(
+            f"loss_names {names!r} uses 'total', which is reserved: the module logs the sum "
+            "of the losses as loss/total, and a loss of that name would overwrite it; rename "
+            "the loss"
+        )
     if not (_is_number(lr) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if not (_is_number(weight_decay) and weight_decay >= 0 and math.isfinite(weight_decay)):

@@ -267,3 +267,9 @@ def test_adapters_wider_than_every_layer_resume_from_their_checkpoint(tmp_path):
     assert loaded.model.adapted_layer_names == module.model.adapted_layer_names == ["0", "2"]
     x = torch.rand(5, 4)
     torch.testing.assert_close(loaded(x), module(x))
+
+
+def test_a_loss_named_total_is_refused():
+    # before: loss/total, the logged sum, silently overwrote (or was overwritten by) it
+    with pytest.raises(ValueError, match="'total', which is reserved"):
+        _Plain(_plain_net(), loss_names=("total", "boundary"))
