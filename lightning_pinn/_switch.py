@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from lightning_pinn._adapter_config import (
@@ -35,7 +36,9 @@ def adopt(module: PINNModule, strategy: str | Strategy, options: dict[str, Any])
     if isinstance(strategy, str):
         merged = copy.deepcopy({**module._switch_defaults, **options})
         return build_strategy(strategy, num_losses=module.num_losses, **merged)
-    return resolve_strategy(strategy, **options).bind(module.num_losses)
+    chosen = resolve_strategy(strategy, **options)
+    chosen.check_unowned(module)
+    return chosen.bind(module.num_losses)
 
 
 def plan_switch(
@@ -94,6 +97,7 @@ def switch_strategy(module: PINNModule, strategy: str | Strategy, options: dict[
     if isinstance(strategy, str):
         module._switch_defaults.update(options)
     module._strategy = new
+    new._owner = weakref.ref(module)
 
 
 def fold_adapters(module: PINNModule) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -197,6 +198,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         self._adapter_config: dict[str, Any] | None = None  # how the adapters were built
         self._layout: ParameterLayout | None = None
         self._strategy: Strategy = adopt(self, strategy, {})
+        self._strategy._owner = weakref.ref(self)
         if self._strategy.uses_adapters:
             self._attach_adapters(adapter_config_of(self._strategy))
         self.val_rel_l2 = RelativeL2Error(num_fields=len(self.field_names or ("u",)))

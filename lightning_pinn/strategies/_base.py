@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -98,6 +99,31 @@ class Strategy(Bindable):
     adapters on the trunk set :attr:`uses_adapters` and implement ``adapter_options()``,
     :meth:`adapter_inputs` and :meth:`adapter_updates`.
     """
+
+    _owner: weakref.ref[Any] | None = None  # the module that adopted it (set by the module)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy or a pickle belongs to no module: ``copy.deepcopy(strategy)`` is the way to
+        give a second module the same options."""
+        state = self.__dict__.copy()
+        state.pop("_owner", None)
+        return state
+
+    def check_unowned(self, module: object) -> None:
+        """Raise if another module (still alive) adopted this object.
+
+        Raises:
+            ValueError: the object drives another module; its state (weights, counters)
+                would be shared by both runs.
+        """
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not module:
+            name = type(self).__name__
+            raise ValueError(
+                f"this {name} object already drives another module, and a strategy keeps "
+                f"per-run state (weights, step counts) that both runs would share; give each "
+                f"module its own: a new {name}(...) or copy.deepcopy(strategy)"
+            )
 
     name: ClassVar[str] = ""
     uses_adapters: ClassVar[bool] = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import gc
+
 import lightning as L
 import pytest
 import torch
@@ -273,3 +276,21 @@ def test_a_loss_named_total_is_refused():
     # before: loss/total, the logged sum, silently overwrote (or was overwritten by) it
     with pytest.raises(ValueError, match="'total', which is reserved"):
         _Plain(_plain_net(), loss_names=("total", "boundary"))
+
+
+def test_one_strategy_object_cannot_drive_two_live_modules():
+    """A strategy keeps per-run state (EMA weights, counters): before, a ReweightStrategy
+    reused across the modules of a sweep was shared by their runs in silence."""
+    strategy = ReweightStrategy()
+    first = _Plain(_plain_net(), loss_names=NAMES, strategy=strategy)
+    with pytest.raises(ValueError, match="already drives another module.*copy.deepcopy"):
+        _Plain(_plain_net(), loss_names=NAMES, strategy=strategy)
+    other = _Plain(_plain_net(), loss_names=NAMES)
+    with pytest.raises(ValueError, match="already drives another module"):
+        other.set_strategy(strategy)
+    assert other.strategy_name == "none"  # the refused switch changed nothing
+    assert _Plain(_plain_net(), loss_names=NAMES, strategy=copy.deepcopy(strategy)).strategy
+    first.set_strategy(strategy)  # its own module may adopt it again
+    del first
+    gc.collect()
+    assert _Plain(_plain_net(), loss_names=NAMES, strategy=strategy).strategy is strategy
