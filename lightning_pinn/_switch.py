@@ -6,6 +6,8 @@ import copy
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
 from lightning_pinn._adapter_config import (
     adapter_config_of,
     adapter_differences,
@@ -37,7 +39,14 @@ def adopt(module: PINNModule, strategy: str | Strategy, options: dict[str, Any])
         merged = copy.deepcopy({**module._switch_defaults, **options})
         return build_strategy(strategy, num_losses=module.num_losses, **merged)
     chosen = resolve_strategy(strategy, **options)
-    chosen.check_unowned(module)
+    if chosen.owned_by_other(module):  # its state (weights, counters) would be shared
+        name = type(chosen).__name__
+        rank_zero_warn(
+            f"this {name} object already drives another module; this module gets a copy "
+            f"(copy.deepcopy), so the two runs do not share its state (weights, step counts). "
+            f"Build a new {name}(...) per module to start from a fresh state"
+        )
+        chosen = copy.deepcopy(chosen)
     return chosen.bind(module.num_losses)
 
 

@@ -109,21 +109,10 @@ class Strategy(Bindable):
         state.pop("_owner", None)
         return state
 
-    def check_unowned(self, module: object) -> None:
-        """Raise if another module (still alive) adopted this object.
-
-        Raises:
-            ValueError: the object drives another module; its state (weights, counters)
-                would be shared by both runs.
-        """
+    def owned_by_other(self, module: object) -> bool:
+        """Whether another module, still alive, adopted this object."""
         owner = self._owner() if self._owner is not None else None
-        if owner is not None and owner is not module:
-            name = type(self).__name__
-            raise ValueError(
-                f"this {name} object already drives another module, and a strategy keeps "
-                f"per-run state (weights, step counts) that both runs would share; give each "
-                f"module its own: a new {name}(...) or copy.deepcopy(strategy)"
-            )
+        return owner is not None and owner is not module
 
     name: ClassVar[str] = ""
     uses_adapters: ClassVar[bool] = False

@@ -278,19 +278,23 @@ def test_a_loss_named_total_is_refused():
         _Plain(_plain_net(), loss_names=("total", "boundary"))
 
 
-def test_one_strategy_object_cannot_drive_two_live_modules():
+def test_one_strategy_object_is_not_shared_by_two_live_modules():
     """A strategy keeps per-run state (EMA weights, counters): before, a ReweightStrategy
-    reused across the modules of a sweep was shared by their runs in silence."""
+    reused across the modules of a sweep was shared by their runs in silence. The second
+    module now gets a copy, with a warning."""
     strategy = ReweightStrategy()
     first = _Plain(_plain_net(), loss_names=NAMES, strategy=strategy)
-    with pytest.raises(ValueError, match="already drives another module.*copy.deepcopy"):
-        _Plain(_plain_net(), loss_names=NAMES, strategy=strategy)
+    with pytest.warns(UserWarning, match="already drives another module; this module gets a"):
+        second = _Plain(_plain_net(), loss_names=NAMES, strategy=strategy)
+    assert second.strategy is not strategy and second.strategy_name == "reweight"
+    assert first.strategy is strategy
     other = _Plain(_plain_net(), loss_names=NAMES)
-    with pytest.raises(ValueError, match="already drives another module"):
+    with pytest.warns(UserWarning, match="already drives another module"):
         other.set_strategy(strategy)
-    assert other.strategy_name == "none"  # the refused switch changed nothing
-    assert _Plain(_plain_net(), loss_names=NAMES, strategy=copy.deepcopy(strategy)).strategy
-    first.set_strategy(strategy)  # its own module may adopt it again
+    assert other.strategy is not strategy
+    first.set_strategy(strategy)  # its own module adopts it again, no copy
+    assert first.strategy is strategy
     del first
     gc.collect()
     assert _Plain(_plain_net(), loss_names=NAMES, strategy=strategy).strategy is strategy
+    assert copy.deepcopy(strategy)._owner is None  # a copy belongs to no module
