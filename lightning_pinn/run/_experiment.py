@@ -94,7 +94,8 @@ def _cleared_on_early_failure(out: Path, name: str, module: PINNModule) -> Itera
         yield
     except BaseException:
         if module.train_steps == 0:
-            new = [fresh] if fresh is not None else set(run.iterdir()) - before
+            now = set(run.iterdir()) if run.is_dir() else set()
+            new = [fresh] if fresh is not None else now - before
             for path in new:
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
