@@ -35,6 +35,7 @@ from lightning_pinn._step import (
 )
 from lightning_pinn._switch import adopt, plan_switch, switch_strategy
 from lightning_pinn._validation import ReferenceValidation
+from lightning_pinn._values import check_flag
 from lightning_pinn.metrics import RelativeL2Error
 from lightning_pinn.optim import FirstOrderName, LBFGSPhase, LBFGSRun, WarmupExponential
 from lightning_pinn.optim._phase_step import (
@@ -164,9 +165,6 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         )
         schedule, lbfgs = check_phases(schedule, lbfgs, lr_decay_rate)
         check_finite_check(finite_check, optimizer)
-        for flag, value in (("fp32_losses", fp32_losses), ("tune_allocator", tune_allocator)):
-            if not isinstance(value, bool):  # a string such as "no" is truthy
-                raise TypeError(f"{flag} must be True or False, got {value!r}")
         validate_strategy_options(strategy_options)
         self.save_hyperparameters(ignore=["model", "trunk", "problem"])
         drop_callables(self.hparams)  # predicates (target=...) cannot be pickled safely
@@ -189,8 +187,8 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         self.finite_check = finite_check
         self._finite_deferred = False  # resolved with the optimizer (configure_optimizers)
         self._deferred_counters: DeferredCounters | None = None
-        self.fp32_losses = fp32_losses
-        self.tune_allocator = bool(tune_allocator)
+        self.fp32_losses = check_flag("fp32_losses", fp32_losses)
+        self.tune_allocator = check_flag("tune_allocator", tune_allocator)
         self.field_names = tuple(field_names) if field_names is not None else None
         # Options for strategies built from a name later (set_strategy("adapters"), the
         # callback's switch); the active strategy owns its own options.
@@ -306,7 +304,7 @@ class PINNModule(LatestStepViews, ParameterViews, ReferenceValidation, L.Lightni
         return getattr(self.trainer.precision_plugin, "scaler", None)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and str(self.trainer.precision) in ("16-true", "16"):
+        if stage == "fit" and self.trainer.precision == "16-true":
             raise ValueError(
                 "precision='16-true' keeps the weights, the optimizer state and the PDE "
                 "derivatives in float16: Adam's eps (1e-8) rounds to 0 there, so its first step "

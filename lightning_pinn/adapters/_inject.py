@@ -150,7 +150,8 @@ def select_layers(
         for name, m in trunk.named_modules()
         if isinstance(m, nn.Linear) and match(name, m)
     ]
-    if isinstance(target, Sequence) and not isinstance(target, str):  # exact names
+    by_name = isinstance(target, Sequence) and not isinstance(target, str)
+    if by_name:  # exact names: each must be an nn.Linear of the trunk
         linear = [n for n, m in trunk.named_modules() if isinstance(m, nn.Linear)]
         missing = [n for n in target if n not in linear]
         if missing:
@@ -159,7 +160,7 @@ def select_layers(
                 f"nn.Linear layers are {linear} (names as in trunk.named_modules())"
             )
     named = [name for name, m in chosen if id(m) in unused]
-    if named and isinstance(target, Sequence) and not isinstance(target, str):  # by name
+    if named and by_name:
         raise ValueError(
             f"target={target!r} names {named}, an nn.Linear inside nn.MultiheadAttention, "
             "which reads the layer's weight directly and never calls it: an adapter there "

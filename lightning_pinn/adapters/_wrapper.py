@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import operator
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from lightning_pinn._values import check_integer
 from lightning_pinn.adapters._inject import Target, check_num_losses, inject_adapters
 from lightning_pinn.adapters._layer import AdapterForm, AdapterLinear, Selection
 
@@ -127,14 +127,7 @@ class PerLossAdapter(nn.Module):
         if not isinstance(trunk, nn.Module):
             raise TypeError(f"trunk must be an nn.Module, got {type(trunk).__name__}")
         check_num_losses(num_losses)
-        try:
-            if isinstance(seed, bool):
-                raise TypeError
-            seed = operator.index(seed)  # ints, numpy and 0-d torch integers; not 1.5 or "1"
-        except TypeError:
-            raise TypeError(
-                f"seed must be an integer (the seed of the A factors), got {seed!r}"
-            ) from None
+        seed = check_integer("seed", seed)  # ints, NumPy and 0-d torch integers
         prediction = check_predict_with(predict_with, num_losses)
         root, _ = inject_adapters(
             trunk, num_losses, rank=rank, alpha=alpha, target=target, seed=seed, form=form

@@ -301,11 +301,12 @@ def _drop_cut_record(path: Path) -> None:
     appended starts on a line of its own instead of joining it."""
     if not path.exists() or path.stat().st_size == 0:
         return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
     with path.open("r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":  # the usual case: one byte read, not the whole file
+            return
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)
 
 
 def _asked_recipe(record: Mapping[str, Any]) -> tuple[str | None, bool]:

@@ -14,6 +14,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_pinn._snapshot import to_cpu
+from lightning_pinn._values import check_flag, is_integer
 from lightning_pinn.callbacks._after_probe import AfterProbe
 from lightning_pinn.callbacks._checks import (
     check_alone,
@@ -174,15 +175,14 @@ class ConflictCallback(Callback):
                 f"probe_steps >= {MIN_FINITE_STEPS} (the default is 1000)"
             )
         if log_every_n_steps is not None and (
-            not _is_int(log_every_n_steps) or log_every_n_steps < 0
+            not is_integer(log_every_n_steps) or log_every_n_steps < 0
         ):
             raise ValueError(
                 f"log_every_n_steps must be an integer >= 0 or None, got {log_every_n_steps!r}"
             )
-        if rate_window is not None and (not _is_int(rate_window) or rate_window < 1):
+        if rate_window is not None and (not is_integer(rate_window) or rate_window < 1):
             raise ValueError(f"rate_window must be an integer >= 1 or None, got {rate_window!r}")
-        if not isinstance(auto_switch, bool):  # "no" is truthy: it would switch
-            raise TypeError(f"auto_switch must be True or False, got {auto_switch!r}")
+        check_flag("auto_switch", auto_switch)  # "no" is truthy: it would switch
         validate_thresholds(tau_dir, tau_mag, tau_cos)
         check_trial_arguments(trial_steps, auto_switch, trial_score, trial_margin)
         window = check_reprobe_arguments(
@@ -407,7 +407,3 @@ class ConflictCallback(Callback):
             tau_cos=self.tau_cos,
             output_dir=self.output_dir,
         )  # fmt: skip
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

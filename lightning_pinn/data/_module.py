@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from lightning_pinn._values import check_integer
 from lightning_pinn.data._regions import _METHODS, PointSet, Region, SamplingMethod
 from lightning_pinn.data._stream import _CollocationStream, _Slices
 
@@ -68,17 +68,13 @@ class CollocationDataModule(L.LightningDataModule):
         self.sets: dict[str, PointSet] = {
             name: ps if isinstance(ps, PointSet) else PointSet(*ps) for name, ps in sets.items()
         }
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an integer, got {seed!r}")  # 1.5 was truncated
-        self.seed = int(seed)
+        self.seed = check_integer("seed", seed)  # 1.5 was truncated before
         self.method: SamplingMethod = method
         self.resample = resample
         self.eval_points = eval_points
         self.reference = reference
         self.eval_values = eval_values
-        if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int):
-            raise TypeError(f"eval_batch_size must be an integer, got {eval_batch_size!r}")
-        if eval_batch_size < 1:
+        if check_integer("eval_batch_size", eval_batch_size) < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         self.eval_batch_size = eval_batch_size
         self.consumed = 0  # training batches handed to the model so far

@@ -7,12 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_pinn.strategies._rules import (
-    ReweightRule,
-    check_flag,
-    check_fraction,
-    check_positive,
-)
+from lightning_pinn._values import check_flag, check_integer
+from lightning_pinn.strategies._rules import ReweightRule, check_fraction, check_positive
 
 __all__ = ["ReLoBRaLoRule"]
 
@@ -58,12 +54,10 @@ class ReLoBRaLoRule(ReweightRule):
         self.alpha = check_fraction("alpha", alpha)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"rho must be in [0, 1], got {rho!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an integer, got {seed!r}")  # 1.5 was truncated
         self.temperature = check_positive("temperature", temperature)
         self.rho = float(rho)
         self.expected_rho = check_flag("expected_rho", expected_rho)
-        self.seed = seed
+        self.seed = check_integer("seed", seed)
         self.eps = check_positive("eps", eps)
         self.last_losses = torch.ones(0)
         self.init_losses = torch.ones(0)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from lightning_pinn._values import check_flag
 from lightning_pinn.strategies._base import Bindable
 
 __all__ = [
@@ -29,13 +30,6 @@ __all__ = [
 ]
 
 _TINY = 1e-30
-
-
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a bool (``bool("no")`` is True, so strings are refused)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def check_positive(name: str, value: object) -> float:

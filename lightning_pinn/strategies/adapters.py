@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from lightning_pinn._values import check_integer
 from lightning_pinn.adapters import MODES, PREDICTIONS, AdapterForm, Mode, Target
 from lightning_pinn.adapters._inject import WIDE
 from lightning_pinn.gradients import row_norms
@@ -150,9 +151,7 @@ class AdapterStrategy(ReweightStrategy):
         self.routing = routing
         self.adapter_lr_mult = float(adapter_lr_mult)
         self.target = target
-        if isinstance(adapter_seed, bool) or not isinstance(adapter_seed, int):
-            raise TypeError(f"adapter_seed must be an integer, got {adapter_seed!r}")
-        self.adapter_seed = adapter_seed
+        self.adapter_seed = check_integer("adapter_seed", adapter_seed)
         self.mode = mode
         self.predict_with = predict_with
         self.form = form

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_pinn._values import check_flag, check_integer
 from lightning_pinn.strategies._base import Strategy
 
 __all__ = ["AGGREGATOR_NAMES", "SurgeryStrategy", "build_aggregator"]
@@ -120,12 +121,8 @@ class SurgeryStrategy(Strategy):
         surgery_seed: int = 0,
     ) -> None:
         self.aggregator = aggregator
-        if not isinstance(blockwise, bool):  # bool("no") is True
-            raise TypeError(f"blockwise must be True or False, got {blockwise!r}")
-        self.blockwise = blockwise
-        if isinstance(surgery_seed, bool) or not isinstance(surgery_seed, int):
-            raise TypeError(f"surgery_seed must be an integer, got {surgery_seed!r}")
-        self.surgery_seed = surgery_seed
+        self.blockwise = check_flag("blockwise", blockwise)
+        self.surgery_seed = check_integer("surgery_seed", surgery_seed)
         self._key = _normalise(aggregator) if isinstance(aggregator, str) else aggregator
         self._agg: Any = build_aggregator(aggregator)
         self.step = 0
